@@ -1,0 +1,360 @@
+// Package emulator is the local authentication cloud: the backend REST API of
+// cloud-api.md (Nevis Authentication Cloud compatible), the device API of
+// device-api.md (dispatch tokens, FIDO UAF 1.1 registration and
+// authentication, push inbox, decline, deregistration) and a token issuer,
+// served with net/http on loopback. It shares only wire-format packages with
+// the phone SDK.
+//
+// A Server works in memory by default; WithStore plugs in another Store.
+package emulator
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
+)
+
+// Server is an emulated authentication cloud. Create it with New; it is safe
+// for concurrent use.
+type Server struct {
+	cfg    config
+	store  Store
+	issuer *issuer
+	hub    *hub
+	mux    *http.ServeMux
+
+	mu      sync.RWMutex
+	baseURL string
+	httpSrv *http.Server
+	ln      net.Listener
+}
+
+type config struct {
+	accessKey   string
+	enrollTTL   time.Duration
+	approvalTTL time.Duration
+	tokenTTL    time.Duration
+	intentTTL   time.Duration
+	logger      *slog.Logger
+	store       Store
+	now         func() time.Time
+	baseURL     string
+}
+
+// Option configures a Server.
+type Option func(*config)
+
+// WithAccessKey fixes the backend access key (otherwise a new HS512 JWT).
+func WithAccessKey(k string) Option { return func(c *config) { c.accessKey = k } }
+
+// WithEnrollTTL sets how long an enrolment stays pending (default 5 minutes).
+func WithEnrollTTL(d time.Duration) Option { return func(c *config) { c.enrollTTL = d } }
+
+// WithApprovalTTL sets how long an approval stays pending (default 2 minutes).
+func WithApprovalTTL(d time.Duration) Option { return func(c *config) { c.approvalTTL = d } }
+
+// WithLogger sets the request logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithStore sets where state lives (default: memory).
+func WithStore(s Store) Option { return func(c *config) { c.store = s } }
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithBaseURL fixes the public base URL (otherwise the listening address).
+func WithBaseURL(u string) Option { return func(c *config) { c.baseURL = strings.TrimRight(u, "/") } }
+
+// New creates a Server.
+func New(opts ...Option) (*Server, error) {
+	cfg := config{
+		enrollTTL: 5 * time.Minute, approvalTTL: 2 * time.Minute,
+		tokenTTL: 10 * time.Minute, intentTTL: 5 * time.Minute,
+		logger: slog.New(slog.DiscardHandler), now: time.Now,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	is, err := newIssuer()
+	if err != nil {
+		return nil, fmt.Errorf("emulator: make signing key: %w", err)
+	}
+	if cfg.accessKey == "" {
+		if cfg.accessKey, err = accessKeyJWT("authphone-emulator", cfg.now()); err != nil {
+			return nil, fmt.Errorf("emulator: make access key: %w", err)
+		}
+	}
+	if cfg.store == nil {
+		cfg.store = NewMemoryStore()
+	}
+	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL}
+	s.routes()
+	return s, nil
+}
+
+// AccessKey is the backend access key.
+func (s *Server) AccessKey() string { return s.cfg.accessKey }
+
+// URL is the base URL, once known (after Start, or from WithBaseURL).
+func (s *Server) URL() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.baseURL
+}
+
+// Handler serves the whole API. Without WithBaseURL or Start, the base URL is
+// taken from the first request's Host.
+func (s *Server) Handler() http.Handler { return s.logRequests(s.mux) }
+
+// Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
+// It returns once the listener is bound; URL then answers.
+func (s *Server) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("emulator: listen on %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	if s.baseURL == "" {
+		s.baseURL = "http://" + ln.Addr().String()
+	}
+	s.ln = ln
+	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := s.httpSrv
+	s.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+	return nil
+}
+
+// Close stops a started server, waiting for requests in flight (long-polls
+// are cut short) up to ctx's deadline.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.httpSrv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	s.hub.Signal(shutdownKey)
+	return srv.Shutdown(ctx)
+}
+
+const shutdownKey = "\x00shutdown"
+
+func (s *Server) base(r *http.Request) string {
+	s.mu.RLock()
+	b := s.baseURL
+	s.mu.RUnlock()
+	if b != "" {
+		return b
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.baseURL == "" {
+		s.baseURL = "http://" + r.Host
+	}
+	return s.baseURL
+}
+
+func (s *Server) now() time.Time { return s.cfg.now().UTC() }
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET "+cloudapi.PathPing, s.backendAuth(s.handlePing))
+	m.HandleFunc("POST "+cloudapi.PathEnroll, s.handleEnroll)
+	m.HandleFunc("POST "+cloudapi.PathApproval, s.handleApproval)
+	m.HandleFunc("POST "+cloudapi.PathStatus, s.handleStatus)
+	m.HandleFunc("POST "+cloudapi.PathIntrospect, s.backendAuth(s.handleIntrospect))
+	m.HandleFunc("POST "+cloudapi.PathIntent, s.backendAuth(s.handleIntent))
+	m.HandleFunc("GET "+cloudapi.PathUsers, s.backendAuth(s.handleFindUser))
+	m.HandleFunc("GET "+cloudapi.PathUsers+"/{userId}", s.backendAuth(s.handleGetUser))
+	m.HandleFunc("PATCH "+cloudapi.PathUsers+"/{userId}", s.backendAuth(s.handlePatchUser))
+	m.HandleFunc("DELETE "+cloudapi.PathUsers+"/{userId}", s.backendAuth(s.handleDeleteUser))
+	m.HandleFunc("DELETE "+cloudapi.PathAuthenticators+"/{authenticatorId}", s.backendAuth(s.handleDeleteAuthenticator))
+
+	m.HandleFunc("POST "+deviceapi.PathRedeem+"{kind}", s.handleRedeem)
+	m.HandleFunc("POST "+deviceapi.PathRegistration, s.handleRegistration)
+	m.HandleFunc("POST "+deviceapi.PathAuthentication, s.handleAuthentication)
+	m.HandleFunc("POST "+deviceapi.PathDeregistration, s.handleDeregistration)
+	m.HandleFunc("POST "+deviceapi.PathDispatchTargets, s.handleDispatchTarget)
+	m.HandleFunc("GET "+deviceapi.PathInbox, s.handleInbox)
+	m.HandleFunc("POST "+deviceapi.PathDecline, s.handleDecline)
+	m.HandleFunc("GET "+deviceapi.PathFacets, s.handleFacets)
+	m.HandleFunc("GET /open", s.handleOpen)
+	m.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// apiError is an error with the HTTP status to answer.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func errf(status int, format string, a ...any) error {
+	return &apiError{status: status, msg: fmt.Sprintf(format, a...)}
+}
+
+// writeError writes the Spring-style error body.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, cloudapi.ErrorBody{Status: status, Error: http.StatusText(status), Message: msg})
+}
+
+// fail answers err: an apiError as itself, anything else as a 500 without
+// details (they go to the log).
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		writeError(w, ae.status, ae.msg)
+		return
+	}
+	s.cfg.logger.Error("internal error", "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal error; see the emulator's log")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes a JSON body of at most cloudapi.MaxBody bytes.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, _ := mime.ParseMediaType(ct)
+		if mt != "application/json" && mt != "application/fido+uaf" {
+			return errf(http.StatusUnsupportedMediaType, "content type %q is not supported; send application/json", ct)
+		}
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return errf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
+	}
+	return nil
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cloudapi.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errf(http.StatusRequestEntityTooLarge, "request body is over %d bytes", cloudapi.MaxBody)
+		}
+		return nil, errf(http.StatusBadRequest, "read request body: %v", err)
+	}
+	return b, nil
+}
+
+// backendAuth requires the access key.
+func (s *Server) backendAuth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.isAccessKey(r) {
+			writeError(w, http.StatusUnauthorized, "missing or wrong access key: send Authorization: Bearer <access key>")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func bearer(r *http.Request) string {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	return strings.TrimSpace(tok)
+}
+
+func (s *Server) isAccessKey(r *http.Request) bool {
+	tok := bearer(r)
+	return tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.accessKey)) == 1
+}
+
+// parseWait reads ?wait=DURATION, capped at cloudapi.MaxWait.
+func parseWait(r *http.Request) (time.Duration, error) {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, errf(http.StatusBadRequest, "wait=%q is not a duration such as 30s", v)
+	}
+	return min(d, cloudapi.MaxWait), nil
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		s.cfg.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+	})
+}
+
+func (s *Server) handlePing(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, "PONG")
+}
+
+func (s *Server) handleFacets(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"trustedFacets": []any{map[string]any{
+		"version": map[string]int{"major": 1, "minor": 1}, "ids": []string{s.base(r), "authphone:cli"}}}})
+}
+
+func (s *Server) handleJWKS(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "max-age=60")
+	writeJSON(w, http.StatusOK, s.issuer.jwks(s.now()))
+}
+
+// handleOpen answers an app link opened in a browser: it shows the payload.
+func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Query().Get("dispatchTokenResponse")
+	if p == "" {
+		writeError(w, http.StatusBadRequest, "the link has no dispatchTokenResponse parameter")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "Open this link with authphone:\n\n  authphone scan '%s%s'\n", s.base(r), r.URL.RequestURI())
+}
+
+func jsonUnmarshal(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return errf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
+	}
+	return nil
+}

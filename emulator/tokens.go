@@ -1,0 +1,188 @@
+package emulator
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+)
+
+// signingKey is one of the cloud's ES256 keys.
+type signingKey struct {
+	kid     string
+	priv    *ecdsa.PrivateKey
+	jwk     jwk.Key // private, with kid and alg
+	pub     jwk.Key
+	retired time.Time // zero while current; old keys stay published until their tokens expire
+}
+
+// issuer signs and checks the cloud's tokens.
+type issuer struct {
+	mu     sync.RWMutex
+	keys   []*signingKey // last is current
+	secret []byte        // HMAC key for status tokens
+}
+
+func newIssuer() (*issuer, error) {
+	is := &issuer{secret: make([]byte, 32)}
+	if _, err := rand.Read(is.secret); err != nil {
+		return nil, err
+	}
+	if _, err := is.rotate(time.Time{}); err != nil {
+		return nil, err
+	}
+	return is, nil
+}
+
+// rotate adds a new current key and returns its kid; the previous key stays
+// in the JWKS until retiredUntil.
+func (is *issuer) rotate(retiredUntil time.Time) (string, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	k, err := jwk.Import(priv)
+	if err != nil {
+		return "", err
+	}
+	kid := "emu-" + uuid.NewString()[:8]
+	_ = k.Set(jwk.KeyIDKey, kid)
+	_ = k.Set(jwk.AlgorithmKey, jwa.ES256())
+	pub, err := k.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	_ = pub.Set(jwk.KeyUsageKey, "sig")
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if n := len(is.keys); n > 0 {
+		is.keys[n-1].retired = retiredUntil
+	}
+	is.keys = append(is.keys, &signingKey{kid: kid, priv: priv, jwk: k, pub: pub})
+	return kid, nil
+}
+
+// jwks returns the public keys still in use.
+func (is *issuer) jwks(now time.Time) jwk.Set {
+	set := jwk.NewSet()
+	is.mu.RLock()
+	defer is.mu.RUnlock()
+	for _, k := range is.keys {
+		if k.retired.IsZero() || now.Before(k.retired) {
+			_ = set.AddKey(k.pub)
+		}
+	}
+	return set
+}
+
+// sign signs a JWT with the current key.
+func (is *issuer) sign(tok jwt.Token) (string, error) {
+	is.mu.RLock()
+	k := is.keys[len(is.keys)-1].jwk
+	is.mu.RUnlock()
+	b, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), k))
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	return string(b), nil
+}
+
+// parse verifies a JWT with the published keys and validates its times.
+func (is *issuer) parse(s string, now time.Time) (jwt.Token, error) {
+	return jwt.ParseString(s, jwt.WithKeySet(is.jwks(now)), jwt.WithValidate(true),
+		jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })))
+}
+
+// newJWT builds a token with the registered claims every cloud token has.
+func newJWT(iss, sub, aud, scope string, now time.Time, ttl time.Duration) (jwt.Token, string) {
+	jti := uuid.NewString()
+	b := jwt.NewBuilder().Issuer(iss).Subject(sub).IssuedAt(now).NotBefore(now).
+		Expiration(now.Add(ttl)).JwtID(jti)
+	if aud != "" {
+		b = b.Audience([]string{aud})
+	}
+	tok, _ := b.Build()
+	if scope != "" {
+		_ = tok.Set("scope", scope)
+	}
+	return tok, jti
+}
+
+const statusTokenPrefix = "st."
+
+// statusToken is "st." + transactionId + "." + base64url(HMAC(transactionId)):
+// the cloud can tell a forged token (400) from one it forgot (unknown).
+func (is *issuer) statusToken(txID string) string {
+	return statusTokenPrefix + txID + "." + is.mac("status", txID)
+}
+
+// checkStatusToken returns the transaction id of a genuine status token.
+func (is *issuer) checkStatusToken(tok string) (string, bool) {
+	rest, ok := strings.CutPrefix(tok, statusTokenPrefix)
+	if !ok {
+		return "", false
+	}
+	id, mac, ok := strings.Cut(rest, ".")
+	if !ok || uuid.Validate(id) != nil {
+		return "", false
+	}
+	return id, hmac.Equal([]byte(mac), []byte(is.mac("status", id)))
+}
+
+func (is *issuer) mac(purpose, s string) string {
+	m := hmac.New(sha256.New, is.secret)
+	m.Write([]byte(purpose + "\x00" + s))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// randomToken returns a prefixed random opaque token.
+func randomToken(prefix string) string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// accessKeyJWT makes an HS512 JWT like the real cloud's access keys.
+func accessKeyJWT(iss string, now time.Time) (string, error) {
+	secret := make([]byte, 64)
+	if _, err := rand.Read(secret); err != nil {
+		return "", err
+	}
+	tok, _ := jwt.NewBuilder().Issuer(iss).Subject("authphone-emulator").IssuedAt(now).
+		JwtID(uuid.NewString()).Claim("scope", "backend").Build()
+	b, err := jwt.Sign(tok, jwt.WithKey(jwa.HS512(), secret))
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// jwtClaims reads a JWT's claims without verifying it (for introspecting the
+// access key, which the emulator compares by value).
+func jwtClaims(s string) map[string]any {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	return m
+}

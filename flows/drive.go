@@ -1,0 +1,47 @@
+package flows
+
+// Answerer answers a flow that waits for input, by calling the flow's
+// Confirm, InputSecondFactor or Cancel.
+type Answerer func(f *Flow, u Update)
+
+// Drive reads f's updates to the end, passing each to onUpdate (if not nil)
+// and each WAIT_FOR_INPUT to answer; it returns the final update.
+func Drive(f *Flow, answer Answerer, onUpdate func(Update)) Update {
+	var last Update
+	for u := range f.Updates() {
+		last = u
+		if onUpdate != nil {
+			onUpdate(u)
+		}
+		if u.State == WaitForInput {
+			answer(f, u)
+		}
+	}
+	return last
+}
+
+// Answers is a scripted user, for the CLI and tests: it confirms or declines,
+// enters PIN to verify and NewPIN to set, and gives up (cancels) after a
+// wrong PIN unless Retry is set.
+type Answers struct {
+	Confirm bool
+	PIN     string
+	NewPIN  string
+	Retry   bool
+}
+
+// Answer implements Answerer.
+func (a Answers) Answer(f *Flow, u Update) {
+	switch u.CurrentInteraction.Type {
+	case Confirm, ConfirmTransaction:
+		_ = f.Confirm(a.Confirm)
+	case VerifySecondFactor:
+		if u.PreviousResult == PINFail && !a.Retry {
+			f.CancelWith(ErrWrongPIN)
+			return
+		}
+		_ = f.InputSecondFactor(a.PIN)
+	case SetSecondFactor:
+		_ = f.InputSecondFactor(a.NewPIN)
+	}
+}

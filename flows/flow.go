@@ -1,0 +1,253 @@
+package flows
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// Work is the body of a flow, supplied by the SDK. It reports progress and
+// asks for input through s, and returns nil for DONE or an error for ERROR.
+type Work func(ctx context.Context, s *Step) error
+
+// Flow is a running flow. Read its Updates until a final one; answer while
+// it waits for input.
+type Flow struct {
+	typ     Type
+	updates chan Update
+	answers chan answer
+	cancel  context.CancelCauseFunc
+
+	mu      sync.Mutex
+	waiting InteractionType // zero unless waiting for input
+	state   State
+	account *Account
+	ended   chan struct{}
+}
+
+type answer struct {
+	confirm *bool
+	pin     *string
+}
+
+// Runner starts flows, one at a time. The zero value is ready to use.
+type Runner struct {
+	mu     sync.Mutex
+	active *Flow
+}
+
+// Start runs work as a flow of type typ in a new goroutine. It fails with
+// ErrFlowActive while another flow of this runner has not ended.
+func (r *Runner) Start(ctx context.Context, typ Type, account *Account, work Work) (*Flow, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.active != nil {
+		select {
+		case <-r.active.ended:
+		default:
+			return nil, fmt.Errorf("%w (%s); finish or cancel it first", ErrFlowActive, r.active.typ)
+		}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	f := &Flow{typ: typ, updates: make(chan Update, 16), answers: make(chan answer), cancel: cancel,
+		account: account, ended: make(chan struct{})}
+	r.active = f
+	go f.run(ctx, work)
+	return f, nil
+}
+
+func (f *Flow) run(ctx context.Context, work Work) {
+	defer f.cancel(nil)
+	s := &Step{f: f}
+	err := work(ctx, s)
+	if err == nil && ctx.Err() != nil {
+		err = cancelled(ctx)
+	}
+	f.mu.Lock()
+	final := Update{Type: f.typ, State: Done, Account: f.account, PreviousResult: s.prev}
+	if err != nil {
+		final.State, final.Err = Error, err
+	}
+	f.state = final.State
+	f.waiting = 0
+	f.mu.Unlock()
+	f.updates <- final
+	close(f.updates)
+	close(f.ended)
+}
+
+// Type is the flow's type.
+func (f *Flow) Type() Type { return f.typ }
+
+// Updates delivers every update, the final one last; then it is closed.
+func (f *Flow) Updates() <-chan Update { return f.updates }
+
+// Done is closed when the flow has ended.
+func (f *Flow) Done() <-chan struct{} { return f.ended }
+
+// Confirm answers CONFIRM or CONFIRM_TRANSACTION: yes approves, no declines.
+func (f *Flow) Confirm(yes bool) error {
+	return f.answer(answer{confirm: &yes}, Confirm, ConfirmTransaction)
+}
+
+// InputSecondFactor answers VERIFY_SECOND_FACTOR or SET_SECOND_FACTOR.
+func (f *Flow) InputSecondFactor(pin string) error {
+	return f.answer(answer{pin: &pin}, VerifySecondFactor, SetSecondFactor)
+}
+
+// Cancel ends the flow in ERROR (cancelled); where a transaction was pending
+// the SDK declines it.
+func (f *Flow) Cancel() { f.cancel(ErrCancelled) }
+
+// CancelWith ends the flow in ERROR with cause (e.g. ErrWrongPIN when a
+// scripted user has no other PIN to try).
+func (f *Flow) CancelWith(cause error) { f.cancel(cause) }
+
+func (f *Flow) answer(a answer, accepted ...InteractionType) error {
+	f.mu.Lock()
+	w := f.waiting
+	f.mu.Unlock()
+	select {
+	case <-f.ended:
+		return ErrFlowEnded
+	default:
+	}
+	ok := false
+	for _, t := range accepted {
+		ok = ok || t == w
+	}
+	if !ok {
+		return fmt.Errorf("%w (waiting for %s)", ErrNotWaiting, w)
+	}
+	select {
+	case f.answers <- a:
+		return nil
+	case <-f.ended:
+		return ErrFlowEnded
+	}
+}
+
+// Step is the flow's side of the conversation, given to Work.
+type Step struct {
+	f    *Flow
+	prev Result
+}
+
+// SetAccount names the account the flow concerns from now on.
+func (s *Step) SetAccount(a *Account) {
+	s.f.mu.Lock()
+	s.f.account = a
+	s.f.mu.Unlock()
+}
+
+// Processing reports that the flow is working. Repeated calls without an
+// interaction between them report once.
+func (s *Step) Processing() {
+	f := s.f
+	f.mu.Lock()
+	if f.state == Processing {
+		f.mu.Unlock()
+		return
+	}
+	f.state = Processing
+	u := Update{Type: f.typ, State: Processing, Account: f.account, PreviousResult: s.prev}
+	f.mu.Unlock()
+	f.updates <- u
+}
+
+// ask reports WAIT_FOR_INPUT and blocks for the answer.
+func (s *Step) ask(ctx context.Context, in Interaction) (answer, error) {
+	f := s.f
+	f.mu.Lock()
+	f.state, f.waiting = WaitForInput, in.Type
+	u := Update{Type: f.typ, State: WaitForInput, CurrentInteraction: &in, Account: f.account, PreviousResult: s.prev}
+	f.mu.Unlock()
+	f.updates <- u
+	select {
+	case a := <-f.answers:
+		f.mu.Lock()
+		f.waiting = 0
+		f.mu.Unlock()
+		s.Processing()
+		return a, nil
+	case <-ctx.Done():
+		return answer{}, cancelled(ctx)
+	}
+}
+
+// Confirm asks the user to approve (CONFIRM, or CONFIRM_TRANSACTION when
+// text is not empty). A "no" returns ErrDeclined.
+func (s *Step) Confirm(ctx context.Context, text string, details map[string]string) error {
+	in := Interaction{Type: Confirm, Details: details}
+	if text != "" {
+		in.Type, in.TransactionText = ConfirmTransaction, text
+	}
+	a, err := s.ask(ctx, in)
+	if err != nil {
+		return err
+	}
+	if !*a.confirm {
+		return ErrDeclined
+	}
+	s.prev = Success
+	return nil
+}
+
+// SetPIN asks the user to choose a PIN (SET_SECOND_FACTOR); valid checks it
+// and may return an error to ask again.
+func (s *Step) SetPIN(ctx context.Context, valid func(string) error) (string, error) {
+	for {
+		a, err := s.ask(ctx, Interaction{Type: SetSecondFactor})
+		if err != nil {
+			return "", err
+		}
+		if err := valid(*a.pin); err != nil {
+			return "", err
+		}
+		s.prev = Success
+		return *a.pin, nil
+	}
+}
+
+// PINCheck checks one PIN attempt: whether it was right, and how many
+// attempts are left afterwards (it persists the count). A check that returns
+// retriesLeft 0 on a wrong PIN locks the flow.
+type PINCheck func(ctx context.Context, pin string) (ok bool, retriesLeft int, err error)
+
+// VerifyPIN asks for the PIN (VERIFY_SECOND_FACTOR) until check accepts one;
+// after a wrong one it asks again with PIN_FAIL and the retries left; when
+// none are left it returns ErrLocked.
+func (s *Step) VerifyPIN(ctx context.Context, retriesLeft int, check PINCheck) error {
+	if retriesLeft <= 0 {
+		return ErrLocked
+	}
+	for {
+		a, err := s.ask(ctx, Interaction{Type: VerifySecondFactor, RetriesLeft: retriesLeft})
+		if err != nil {
+			return err
+		}
+		ok, left, err := check(ctx, *a.pin)
+		if err != nil {
+			return err
+		}
+		if ok {
+			s.prev = Success
+			return nil
+		}
+		s.prev = PINFail
+		if left <= 0 {
+			return ErrLocked
+		}
+		retriesLeft = left
+	}
+}
+
+// cancelled is the error of a flow whose context ended: the cause given to
+// CancelWith, ErrCancelled, or the parent's reason (deadline, interrupt).
+func cancelled(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if cause == ErrCancelled || cause == ErrWrongPIN {
+		return cause
+	}
+	return fmt.Errorf("%w: %w", ErrCancelled, cause)
+}

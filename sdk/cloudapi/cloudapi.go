@@ -1,0 +1,239 @@
+// Package cloudapi holds the JSON types of the cloud's backend-facing REST
+// API (cloud-api.md, Nevis Authentication Cloud compatible) and the rules
+// both sides apply to its input. The emulator serves these types and the
+// backend client sends them; the package does no I/O.
+package cloudapi
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Paths of the backend API.
+const (
+	PathPing           = "/ping"
+	PathEnroll         = "/api/v1/users/enroll"
+	PathApproval       = "/api/v1/approval"
+	PathStatus         = "/api/v1/status"
+	PathIntrospect     = "/api/v1/introspect"
+	PathIntent         = "/api/v1/intent"
+	PathUsers          = "/api/v1/users"
+	PathAuthenticators = "/api/v1/authenticators"
+)
+
+// Channels of enroll and approval.
+const (
+	ChannelApp  = "app"
+	ChannelPush = "push"
+)
+
+// Transaction statuses.
+const (
+	StatusPending   = "pending"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+	StatusUnknown   = "unknown"
+)
+
+// User statuses.
+const (
+	UserNew    = "new"
+	UserActive = "active"
+)
+
+// Intent operations.
+const (
+	OperationEnroll  = "enroll"
+	OperationApprove = "approve"
+)
+
+// MaxBody is the largest request body the API accepts.
+const MaxBody = 64 << 10
+
+// MaxWait is the longest ?wait= the API honours.
+const MaxWait = 60 * time.Second
+
+// MaxAuthenticators is how many authenticators a user may have.
+const MaxAuthenticators = 10
+
+// ErrorBody is every error response.
+type ErrorBody struct {
+	Status  int    `json:"status"`
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// EnrollRequest is the body of POST /api/v1/users/enroll.
+type EnrollRequest struct {
+	Username string `json:"username,omitempty"`
+	UserID   string `json:"userId,omitempty"`
+	Channel  string `json:"channel,omitempty"`
+}
+
+// QRCode is a PNG QR code as a data: URI.
+type QRCode struct {
+	Type    string `json:"type"`
+	Size    int    `json:"size"`
+	DataURI string `json:"dataUri"`
+}
+
+// Enrollment is the enrol part of an enroll response.
+type Enrollment struct {
+	TransactionID string  `json:"transactionId"`
+	StatusToken   string  `json:"statusToken"`
+	QRCode        *QRCode `json:"qrCode,omitempty"`
+	AppLinkURI    string  `json:"appLinkUri,omitempty"`
+}
+
+// Authenticator is one registered authenticator of a user.
+type Authenticator struct {
+	AuthenticatorID   string    `json:"authenticatorId"`
+	Name              string    `json:"name"`
+	Type              string    `json:"type"`
+	AuthenticatorType string    `json:"authenticatorType"`
+	State             string    `json:"state"`
+	CreatedAt         time.Time `json:"createdAt"`
+}
+
+// User is a user, and (with Enrollment) the enroll response.
+type User struct {
+	UserID         string          `json:"userId"`
+	Username       string          `json:"username,omitempty"`
+	Status         string          `json:"status"`
+	CreatedAt      time.Time       `json:"createdAt"`
+	UpdatedAt      time.Time       `json:"updatedAt"`
+	Authenticators []Authenticator `json:"authenticators"`
+	Enrollment     *Enrollment     `json:"enrollment,omitempty"`
+}
+
+// UserList is the answer of GET /api/v1/users without a username (ours).
+type UserList struct {
+	Users []User `json:"users"`
+}
+
+// PatchUserRequest is the body of PATCH /api/v1/users/{userId} (ours).
+type PatchUserRequest struct {
+	Username string `json:"username"`
+}
+
+// ApprovalRequest is the body of POST /api/v1/approval.
+type ApprovalRequest struct {
+	Username            string `json:"username,omitempty"`
+	UserID              string `json:"userId,omitempty"`
+	Channel             string `json:"channel,omitempty"`
+	Message             string `json:"message,omitempty"`
+	NotificationMessage string `json:"notificationMessage,omitempty"`
+	AuthenticatorID     string `json:"authenticatorId,omitempty"`
+	Prompt              string `json:"prompt,omitempty"`
+}
+
+// ApprovalResponse answers POST /api/v1/approval.
+type ApprovalResponse struct {
+	TransactionID string    `json:"transactionId"`
+	StatusToken   string    `json:"statusToken"`
+	UserID        string    `json:"userId"`
+	Username      string    `json:"username,omitempty"`
+	CreatedAt     time.Time `json:"createdAt"`
+	QRCode        *QRCode   `json:"qrCode,omitempty"`
+	AppLinkURI    string    `json:"appLinkUri,omitempty"`
+}
+
+// StatusRequest is the body of POST /api/v1/status.
+type StatusRequest struct {
+	StatusToken string `json:"statusToken"`
+}
+
+// StatusResponse answers POST /api/v1/status.
+type StatusResponse struct {
+	TransactionID string    `json:"transactionId,omitempty"`
+	Status        string    `json:"status"`
+	UserID        string    `json:"userId,omitempty"`
+	Username      string    `json:"username,omitempty"`
+	Token         string    `json:"token,omitempty"`
+	CreatedAt     time.Time `json:"createdAt,omitzero"`
+	LastUpdatedAt time.Time `json:"lastUpdatedAt,omitzero"`
+}
+
+// IntentRequest is the body of POST /api/v1/intent.
+type IntentRequest struct {
+	Username  string `json:"username,omitempty"`
+	UserID    string `json:"userId,omitempty"`
+	Operation string `json:"operation"`
+}
+
+// IntentResponse answers POST /api/v1/intent.
+type IntentResponse struct {
+	Token string `json:"token"`
+}
+
+// Introspection is an RFC 7662 answer.
+type Introspection struct {
+	Active bool   `json:"active"`
+	Iat    int64  `json:"iat,omitempty"`
+	Exp    int64  `json:"exp,omitempty"`
+	Sub    string `json:"sub,omitempty"`
+	Aud    string `json:"aud,omitempty"`
+	Iss    string `json:"iss,omitempty"`
+	Jti    string `json:"jti,omitempty"`
+	Scope  string `json:"scope,omitempty"`
+}
+
+// ErrInput is matched (errors.Is) by every validation error.
+var ErrInput = errors.New("invalid input")
+
+// InputError is a validation error; its message is fit to show a user.
+type InputError struct{ Msg string }
+
+func (e *InputError) Error() string { return e.Msg }
+
+// Is makes errors.Is(err, ErrInput) true.
+func (e *InputError) Is(target error) bool { return target == ErrInput }
+
+func inputErr(format string, a ...any) error { return &InputError{Msg: fmt.Sprintf(format, a...)} }
+
+var usernameRE = regexp.MustCompile(`^[a-zA-Z0-9_.@-]{1,300}$`)
+
+// UsernameRule says what a username may contain.
+const UsernameRule = "username must be 1-300 characters of a-z A-Z 0-9 _ - . @"
+
+// ValidateUsername applies the enroll rule for usernames.
+func ValidateUsername(u string) error {
+	if !usernameRE.MatchString(u) {
+		return inputErr("%s", UsernameRule)
+	}
+	return nil
+}
+
+var tagRE = regexp.MustCompile(`<\s*(/?)\s*([^\s>/]*)([^>]*)>`)
+
+var allowedTags = map[string]bool{"html": true, "b": true, "br": true, "em": true, "i": true, "strong": true, "u": true}
+
+// ValidateMessage applies the approval rule for transaction text: only the
+// tags html, b, br, em, i, strong and u, without attributes.
+func ValidateMessage(m string) error {
+	for _, t := range tagRE.FindAllStringSubmatch(m, -1) {
+		name := strings.ToLower(t[2])
+		if !allowedTags[name] {
+			return inputErr("message may only contain the tags <html> <b> <br> <em> <i> <strong> <u>; found <%s>", t[2])
+		}
+		if attrs := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(t[3]), "/")); attrs != "" {
+			return inputErr("message tags may not have attributes; found <%s %s>", t[2], attrs)
+		}
+	}
+	return nil
+}
+
+// PlainText strips the allowed tags, turning <br> into a line break, for
+// showing a message in a terminal.
+func PlainText(m string) string {
+	return tagRE.ReplaceAllStringFunc(m, func(t string) string {
+		s := tagRE.FindStringSubmatch(t)
+		if strings.ToLower(s[2]) == "br" {
+			return "\n"
+		}
+		return ""
+	})
+}

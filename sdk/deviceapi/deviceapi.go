@@ -1,0 +1,126 @@
+// Package deviceapi holds what the phone and the cloud say to each other
+// outside UAF itself (device-api.md): paths, the redeem exchange, UAF
+// response bodies, dispatch targets, the inbox and decline. Shared by the
+// phone SDK and the emulator; it does no I/O.
+package deviceapi
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Paths of the device API.
+const (
+	PathRedeem          = "/_app/token/redeem/" // + registration|authentication|deregistration
+	PathRegistration    = "/_app/uaf/1.1/registration"
+	PathAuthentication  = "/_app/uaf/1.1/authentication"
+	PathDeregistration  = "/_app/uaf/1.1/deregistration"
+	PathDispatchTargets = "/_app/token/dispatch/targets"
+	PathInbox           = "/_app/inbox"
+	PathDecline         = "/_app/token/decline"
+	PathFacets          = "/_app/facets"
+	PathData            = "/_app/data"
+)
+
+// ContentTypeUAF is the content type of UAF bodies.
+const ContentTypeUAF = "application/fido+uaf;charset=UTF-8"
+
+// UAF status codes.
+const (
+	StatusOK                     = 1200
+	StatusAccepted               = 1202
+	StatusBadRequest             = 1400
+	StatusUnauthorized           = 1401
+	StatusForbidden              = 1403
+	StatusNotFound               = 1404
+	StatusTimeout                = 1408
+	StatusUnknownAAID            = 1480
+	StatusUnknownKeyID           = 1481
+	StatusChannelBindingRefused  = 1490
+	StatusRequestInvalid         = 1491
+	StatusUnacceptableAuthn      = 1492
+	StatusRevokedAuthenticator   = 1493
+	StatusUnacceptableKey        = 1494
+	StatusUnacceptableAlgorithm  = 1495
+	StatusUnacceptableAttest     = 1496
+	StatusUnacceptableClientCaps = 1497
+	StatusUnacceptableContent    = 1498
+	StatusInternal               = 1500
+)
+
+// AAIDs the virtual phone uses.
+const (
+	AAIDHeadless  = "F1D0#0000"
+	AAIDPIN       = "F1D0#0001"
+	AAIDBiometric = "F1D0#0003"
+)
+
+// RedeemRequest is the body of a redeem.
+type RedeemRequest struct {
+	Token string `json:"token"`
+}
+
+// RedeemResponse answers a redeem.
+type RedeemResponse struct {
+	StatusCode     int    `json:"statusCode"`
+	UAFRequest     string `json:"uafRequest"`
+	Op             string `json:"op"`
+	LifetimeMillis int64  `json:"lifetimeMillis"`
+}
+
+// StatusBody is the cloud's answer to UAF posts and device API errors.
+type StatusBody struct {
+	StatusCode  int    `json:"statusCode"`
+	Description string `json:"description,omitempty"`
+	// UserID and AuthenticatorID name what a registration created (ours).
+	UserID          string `json:"userId,omitempty"`
+	AuthenticatorID string `json:"authenticatorId,omitempty"`
+}
+
+// UAFBody carries a UAF response message to the cloud.
+type UAFBody struct {
+	UAFResponse string          `json:"uafResponse"`
+	Context     json.RawMessage `json:"context,omitempty"`
+}
+
+// DispatchTarget registers where the cloud delivers push messages.
+type DispatchTarget struct {
+	Name         string          `json:"name"`
+	DeviceID     string          `json:"deviceId"`
+	Dispatcher   string          `json:"dispatcher"`
+	Username     string          `json:"username,omitempty"`
+	SignatureKey json.RawMessage `json:"signatureKey"`
+}
+
+// DispatchTargetResponse answers a dispatch target registration.
+type DispatchTargetResponse struct {
+	ID string `json:"id"`
+}
+
+// InboxKind says what an inbox message asks for (ours).
+type InboxKind string
+
+// Inbox message kinds.
+const (
+	InboxAuthentication InboxKind = "authentication"
+	InboxDeregistration InboxKind = "deregistration"
+)
+
+// InboxMessage is one simulated push message.
+type InboxMessage struct {
+	ID                  string    `json:"id"`
+	CreatedAt           time.Time `json:"createdAt"`
+	ExpiresAt           time.Time `json:"expiresAt"`
+	Payload             string    `json:"payload"`
+	NotificationMessage string    `json:"notificationMessage,omitempty"`
+	// Kind and Message (the transaction text) are ours: they let the phone
+	// list a request without redeeming its token.
+	Kind    InboxKind `json:"kind,omitempty"`
+	Message string    `json:"message,omitempty"`
+}
+
+// DeclineRequest is the body of POST /_app/token/decline.
+type DeclineRequest struct {
+	Token  string `json:"token"`
+	Reason string `json:"reason,omitempty"`
+}
