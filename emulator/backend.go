@@ -2,7 +2,7 @@ package emulator
 
 import (
 	"context"
-		"net/http"
+	"net/http"
 	"slices"
 	"sort"
 	"time"
@@ -227,7 +227,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 }
 
 func inboxWaitKey(authenticatorID string) string { return "inbox/" + authenticatorID }
-func txWaitKey(txID string) string                { return "tx/" + txID }
+func txWaitKey(txID string) string               { return "tx/" + txID }
 
 // effectiveStatus applies expiry to a pending transaction.
 func effectiveStatus(tx *Transaction, now time.Time) string {

@@ -27,7 +27,9 @@ type devError struct {
 
 func (e *devError) Error() string { return e.msg }
 
-func deverr(status, code int, msg string) error { return &devError{status: status, code: code, msg: msg} }
+func deverr(status, code int, msg string) error {
+	return &devError{status: status, code: code, msg: msg}
+}
 
 // devFail answers the device API's error body {statusCode, description}.
 func (s *Server) devFail(w http.ResponseWriter, r *http.Request, err error) {
