@@ -127,7 +127,8 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 				return deverr(http.StatusGone, deviceapi.StatusRevokedAuthenticator, "the authenticator was removed")
 			}
 			hdr.Op, sess.Op, sess.AuthenticatorID, sess.Policy = uaf.OpAuth, string(uaf.OpAuth), a.ID, []string{a.AAID}
-			ar := uaf.AuthenticationRequest{Header: hdr, Challenge: sess.Challenge, Policy: policyOf(sess.Policy)}
+			ar := uaf.AuthenticationRequest{Header: hdr, Challenge: sess.Challenge,
+				Policy: uaf.Policy{Accepted: [][]uaf.MatchCriteria{{{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}}}}}}
 			if tx.Message != "" {
 				ar.Transaction = []uaf.Transaction{{ContentType: "text/plain", Content: uaf.B64.EncodeToString([]byte(tx.Message))}}
 			}

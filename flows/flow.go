@@ -77,7 +77,11 @@ func (f *Flow) run(ctx context.Context, work Work) {
 }
 
 // Type is the flow's type.
-func (f *Flow) Type() Type { return f.typ }
+func (f *Flow) Type() Type {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.typ
+}
 
 // Updates delivers every update, the final one last; then it is closed.
 func (f *Flow) Updates() <-chan Update { return f.updates }
@@ -131,6 +135,15 @@ func (f *Flow) answer(a answer, accepted ...InteractionType) error {
 type Step struct {
 	f    *Flow
 	prev Result
+}
+
+// SetType sets the flow's type; call it before the first update (a flow
+// whose type depends on what the cloud sends, LOGIN or SIGN_TRANSACTION,
+// learns it before it reports anything).
+func (s *Step) SetType(t Type) {
+	s.f.mu.Lock()
+	s.f.typ = t
+	s.f.mu.Unlock()
 }
 
 // SetAccount names the account the flow concerns from now on.

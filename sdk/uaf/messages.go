@@ -41,7 +41,8 @@ type Header struct {
 
 // MatchCriteria selects authenticators in a policy; authphone uses AAIDs.
 type MatchCriteria struct {
-	AAID []string `json:"aaid,omitempty"`
+	AAID   []string `json:"aaid,omitempty"`
+	KeyIDs []string `json:"keyIDs,omitempty"`
 }
 
 // Policy says which authenticators the server accepts: the outer slice is
@@ -52,8 +53,13 @@ type Policy struct {
 }
 
 // Accepts reports whether an authenticator with the given AAID satisfies the
-// policy on its own.
-func (p Policy) Accepts(aaid string) bool {
+// policy on its own, whatever its key.
+func (p Policy) Accepts(aaid string) bool { return p.AcceptsKey(aaid, "") }
+
+// AcceptsKey reports whether the key keyID (base64url) of an authenticator
+// with the given AAID satisfies the policy; criteria that list keyIDs match
+// only those keys (an empty keyID matches none of them).
+func (p Policy) AcceptsKey(aaid, keyID string) bool {
 	for _, d := range p.Disallowed {
 		if containsString(d.AAID, aaid) {
 			return false
@@ -62,7 +68,7 @@ func (p Policy) Accepts(aaid string) bool {
 	for _, and := range p.Accepted {
 		ok := len(and) > 0
 		for _, mc := range and {
-			if !containsString(mc.AAID, aaid) {
+			if !containsString(mc.AAID, aaid) || (len(mc.KeyIDs) > 0 && !containsString(mc.KeyIDs, keyID)) {
 				ok = false
 			}
 		}

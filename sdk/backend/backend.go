@@ -1,0 +1,264 @@
+// Package backend is a client for the cloud's backend-facing REST API
+// (cloud-api.md): what a relying party's server calls to enrol users, start
+// approvals and read their status. It works against the emulator and, by
+// changing the base URL and access key, against a Nevis-compatible cloud.
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/go-resty/resty/v2"
+)
+
+// Client calls the backend API. Build it with New; it is safe for
+// concurrent use.
+type Client struct {
+	base string
+	r    *resty.Client
+}
+
+// Error is a refusal from the API: its HTTP status and error body.
+type Error struct {
+	Status  int
+	Text    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Text, e.Message)
+}
+
+// ErrUnreachable means the cloud could not be reached.
+var ErrUnreachable = errors.New("cannot reach the cloud")
+
+type options struct {
+	accessKey string
+	client    *http.Client
+	verbose   io.Writer
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+// WithAccessKey sets the access key (or an intent token) sent as a bearer
+// token.
+func WithAccessKey(k string) Option { return func(o *options) { o.accessKey = k } }
+
+// WithHTTPClient sets the HTTP client.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithVerbose logs each exchange to w; the access key is never printed.
+func WithVerbose(w io.Writer) Option { return func(o *options) { o.verbose = w } }
+
+// New returns a client for the cloud at baseURL.
+func New(baseURL string, opts ...Option) *Client {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var r *resty.Client
+	if o.client != nil {
+		r = resty.NewWithClient(o.client)
+	} else {
+		r = resty.New().SetTimeout(90 * time.Second)
+	}
+	r.SetHeader("User-Agent", "authphone-backend/1")
+	if o.accessKey != "" {
+		r.SetAuthToken(o.accessKey)
+	}
+	if o.verbose != nil {
+		w := o.verbose
+		r.OnBeforeRequest(func(_ *resty.Client, req *resty.Request) error {
+			fmt.Fprintf(w, "> %s %s (Authorization: [redacted])\n", req.Method, req.URL)
+			return nil
+		})
+		r.OnAfterResponse(func(_ *resty.Client, resp *resty.Response) error {
+			fmt.Fprintf(w, "< %d %s (%s)\n", resp.StatusCode(), resp.Request.URL, resp.Time().Round(time.Microsecond))
+			return nil
+		})
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), r: r}
+}
+
+// BaseURL is the cloud's base URL.
+func (c *Client) BaseURL() string { return c.base }
+
+func (c *Client) do(ctx context.Context, method, path string, body any, out any, raw *[]byte) error {
+	req := c.r.R().SetContext(ctx).SetHeader("Accept", "application/json")
+	if body != nil {
+		req.SetHeader("Content-Type", "application/json").SetBody(body)
+	}
+	resp, err := req.Execute(method, c.base+path)
+	if err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, c.base, errors.Unwrap(err))
+	}
+	if raw != nil {
+		*raw = resp.Body()
+	}
+	if resp.IsError() {
+		var eb cloudapi.ErrorBody
+		if json.Unmarshal(resp.Body(), &eb) != nil || eb.Message == "" {
+			eb = cloudapi.ErrorBody{Status: resp.StatusCode(), Error: http.StatusText(resp.StatusCode()), Message: strings.TrimSpace(string(resp.Body()))}
+		}
+		return &Error{Status: resp.StatusCode(), Text: eb.Error, Message: eb.Message}
+	}
+	if out != nil {
+		if err := json.Unmarshal(resp.Body(), out); err != nil {
+			return fmt.Errorf("the cloud at %s answered %s with something unexpected: %w", c.base, path, err)
+		}
+	}
+	return nil
+}
+
+// Ping checks the cloud and the access key (GET /ping).
+func (c *Client) Ping(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, cloudapi.PathPing, nil, nil, nil)
+}
+
+// Enroll starts an enrolment (POST /api/v1/users/enroll); the answer holds
+// the QR code and app link for the phone. raw, if not nil, gets the API's
+// own JSON.
+func (c *Client) Enroll(ctx context.Context, req cloudapi.EnrollRequest) (*cloudapi.User, []byte, error) {
+	var out cloudapi.User
+	var raw []byte
+	if err := c.do(ctx, http.MethodPost, cloudapi.PathEnroll, req, &out, &raw); err != nil {
+		return nil, nil, err
+	}
+	return &out, raw, nil
+}
+
+// Approve starts an approval (POST /api/v1/approval).
+func (c *Client) Approve(ctx context.Context, req cloudapi.ApprovalRequest) (*cloudapi.ApprovalResponse, []byte, error) {
+	var out cloudapi.ApprovalResponse
+	var raw []byte
+	if err := c.do(ctx, http.MethodPost, cloudapi.PathApproval, req, &out, &raw); err != nil {
+		return nil, nil, err
+	}
+	return &out, raw, nil
+}
+
+// Status reads a transaction's status (POST /api/v1/status); with wait > 0
+// the cloud holds the answer until the status leaves pending or wait ends.
+func (c *Client) Status(ctx context.Context, statusToken string, wait time.Duration) (*cloudapi.StatusResponse, error) {
+	path := cloudapi.PathStatus
+	if wait > 0 {
+		path += "?wait=" + url.QueryEscape(wait.String())
+	}
+	var out cloudapi.StatusResponse
+	if err := c.do(ctx, http.MethodPost, path, cloudapi.StatusRequest{StatusToken: statusToken}, &out, nil); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// WaitStatus long-polls until the transaction leaves pending, ctx ends, or
+// timeout passes (0: no limit but ctx); it returns the last status read.
+func (c *Client) WaitStatus(ctx context.Context, statusToken string, timeout time.Duration) (*cloudapi.StatusResponse, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		wait := cloudapi.MaxWait
+		if !deadline.IsZero() {
+			wait = min(wait, time.Until(deadline))
+		}
+		if wait <= 0 {
+			return c.Status(ctx, statusToken, 0)
+		}
+		st, err := c.Status(ctx, statusToken, wait)
+		if err != nil || st.Status != cloudapi.StatusPending {
+			return st, err
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return st, nil
+		}
+	}
+}
+
+// Introspect asks about any token the cloud issued (RFC 7662).
+func (c *Client) Introspect(ctx context.Context, token string) (*cloudapi.Introspection, error) {
+	req := c.r.R().SetContext(ctx).SetFormData(map[string]string{"token": token})
+	resp, err := req.Post(c.base + cloudapi.PathIntrospect)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.base, errors.Unwrap(err))
+	}
+	if resp.IsError() {
+		var eb cloudapi.ErrorBody
+		_ = json.Unmarshal(resp.Body(), &eb)
+		return nil, &Error{Status: resp.StatusCode(), Text: http.StatusText(resp.StatusCode()), Message: eb.Message}
+	}
+	var out cloudapi.Introspection
+	if err := json.Unmarshal(resp.Body(), &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Intent makes a single-use token for one user and operation.
+func (c *Client) Intent(ctx context.Context, req cloudapi.IntentRequest) (string, error) {
+	var out cloudapi.IntentResponse
+	if err := c.do(ctx, http.MethodPost, cloudapi.PathIntent, req, &out, nil); err != nil {
+		return "", err
+	}
+	return out.Token, nil
+}
+
+// User finds a user by username.
+func (c *Client) User(ctx context.Context, username string) (*cloudapi.User, error) {
+	var out cloudapi.User
+	if err := c.do(ctx, http.MethodGet, cloudapi.PathUsers+"?username="+url.QueryEscape(username), nil, &out, nil); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UserByID reads a user.
+func (c *Client) UserByID(ctx context.Context, userID string) (*cloudapi.User, error) {
+	var out cloudapi.User
+	if err := c.do(ctx, http.MethodGet, cloudapi.PathUsers+"/"+url.PathEscape(userID), nil, &out, nil); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Users lists every user (ours).
+func (c *Client) Users(ctx context.Context) ([]cloudapi.User, error) {
+	var out cloudapi.UserList
+	if err := c.do(ctx, http.MethodGet, cloudapi.PathUsers, nil, &out, nil); err != nil {
+		return nil, err
+	}
+	return out.Users, nil
+}
+
+// RenameUser gives a user a username (PATCH /api/v1/users/{userId}, ours).
+func (c *Client) RenameUser(ctx context.Context, userID, username string) (*cloudapi.User, error) {
+	var out cloudapi.User
+	if err := c.do(ctx, http.MethodPatch, cloudapi.PathUsers+"/"+url.PathEscape(userID), cloudapi.PatchUserRequest{Username: username}, &out, nil); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteUser deletes a user and its authenticators.
+func (c *Client) DeleteUser(ctx context.Context, userID string) error {
+	return c.do(ctx, http.MethodDelete, cloudapi.PathUsers+"/"+url.PathEscape(userID), nil, nil, nil)
+}
+
+// DeleteAuthenticator removes one authenticator; its phone is told by a
+// deregistration message.
+func (c *Client) DeleteAuthenticator(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, cloudapi.PathAuthenticators+"/"+url.PathEscape(id), nil, nil, nil)
+}

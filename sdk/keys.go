@@ -1,0 +1,129 @@
+package sdk
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+
+	"github.com/authphone/authphone/sdk/uaf"
+	"golang.org/x/crypto/argon2"
+)
+
+func keyName(keyID string) string { return "device-key/" + keyID }
+func pinName(keyID string) string { return "pin/" + keyID }
+
+func newDeviceKey() (*ecdsa.PrivateKey, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	id := make([]byte, 32)
+	if _, err := rand.Read(id); err != nil {
+		return nil, "", err
+	}
+	return key, uaf.B64.EncodeToString(id), nil
+}
+
+func (p *Phone) storeKey(ctx context.Context, keyID string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := p.keys.Set(ctx, keyName(keyID), der); err != nil {
+		return fmt.Errorf("keep the device key in the %s keystore: %w", p.keys.Kind(), err)
+	}
+	return nil
+}
+
+func (p *Phone) loadKey(ctx context.Context, a *Account) (*ecdsa.PrivateKey, error) {
+	der, err := p.keys.Get(ctx, keyName(a.KeyID))
+	if err != nil {
+		return nil, fmt.Errorf("the device key of %s is not in the %s keystore (%w); was the account made with another --keystore?", a.Name(), p.keys.Kind(), err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("the device key of %s is damaged: %w", a.Name(), err)
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("the device key of %s is not a P-256 key", a.Name())
+	}
+	return key, nil
+}
+
+// pinVerifier is a salted Argon2id hash of a PIN: the PIN itself is never
+// stored.
+type pinVerifier struct {
+	Alg     string `json:"alg"`
+	Time    uint32 `json:"t"`
+	Memory  uint32 `json:"m"`
+	Threads uint8  `json:"p"`
+	Salt    []byte `json:"salt"`
+	Hash    []byte `json:"hash"`
+}
+
+// Argon2id parameters (RFC 9106's second recommended option, lighter memory).
+const (
+	pinTime    = 2
+	pinMemory  = 19 * 1024
+	pinThreads = 1
+)
+
+// ValidatePIN checks the rule for new PINs.
+func ValidatePIN(pin string) error {
+	if len(pin) < 4 || len(pin) > 64 {
+		return ErrPINFormat
+	}
+	return nil
+}
+
+func newPINVerifier(pin string) ([]byte, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, err
+	}
+	v := pinVerifier{Alg: "argon2id", Time: pinTime, Memory: pinMemory, Threads: pinThreads, Salt: salt,
+		Hash: argon2.IDKey([]byte(pin), salt, pinTime, pinMemory, pinThreads, 32)}
+	return json.Marshal(v)
+}
+
+func checkPIN(verifier []byte, pin string) (bool, error) {
+	var v pinVerifier
+	if err := json.Unmarshal(verifier, &v); err != nil || v.Alg != "argon2id" {
+		return false, fmt.Errorf("the PIN verifier is damaged")
+	}
+	h := argon2.IDKey([]byte(pin), v.Salt, v.Time, v.Memory, v.Threads, uint32(len(v.Hash)))
+	return subtle.ConstantTimeCompare(h, v.Hash) == 1, nil
+}
+
+// pinCheck returns the flow's PIN check for account a: it counts failures in
+// the phone's state so a lock-out survives restarts.
+func (p *Phone) pinCheck(a *Account) func(ctx context.Context, pin string) (bool, int, error) {
+	return func(ctx context.Context, pin string) (bool, int, error) {
+		ver, err := p.keys.Get(ctx, pinName(a.KeyID))
+		if err != nil {
+			return false, 0, fmt.Errorf("the PIN verifier of %s is not in the %s keystore: %w", a.Name(), p.keys.Kind(), err)
+		}
+		ok, err := checkPIN(ver, pin)
+		if err != nil {
+			return false, 0, err
+		}
+		err = p.updateAccount(a.ID, func(s *Account) {
+			if ok {
+				s.PINFailures = 0
+			} else {
+				s.PINFailures++
+			}
+			a.PINFailures = s.PINFailures
+		})
+		if err != nil {
+			return false, 0, err
+		}
+		return ok, MaxPINAttempts - a.PINFailures, nil
+	}
+}

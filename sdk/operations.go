@@ -1,0 +1,364 @@
+package sdk
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/authphone/authphone/flows"
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
+	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/uaf"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+)
+
+// Scan reads a dispatch payload in any accepted form (raw base64url, app
+// link, JSON, data: URI, or the bytes of a PNG/JPEG image of the QR code)
+// and starts its flow: ENROL for a registration, LOGIN or SIGN_TRANSACTION
+// for an authentication, DEREGISTER for a deregistration. Read the flow's
+// Updates and answer it until it ends.
+func (p *Phone) Scan(ctx context.Context, input []byte) (*flows.Flow, error) {
+	pl, err := dispatch.Decode(input)
+	if err != nil {
+		return nil, err
+	}
+	return p.start(ctx, pl, nil)
+}
+
+func (p *Phone) start(ctx context.Context, pl dispatch.Payload, hint *Account) (*flows.Flow, error) {
+	switch pl.Kind() {
+	case dispatch.Registration:
+		return p.runner.Start(ctx, flows.Enrol, nil, func(ctx context.Context, s *flows.Step) error { return p.enrol(ctx, s, pl) })
+	case dispatch.Authentication:
+		return p.runner.Start(ctx, flows.Login, hint.flowAccount(), func(ctx context.Context, s *flows.Step) error {
+			return p.authenticate(ctx, s, pl, hint)
+		})
+	default:
+		return p.runner.Start(ctx, flows.Deregister, hint.flowAccount(), func(ctx context.Context, s *flows.Step) error {
+			return p.deregister(ctx, s, pl)
+		})
+	}
+}
+
+// redeem exchanges a dispatch token for its UAF request.
+func (p *Phone) redeem(ctx context.Context, pl dispatch.Payload, out any) (uaf.Header, error) {
+	var rr deviceapi.RedeemResponse
+	err := p.call(ctx, http.MethodPost, pl.Base(), deviceapi.PathRedeem+string(pl.Kind()), nil,
+		deviceapi.RedeemRequest{Token: pl.Token}, &rr, nil)
+	switch {
+	case errors.Is(err, ErrTokenRedeemed):
+		return uaf.Header{}, fmt.Errorf("%w: this QR code or request was already used; ask the service for a new one", err)
+	case errors.Is(err, ErrTokenExpired):
+		return uaf.Header{}, fmt.Errorf("%w: ask the service for a new one", err)
+	case errors.Is(err, ErrTokenUnknown):
+		return uaf.Header{}, fmt.Errorf("%w: the cloud at %s does not know it; is it the right cloud?", err, pl.Base())
+	case err != nil:
+		return uaf.Header{}, err
+	}
+	if err := uaf.Decode(rr.UAFRequest, out); err != nil {
+		return uaf.Header{}, fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
+	}
+	var h struct {
+		Header uaf.Header `json:"header"`
+	}
+	_ = uaf.Decode(rr.UAFRequest, &h)
+	if h.Header.UPV != uaf.V1_1 {
+		return uaf.Header{}, fmt.Errorf("the cloud speaks UAF %d.%d; authphone speaks 1.1", h.Header.UPV.Major, h.Header.UPV.Minor)
+	}
+	return h.Header, nil
+}
+
+// background gives clean-up calls (declines) a context that outlives a
+// cancelled flow, briefly.
+func background(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
+// decline tells the cloud the user said no (or gave up); best effort, since
+// the operation also fails when it expires.
+func (p *Phone) decline(ctx context.Context, pl dispatch.Payload, reason string, s *signer) {
+	ctx, cancel := background(ctx)
+	defer cancel()
+	_ = p.call(ctx, http.MethodPost, pl.Base(), deviceapi.PathDecline, nil,
+		deviceapi.DeclineRequest{Token: pl.Token, Reason: reason}, nil, s)
+}
+
+func reasonFor(err error) string {
+	switch {
+	case errors.Is(err, flows.ErrDeclined):
+		return "user declined"
+	case errors.Is(err, flows.ErrLocked):
+		return "second factor locked"
+	case errors.Is(err, flows.ErrWrongPIN):
+		return "wrong PIN"
+	default:
+		return "cancelled"
+	}
+}
+
+func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload) error {
+	s.Processing()
+	var req uaf.RegistrationRequest
+	hdr, err := p.redeem(ctx, pl, &req)
+	if err != nil {
+		return err
+	}
+	aaid := deviceapi.AAIDPIN
+	if !req.Policy.Accepts(aaid) {
+		p.decline(ctx, pl, "no acceptable authenticator", nil)
+		return fmt.Errorf("%w: the cloud's policy does not accept a PIN authenticator (%s)", ErrRejected, aaid)
+	}
+	pin, err := s.SetPIN(ctx, ValidatePIN)
+	if err != nil {
+		p.decline(ctx, pl, reasonFor(err), nil)
+		return err
+	}
+	key, keyID, err := newDeviceKey()
+	if err != nil {
+		return err
+	}
+	acct, err := p.register(ctx, hdr, req.Challenge, pl.Base(), aaid, key, keyID, pin)
+	if err != nil {
+		return err
+	}
+	acct.Username = req.Username
+	if err := p.addAccount(acct); err != nil {
+		return fmt.Errorf("enrolled, but the phone could not record the account: %w", err)
+	}
+	s.SetAccount(acct.flowAccount())
+	return p.registerTarget(ctx, acct, key)
+}
+
+// register keeps the new key (and the PIN verifier, if pin is not empty) in
+// the keystore, then registers it with the cloud; if the cloud refuses, the
+// secrets are removed again.
+func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, aaid string, key *ecdsa.PrivateKey, keyID, pin string) (*Account, error) {
+	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
+	rawID, _ := uaf.B64.DecodeString(keyID)
+	mode := uaf.ModeUserVerified
+	assertion, err := uaf.BuildRegAssertion(key, uaf.KRD{AAID: aaid, Mode: mode, FinalChallenge: uaf.FinalChallenge(fc), KeyID: rawID})
+	if err != nil {
+		return nil, err
+	}
+	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: uaf.V1_1, Op: uaf.OpReg, AppID: hdr.AppID, ServerData: hdr.ServerData},
+		FCParams: fc, Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(assertion)}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := p.storeKey(ctx, keyID, key); err != nil {
+		return nil, err
+	}
+	cleanup := func() {
+		ctx, cancel := background(ctx)
+		defer cancel()
+		_ = p.keys.Delete(ctx, keyName(keyID))
+		if pin != "" {
+			_ = p.keys.Delete(ctx, pinName(keyID))
+		}
+	}
+	if pin != "" {
+		ver, err := newPINVerifier(pin)
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		if err := p.keys.Set(ctx, pinName(keyID), ver); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("keep the PIN verifier in the %s keystore: %w", p.keys.Kind(), err)
+		}
+	}
+	var sb deviceapi.StatusBody
+	if err := p.call(ctx, http.MethodPost, base, deviceapi.PathRegistration, nil, deviceapi.UAFBody{UAFResponse: msg}, &sb, nil); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("registration: %w", err)
+	}
+	return &Account{ID: sb.AuthenticatorID, Cloud: base, UserID: sb.UserID, KeyID: keyID, AAID: aaid,
+		CreatedAt: p.now().UTC().Truncate(time.Second)}, nil
+}
+
+// registerTarget tells the cloud to deliver push messages to this phone's
+// inbox.
+func (p *Phone) registerTarget(ctx context.Context, a *Account, key *ecdsa.PrivateKey) error {
+	jk, err := jwk.Import(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	jb, _ := json.Marshal(jk)
+	t := deviceapi.DispatchTarget{Name: p.name, DeviceID: a.KeyID[:16], Dispatcher: "inbox", Username: a.Username, SignatureKey: jb}
+	if err := p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathDispatchTargets, nil, t, nil, &signer{key, a.KeyID}); err != nil {
+		return fmt.Errorf("enrolled as %s, but registering for push messages failed (%w); approvals will only work by QR code", a.Name(), err)
+	}
+	return nil
+}
+
+// accountFor finds the account an authentication request asks for.
+func (p *Phone) accountFor(base string, pol uaf.Policy, hint *Account) (*Account, error) {
+	if hint != nil {
+		return hint, nil
+	}
+	accts, err := p.Accounts()
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range accts {
+		if a.Cloud == base && pol.AcceptsKey(a.AAID, a.KeyID) {
+			return a, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no account of this phone (profile %s) is asked for by this request from %s; enrol first or use the right --profile", ErrNoAccount, p.profile, base)
+}
+
+func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Payload, hint *Account) error {
+	var req uaf.AuthenticationRequest
+	hdr, err := p.redeem(ctx, pl, &req)
+	if err != nil {
+		s.Processing()
+		return err
+	}
+	text := ""
+	if len(req.Transaction) > 0 {
+		b, err := uaf.B64.DecodeString(req.Transaction[0].Content)
+		if err != nil {
+			return fmt.Errorf("the cloud sent transaction text that is not base64url")
+		}
+		text = string(b)
+		s.SetType(flows.SignTransaction)
+	}
+	a, err := p.accountFor(pl.Base(), req.Policy, hint)
+	if err != nil {
+		s.Processing()
+		return err
+	}
+	// Re-read the account: counters and PIN failures may have moved.
+	if fresh, err := p.Account(a.ID); err == nil {
+		a = fresh
+	}
+	s.SetAccount(a.flowAccount())
+	s.Processing()
+	key, err := p.loadKey(ctx, a)
+	if err != nil {
+		return err
+	}
+	sg := &signer{key, a.KeyID}
+	if a.Locked() {
+		p.decline(ctx, pl, "second factor locked", sg)
+		return fmt.Errorf("%w: %s; remove the account and enrol again", flows.ErrLocked, a.Name())
+	}
+	shown := text
+	if text != "" {
+		shown = cloudapi.PlainText(text)
+	}
+	if err := s.Confirm(ctx, shown, nil); err != nil {
+		p.decline(ctx, pl, reasonFor(err), sg)
+		return err
+	}
+	if err := s.VerifyPIN(ctx, MaxPINAttempts-a.PINFailures, p.pinCheck(a)); err != nil {
+		p.decline(ctx, pl, reasonFor(err), sg)
+		if errors.Is(err, flows.ErrWrongPIN) {
+			return fmt.Errorf("%w: %d attempts left before the account locks; the request was declined", err, MaxPINAttempts-a.PINFailures)
+		}
+		return err
+	}
+	return p.sign(ctx, a, key, hdr, req.Challenge, req.Transaction)
+}
+
+// sign builds, counts and sends the authentication assertion.
+func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr uaf.Header, challenge string, tx []uaf.Transaction) error {
+	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
+	th, err := uaf.TransactionHash(tx)
+	if err != nil {
+		return err
+	}
+	mode := uaf.ModeUserVerified
+	if len(tx) > 0 {
+		mode = uaf.ModeTransactionConfirm
+	}
+	// Like a real authenticator, count the signature before it leaves.
+	var counter uint32
+	if err := p.updateAccount(a.ID, func(s *Account) { s.SignCounter++; counter = s.SignCounter }); err != nil {
+		return err
+	}
+	rawID, _ := uaf.B64.DecodeString(a.KeyID)
+	assertion, err := uaf.BuildAuthAssertion(key, uaf.SignedData{AAID: a.AAID, Mode: mode, FinalChallenge: uaf.FinalChallenge(fc),
+		TransactionHash: th, KeyID: rawID, SignCounter: counter})
+	if err != nil {
+		return err
+	}
+	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: uaf.V1_1, Op: uaf.OpAuth, AppID: hdr.AppID, ServerData: hdr.ServerData},
+		FCParams: fc, Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(assertion)}}})
+	if err != nil {
+		return err
+	}
+	if err := p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathAuthentication, nil, deviceapi.UAFBody{UAFResponse: msg}, nil, nil); err != nil {
+		return fmt.Errorf("authentication: %w", err)
+	}
+	return nil
+}
+
+func (p *Phone) deregister(ctx context.Context, s *flows.Step, pl dispatch.Payload) error {
+	s.Processing()
+	var req uaf.DeregistrationRequest
+	if _, err := p.redeem(ctx, pl, &req); err != nil {
+		return err
+	}
+	accts, err := p.Accounts()
+	if err != nil {
+		return err
+	}
+	removed := 0
+	for _, d := range req.Authenticators {
+		for _, a := range accts {
+			if a.Cloud == pl.Base() && a.KeyID == d.KeyID && a.AAID == d.AAID {
+				s.SetAccount(a.flowAccount())
+				if err := p.forget(ctx, a); err != nil {
+					return err
+				}
+				removed++
+			}
+		}
+	}
+	if removed == 0 {
+		return fmt.Errorf("%w: the cloud removed a key this phone (profile %s) does not hold", ErrNoAccount, p.profile)
+	}
+	return nil
+}
+
+// forget deletes an account's secrets and record.
+func (p *Phone) forget(ctx context.Context, a *Account) error {
+	for _, name := range []string{keyName(a.KeyID), pinName(a.KeyID)} {
+		if err := p.keys.Delete(ctx, name); err != nil && !errors.Is(err, keystoreNotFound) {
+			return fmt.Errorf("delete %s from the %s keystore: %w", name, p.keys.Kind(), err)
+		}
+	}
+	return p.removeAccountState(a.ID)
+}
+
+// RemoveAccount deregisters an account with its cloud and deletes its key.
+// If the cloud cannot be reached the account is kept, unless force is set.
+func (p *Phone) RemoveAccount(ctx context.Context, ref string, force bool) (*Account, error) {
+	a, err := p.Account(ref)
+	if err != nil {
+		return nil, err
+	}
+	key, kerr := p.loadKey(ctx, a)
+	if kerr == nil {
+		msg, _ := uaf.Encode(uaf.DeregistrationRequest{Header: uaf.Header{UPV: uaf.V1_1, Op: uaf.OpDereg},
+			Authenticators: []uaf.DeregisterAuthenticator{{AAID: a.AAID, KeyID: a.KeyID}}})
+		err = p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathDeregistration, nil, deviceapi.UAFBody{UAFResponse: msg}, nil, &signer{key, a.KeyID})
+		var ce *CloudError
+		if errors.As(err, &ce) && ce.HTTPStatus == http.StatusUnauthorized {
+			err = nil // the cloud no longer knows this key: nothing to tell it
+		}
+	} else {
+		err = kerr
+	}
+	if err != nil && !force {
+		return nil, fmt.Errorf("%w; the account was kept (use --force to remove it from this phone anyway)", err)
+	}
+	return a, p.forget(ctx, a)
+}

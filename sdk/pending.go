@@ -1,0 +1,195 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/authphone/authphone/flows"
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
+	"github.com/authphone/authphone/sdk/dispatch"
+)
+
+// Request is a push message waiting for this phone.
+type Request struct {
+	ID           string              `json:"id"`
+	Kind         deviceapi.InboxKind `json:"kind"`
+	Message      string              `json:"message,omitempty"`
+	Notification string              `json:"notificationMessage,omitempty"`
+	CreatedAt    time.Time           `json:"createdAt"`
+	ExpiresAt    time.Time           `json:"expiresAt"`
+	Account      *Account            `json:"account"`
+	payload      dispatch.Payload
+}
+
+// Text is the request's message as plain text.
+func (r Request) Text() string { return cloudapi.PlainText(r.Message) }
+
+// Pending lists the push messages waiting for this phone's accounts, oldest
+// first. With wait > 0 it holds until at least one arrives or wait ends.
+func (p *Phone) Pending(ctx context.Context, wait time.Duration) ([]Request, error) {
+	accts, err := p.Accounts()
+	if err != nil {
+		return nil, err
+	}
+	if len(accts) == 0 {
+		return nil, fmt.Errorf("%w: this phone (profile %s) has no accounts; scan an enrolment QR first", ErrNoAccount, p.profile)
+	}
+	if wait > 0 {
+		// Long-poll every account; the first to get something stops the rest.
+		wctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var firstErr error
+		got := false
+		for _, a := range accts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rs, err := p.inbox(wctx, a, wait)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && wctx.Err() == nil && firstErr == nil {
+					firstErr = err
+				}
+				if len(rs) > 0 {
+					got = true
+					cancel()
+				}
+			}()
+		}
+		wg.Wait()
+		cancel()
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		if firstErr != nil && !got {
+			return nil, firstErr
+		}
+	}
+	var all []Request
+	for _, a := range accts {
+		rs, err := p.inbox(ctx, a, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, rs...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].CreatedAt.Before(all[j].CreatedAt) })
+	return all, nil
+}
+
+func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Request, error) {
+	key, err := p.loadKey(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	var q url.Values
+	if wait > 0 {
+		q = url.Values{"wait": {wait.String()}}
+	}
+	var msgs []deviceapi.InboxMessage
+	if err := p.call(ctx, http.MethodGet, a.Cloud, deviceapi.PathInbox, q, nil, &msgs, &signer{key, a.KeyID}); err != nil {
+		var ce *CloudError
+		if errors.As(err, &ce) && ce.HTTPStatus == http.StatusUnauthorized {
+			return nil, fmt.Errorf("the cloud no longer knows the account %s (%s); remove it with `authphone accounts remove %s --force`", a.Name(), ce.Message, a.ID)
+		}
+		return nil, err
+	}
+	out := make([]Request, 0, len(msgs))
+	for _, m := range msgs {
+		pl, err := dispatch.Decode([]byte(m.Payload))
+		if err != nil {
+			return nil, fmt.Errorf("the cloud sent a push message that is not a dispatch payload: %w", err)
+		}
+		out = append(out, Request{ID: m.ID, Kind: m.Kind, Message: m.Message, Notification: m.NotificationMessage,
+			CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, payload: pl})
+	}
+	return out, nil
+}
+
+// Select says which pending request Next picks.
+type Select struct {
+	// ID picks one request; empty picks the oldest.
+	ID string
+	// Match keeps only requests whose message contains it.
+	Match string
+	// Wait is how long to wait for a matching request to arrive.
+	Wait time.Duration
+}
+
+func (s Select) keep(r Request) bool {
+	return (s.ID == "" || r.ID == s.ID || strings.HasPrefix(r.ID, s.ID)) &&
+		(s.Match == "" || strings.Contains(r.Message, s.Match) || strings.Contains(r.Text(), s.Match))
+}
+
+// Next returns the request sel names, waiting up to sel.Wait for it; it
+// fails with ErrNoPending when none comes.
+func (p *Phone) Next(ctx context.Context, sel Select) (Request, error) {
+	deadline := time.Now().Add(sel.Wait)
+	for {
+		left := time.Until(deadline)
+		rs, err := p.Pending(ctx, 0)
+		if err != nil {
+			return Request{}, err
+		}
+		for _, r := range rs {
+			if sel.keep(r) {
+				return r, nil
+			}
+		}
+		if left <= 0 {
+			what := "no pending request"
+			if sel.ID != "" {
+				what = "no pending request with id " + sel.ID
+			} else if sel.Match != "" {
+				what = "no pending request whose message contains " + fmt.Sprintf("%q", sel.Match)
+			}
+			if sel.Wait > 0 {
+				what += " arrived within " + sel.Wait.String()
+			}
+			return Request{}, fmt.Errorf("%w: %s", ErrNoPending, what)
+		}
+		if _, err := p.Pending(ctx, left); err != nil {
+			return Request{}, err
+		}
+		if len(rs) > 0 {
+			// Something unmatched is waiting: the long-poll returns at once,
+			// so pace the re-check.
+			select {
+			case <-ctx.Done():
+				return Request{}, context.Cause(ctx)
+			case <-time.After(min(left, 100*time.Millisecond)):
+			}
+		}
+	}
+}
+
+// Approve starts the flow of a pending request: LOGIN or SIGN_TRANSACTION for
+// an approval, DEREGISTER for a removal notice.
+func (p *Phone) Approve(ctx context.Context, r Request) (*flows.Flow, error) {
+	return p.start(ctx, r.payload, r.Account)
+}
+
+// Deny declines a pending approval without running a flow.
+func (p *Phone) Deny(ctx context.Context, r Request, reason string) error {
+	if r.Kind == deviceapi.InboxDeregistration {
+		return fmt.Errorf("a removal notice cannot be denied; approve it to forget the account")
+	}
+	key, err := p.loadKey(ctx, r.Account)
+	if err != nil {
+		return err
+	}
+	if reason == "" {
+		reason = "user declined"
+	}
+	return p.call(ctx, http.MethodPost, r.payload.Base(), deviceapi.PathDecline, nil,
+		deviceapi.DeclineRequest{Token: r.payload.Token, Reason: reason}, nil, &signer{key, r.Account.KeyID})
+}

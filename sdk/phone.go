@@ -1,0 +1,148 @@
+// Package sdk is the virtual phone: a push authenticator that enrols by
+// scanning a dispatch payload (QR code, app link, push), approves or denies
+// logins and transactions with a PIN-protected P-256 device key, and speaks
+// FIDO UAF 1.1 to the cloud. Every user-visible operation is a flow
+// (package flows) that reports its progress and waits for the user's
+// answers.
+//
+// A Phone is one simulated device (a profile): its accounts are kept as JSON
+// in a state directory, and its private keys and PIN verifiers in a
+// keystore.Store. The backend side of the cloud's API is in sdk/backend.
+package sdk
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/authphone/authphone/flows"
+	"github.com/authphone/authphone/keystore"
+	"github.com/go-resty/resty/v2"
+)
+
+// DefaultCloud is the emulator's default address.
+const DefaultCloud = "http://127.0.0.1:8722"
+
+// FacetID is the facet the virtual phone reports in fcParams.
+const FacetID = "authphone:cli"
+
+// Phone is one simulated phone. It is safe for concurrent use; it runs one
+// flow at a time.
+type Phone struct {
+	profile string
+	dir     string
+	keys    keystore.Store
+	http    *resty.Client
+	cloud   string
+	name    string
+	now     func() time.Time
+	runner  flows.Runner
+	mu      sync.Mutex // guards the state file
+}
+
+type options struct {
+	dir     string
+	client  *http.Client
+	cloud   string
+	name    string
+	verbose io.Writer
+	now     func() time.Time
+	timeout time.Duration
+}
+
+// Option configures a Phone.
+type Option func(*options)
+
+// WithStateDir sets where the phone keeps its accounts (default:
+// $XDG_CONFIG_HOME/authphone/profiles/PROFILE).
+func WithStateDir(dir string) Option { return func(o *options) { o.dir = dir } }
+
+// WithHTTPClient sets the HTTP client (default: a client with a 90 s timeout).
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithCloud sets the cloud used when no dispatch payload names one.
+func WithCloud(url string) Option { return func(o *options) { o.cloud = strings.TrimRight(url, "/") } }
+
+// WithDeviceName sets the name the cloud shows for this device.
+func WithDeviceName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithVerbose logs each HTTP exchange to w, with secrets redacted.
+func WithVerbose(w io.Writer) Option { return func(o *options) { o.verbose = w } }
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+var profileRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
+
+// ProfileDir is the default state directory of a profile.
+func ProfileDir(profile string) (string, error) {
+	base, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("find the config directory: %w; set XDG_CONFIG_HOME", err)
+	}
+	return filepath.Join(base, "authphone", "profiles", profile), nil
+}
+
+// New returns the phone of a profile, with its secrets in keys.
+func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
+	if !profileRE.MatchString(profile) {
+		return nil, fmt.Errorf("profile %q: use 1-64 characters of a-z A-Z 0-9 _ . -", profile)
+	}
+	if keys == nil {
+		return nil, fmt.Errorf("a phone needs a keystore")
+	}
+	o := options{cloud: DefaultCloud, now: time.Now, timeout: 90 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.dir == "" {
+		d, err := ProfileDir(profile)
+		if err != nil {
+			return nil, err
+		}
+		o.dir = d
+	}
+	if o.name == "" {
+		host, _ := os.Hostname()
+		o.name = "authphone " + profile
+		if host != "" {
+			o.name += " on " + host
+		}
+	}
+	var r *resty.Client
+	if o.client != nil {
+		r = resty.NewWithClient(o.client)
+	} else {
+		r = resty.New().SetTimeout(o.timeout)
+	}
+	r.SetHeader("User-Agent", "authphone-phone/1")
+	if o.verbose != nil {
+		logExchanges(r, o.verbose)
+	}
+	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now}, nil
+}
+
+// Profile is the phone's profile name.
+func (p *Phone) Profile() string { return p.profile }
+
+// Keystore is where the phone keeps its secrets.
+func (p *Phone) Keystore() keystore.Store { return p.keys }
+
+// logExchanges prints one line per request and response; Device-Signature
+// and Authorization values are never printed.
+func logExchanges(r *resty.Client, w io.Writer) {
+	r.OnBeforeRequest(func(_ *resty.Client, req *resty.Request) error {
+		fmt.Fprintf(w, "> %s %s\n", req.Method, req.URL)
+		return nil
+	})
+	r.OnAfterResponse(func(_ *resty.Client, resp *resty.Response) error {
+		fmt.Fprintf(w, "< %d %s (%s)\n", resp.StatusCode(), resp.Request.URL, resp.Time().Round(time.Microsecond))
+		return nil
+	})
+}
