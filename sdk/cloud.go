@@ -77,4 +77,3 @@ func (p *Phone) call(ctx context.Context, method, base, path string, query url.V
 	}
 	return nil
 }
-

@@ -18,10 +18,10 @@ import (
 )
 
 type env struct {
-	t    testing.TB
-	emu  *emulator.Server
-	be   *backend.Client
-	ctx  context.Context
+	t   testing.TB
+	emu *emulator.Server
+	be  *backend.Client
+	ctx context.Context
 }
 
 func newEnv(t testing.TB, opts ...emulator.Option) *env {

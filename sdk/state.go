@@ -16,17 +16,17 @@ import (
 // the clear. Its private key and PIN verifier live in the keystore.
 type Account struct {
 	// ID is the cloud's authenticator id: unique per account.
-	ID              string    `json:"id"`
-	Cloud           string    `json:"cloud"`
-	Username        string    `json:"username,omitempty"`
-	UserID          string    `json:"userId"`
-	KeyID           string    `json:"keyId"`
-	AAID            string    `json:"aaid"`
-	SignCounter     uint32    `json:"signCounter"`
-	PINFailures     int       `json:"pinFailures,omitempty"`
-	Headless        bool      `json:"headless,omitempty"`
-	Biometric       bool      `json:"biometric,omitempty"`
-	CreatedAt       time.Time `json:"createdAt"`
+	ID          string    `json:"id"`
+	Cloud       string    `json:"cloud"`
+	Username    string    `json:"username,omitempty"`
+	UserID      string    `json:"userId"`
+	KeyID       string    `json:"keyId"`
+	AAID        string    `json:"aaid"`
+	SignCounter uint32    `json:"signCounter"`
+	PINFailures int       `json:"pinFailures,omitempty"`
+	Headless    bool      `json:"headless,omitempty"`
+	Biometric   bool      `json:"biometric,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
 }
 
 // MaxPINAttempts is how many wrong PINs in a row lock an account.
