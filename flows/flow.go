@@ -2,6 +2,7 @@ package flows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -259,8 +260,8 @@ func (s *Step) VerifyPIN(ctx context.Context, retriesLeft int, check PINCheck) e
 // CancelWith, ErrCancelled, or the parent's reason (deadline, interrupt).
 func cancelled(ctx context.Context) error {
 	cause := context.Cause(ctx)
-	if cause == ErrCancelled || cause == ErrWrongPIN {
-		return cause
+	if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrCancelled, cause)
 	}
-	return fmt.Errorf("%w: %w", ErrCancelled, cause)
+	return cause
 }

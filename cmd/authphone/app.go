@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/authphone/authphone/flows"
+	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk"
+	"github.com/authphone/authphone/sdk/backend"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// ioStreams are the command's standard streams and what they are.
+type ioStreams struct {
+	in       io.Reader
+	out, err io.Writer
+	inTTY    bool
+	outTTY   bool
+	readPIN  func(prompt string) (string, error)
+}
+
+func newIO() *ioStreams {
+	s := &ioStreams{in: os.Stdin, out: os.Stdout, err: os.Stderr,
+		inTTY: term.IsTerminal(int(os.Stdin.Fd())), outTTY: term.IsTerminal(int(os.Stdout.Fd()))}
+	s.readPIN = func(prompt string) (string, error) {
+		fmt.Fprint(os.Stderr, prompt)
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		return string(b), err
+	}
+	return s
+}
+
+// app holds the global flags and builds what commands need.
+type app struct {
+	io        *ioStreams
+	profile   string
+	cloud     string
+	keystore  string
+	json      bool
+	verbose   bool
+	accessKey string
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *app) verboseWriter() io.Writer {
+	if a.verbose {
+		return a.io.err
+	}
+	return nil
+}
+
+// phone opens the profile's phone with its keystore.
+func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
+	dir, err := sdk.ProfileDir(a.profile)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := keystore.Open(ctx, keystore.Config{Kind: a.keystore, Profile: a.profile,
+		FilePath: filepath.Join(dir, "keystore.age"), Passphrase: os.Getenv(keystore.PassphraseEnv)})
+	if err != nil {
+		return nil, err
+	}
+	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud)}
+	if w := a.verboseWriter(); w != nil {
+		opts = append(opts, sdk.WithVerbose(w))
+	}
+	return sdk.New(a.profile, ks, opts...)
+}
+
+func (a *app) backend() (*backend.Client, error) {
+	if a.accessKey == "" {
+		return nil, usageErrorf("the backend commands need the cloud's access key: pass --access-key or set AUTHPHONE_ACCESS_KEY (the emulator prints it when it starts)")
+	}
+	opts := []backend.Option{backend.WithAccessKey(a.accessKey)}
+	if w := a.verboseWriter(); w != nil {
+		opts = append(opts, backend.WithVerbose(w))
+	}
+	return backend.New(a.cloud, opts...), nil
+}
+
+// printJSON writes one JSON document on a line.
+func (a *app) printJSON(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintln(a.io.out, string(b))
+}
+
+func (a *app) printf(format string, args ...any) { fmt.Fprintf(a.io.out, format, args...) }
+
+// pin returns the PIN from the flag, AUTHPHONE_PIN, or a hidden prompt.
+func (a *app) pin(flag, prompt string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if v := os.Getenv("AUTHPHONE_PIN"); v != "" {
+		return v, nil
+	}
+	if a.io.inTTY && a.io.readPIN != nil {
+		return a.io.readPIN(prompt)
+	}
+	return "", fmt.Errorf("%w: pass --pin or set AUTHPHONE_PIN (there is no terminal to ask)", sdk.ErrPINRequired)
+}
+
+// updateJSON is one FlowUpdate as --json prints it.
+type updateJSON struct {
+	Type           flows.Type         `json:"type"`
+	State          flows.State        `json:"state"`
+	Interaction    *flows.Interaction `json:"interaction,omitempty"`
+	PreviousResult string             `json:"previousResult,omitempty"`
+	Account        *flows.Account     `json:"account,omitempty"`
+	Error          string             `json:"error,omitempty"`
+}
+
+func (a *app) printUpdate(u flows.Update) {
+	if a.json {
+		j := updateJSON{Type: u.Type, State: u.State, Interaction: u.CurrentInteraction, Account: u.Account}
+		if u.PreviousResult != 0 {
+			j.PreviousResult = u.PreviousResult.String()
+		}
+		if u.Err != nil {
+			j.Error = u.Err.Error()
+		}
+		a.printJSON(j)
+		return
+	}
+	line := fmt.Sprintf("%-17s %s", u.Type, u.State)
+	if in := u.CurrentInteraction; in != nil {
+		line += " " + in.Type.String()
+		if in.TransactionText != "" {
+			line += fmt.Sprintf("  %q", in.TransactionText)
+		}
+		if u.PreviousResult == flows.PINFail {
+			line += fmt.Sprintf("  (wrong PIN, %d attempts left)", in.RetriesLeft)
+		}
+	}
+	if u.Err != nil {
+		line += "  " + u.Err.Error()
+	}
+	a.printf("%s\n", line)
+}
+
+// answerer is the CLI's user: it confirms (or declines with deny) and takes
+// PINs from the flag, the environment or the terminal. After a wrong PIN it
+// asks the terminal again, or gives up when there is none.
+func (a *app) answerer(pinFlag, newPINFlag string, deny bool) flows.Answerer {
+	return func(f *flows.Flow, u flows.Update) {
+		switch u.CurrentInteraction.Type {
+		case flows.Confirm, flows.ConfirmTransaction:
+			_ = f.Confirm(!deny)
+		case flows.VerifySecondFactor:
+			if u.PreviousResult == flows.PINFail && (pinFlag != "" || os.Getenv("AUTHPHONE_PIN") != "" || !a.io.inTTY) {
+				f.CancelWith(flows.ErrWrongPIN)
+				return
+			}
+			pin, err := a.pin(pinFlag, fmt.Sprintf("PIN (%d attempts left): ", u.CurrentInteraction.RetriesLeft))
+			if err != nil {
+				f.CancelWith(err)
+				return
+			}
+			_ = f.InputSecondFactor(pin)
+		case flows.SetSecondFactor:
+			flag := newPINFlag
+			if flag == "" {
+				flag = pinFlag
+			}
+			pin, err := a.pin(flag, "Choose a PIN: ")
+			if err != nil {
+				f.CancelWith(err)
+				return
+			}
+			_ = f.InputSecondFactor(pin)
+		}
+	}
+}
+
+// runFlow drives a flow to its end, printing its updates.
+func (a *app) runFlow(f *flows.Flow, ans flows.Answerer) flows.Update {
+	return flows.Drive(f, ans, a.printUpdate)
+}
+
+// exactArgs and friends make argument errors usage errors (exit 2).
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageErrorf("%s takes at most %d argument(s), got %d; see --help", cmd.CommandPath(), n, len(args))
+		}
+		return nil
+	}
+}
+
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErrorf("%s needs %s; see --help", cmd.CommandPath(), names)
+		}
+		return nil
+	}
+}
+
+// readInput reads a command's input argument: "-" or nothing (with stdin
+// not a terminal) is stdin, an existing file is its bytes, anything else is
+// the text itself.
+func (a *app) readInput(args []string, what string) ([]byte, error) {
+	if len(args) == 0 || args[0] == "-" {
+		if len(args) == 0 && a.io.inTTY {
+			return nil, usageErrorf("give %s as an argument, or pipe it on stdin", what)
+		}
+		b, err := io.ReadAll(io.LimitReader(a.io.in, 16<<20))
+		if err != nil {
+			return nil, fmt.Errorf("read stdin: %w", err)
+		}
+		return b, nil
+	}
+	arg := args[0]
+	if !strings.ContainsAny(arg, "\n{") && len(arg) < 4096 {
+		if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
+			b, err := os.ReadFile(arg)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", arg, err)
+			}
+			return b, nil
+		}
+	}
+	return []byte(arg), nil
+}
+
+var errSilent = errors.New("silent")

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/spf13/cobra"
+)
+
+func newBackendCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backend",
+		Short: "Call the cloud's backend REST API, as a relying party's server does",
+		Long: `The backend commands script the cloud's REST API (enroll, approval,
+status, introspect, intent, users) with --cloud and --access-key
+(AUTHPHONE_ACCESS_KEY). --json prints the API's own response.`,
+		Example: `  export AUTHPHONE_ACCESS_KEY=...   # printed by 'authphone emulator'
+  authphone backend enroll alice --qr
+  authphone backend approve alice --message 'Pay <b>10 EUR</b>' --wait 60s`,
+	}
+	cmd.PersistentFlags().StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "the cloud's access key (env AUTHPHONE_ACCESS_KEY)")
+	cmd.AddCommand(newBackendEnrollCmd(a), newBackendApproveCmd(a), newBackendStatusCmd(a), newBackendIntrospectCmd(a),
+		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a))
+	return cmd
+}
+
+func (a *app) printRaw(raw []byte) {
+	var v any
+	if json.Unmarshal(raw, &v) == nil {
+		a.printJSON(v)
+		return
+	}
+	a.printf("%s\n", raw)
+}
+
+func newBackendPingCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "ping",
+		Short:   "Check that the cloud answers and the access key is right",
+		Example: `  authphone backend ping`,
+		Args:    maxArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			if err := c.Ping(cmd.Context()); err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(map[string]string{"result": "PONG"})
+			} else {
+				a.printf("PONG\n")
+			}
+			return nil
+		},
+	}
+}
+
+func newBackendEnrollCmd(a *app) *cobra.Command {
+	var showQR bool
+	cmd := &cobra.Command{
+		Use:   "enroll USERNAME",
+		Short: "Start enrolling a user: prints the app link (and the QR code with --qr)",
+		Example: `  authphone backend enroll alice --qr
+  authphone backend enroll alice --json | jq -r .enrollment.appLinkUri`,
+		Args: exactArgs(1, "a USERNAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			u, raw, err := c.Enroll(cmd.Context(), cloudapi.EnrollRequest{Username: args[0]})
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printRaw(raw)
+				return nil
+			}
+			if showQR {
+				drawQR(a.io.out, qrContent(u.Enrollment.AppLinkURI))
+			}
+			a.printf("user:         %s (%s, %s)\n", u.Username, u.UserID, u.Status)
+			a.printf("app link:     %s\n", u.Enrollment.AppLinkURI)
+			a.printf("status token: %s\n", u.Enrollment.StatusToken)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&showQR, "qr", false, "draw the enrolment QR code in the terminal")
+	return cmd
+}
+
+// statusResult prints a status and turns a final status into the exit code.
+func (a *app) statusResult(st *cloudapi.StatusResponse, waited time.Duration) error {
+	if a.json {
+		a.printJSON(st)
+	} else {
+		a.printf("status: %s\n", st.Status)
+		if st.Token != "" {
+			a.printf("token:  %s\n", st.Token)
+		}
+	}
+	switch st.Status {
+	case cloudapi.StatusFailed:
+		return refused(fmt.Errorf("the transaction failed (declined, expired or rejected)"))
+	case cloudapi.StatusPending:
+		if waited > 0 {
+			return timedOut(fmt.Errorf("still pending after %s", waited))
+		}
+	case cloudapi.StatusUnknown:
+		return fmt.Errorf("the cloud does not know this transaction (purged, or another cloud)")
+	}
+	return nil
+}
+
+func newBackendApproveCmd(a *app) *cobra.Command {
+	var req cloudapi.ApprovalRequest
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "approve USERNAME",
+		Short: "Ask a user's phone to approve a login or a transaction",
+		Example: `  authphone backend approve alice
+  authphone backend approve alice --message 'Pay <b>100 EUR</b> to Bob' --wait 60s
+  authphone backend approve alice --channel app --json | jq -r .appLinkUri`,
+		Args: exactArgs(1, "a USERNAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			req.Username = args[0]
+			ap, raw, err := c.Approve(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if wait == 0 {
+				if a.json {
+					a.printRaw(raw)
+					return nil
+				}
+				if ap.AppLinkURI != "" {
+					drawQR(a.io.out, qrContent(ap.AppLinkURI))
+					a.printf("app link:     %s\n", ap.AppLinkURI)
+				}
+				a.printf("transaction:  %s\nstatus token: %s\n", ap.TransactionID, ap.StatusToken)
+				return nil
+			}
+			if !a.json {
+				a.printf("transaction:  %s\nstatus token: %s\nwaiting up to %s for the phone...\n", ap.TransactionID, ap.StatusToken, wait)
+			}
+			st, err := c.WaitStatus(cmd.Context(), ap.StatusToken, wait)
+			if err != nil {
+				return err
+			}
+			return a.statusResult(st, wait)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Message, "message", "", "transaction text shown on the phone (tags html b br em i strong u)")
+	f.StringVar(&req.NotificationMessage, "notification", "", "the push notification's text")
+	f.StringVar(&req.Channel, "channel", "push", "push (to the phone's inbox) or app (a QR code / app link)")
+	f.DurationVar(&wait, "wait", 0, "wait up to this long for the result (exit 3 if it failed, 4 if still pending)")
+	return cmd
+}
+
+func newBackendStatusCmd(a *app) *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "status STATUS_TOKEN",
+		Short: "Read a transaction's status (long-polls with --wait)",
+		Example: `  authphone backend status st.4b1c...
+  authphone backend status st.4b1c... --wait 30s --json`,
+		Args: exactArgs(1, "a STATUS_TOKEN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			st, err := c.WaitStatus(cmd.Context(), args[0], wait)
+			if err != nil {
+				return err
+			}
+			return a.statusResult(st, wait)
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", 0, "hold until the status leaves pending, up to this long")
+	return cmd
+}
+
+func newBackendIntrospectCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "introspect TOKEN",
+		Short:   "Ask the cloud whether a token is active (RFC 7662)",
+		Example: `  authphone backend introspect eyJhbGciOiJFUzI1NiIs...`,
+		Args:    exactArgs(1, "a TOKEN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			in, err := c.Introspect(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(in)
+				return nil
+			}
+			a.printf("active: %v\n", in.Active)
+			if in.Active {
+				a.printf("sub:    %s\nscope:  %s\nexp:    %s\n", in.Sub, in.Scope, time.Unix(in.Exp, 0).UTC().Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+}
+
+func newBackendIntentCmd(a *app) *cobra.Command {
+	var op string
+	cmd := &cobra.Command{
+		Use:     "intent USERNAME --operation enroll|approve",
+		Short:   "Make a single-use token a frontend may use for one user and operation",
+		Example: `  authphone backend intent alice --operation approve`,
+		Args:    exactArgs(1, "a USERNAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			tok, err := c.Intent(cmd.Context(), cloudapi.IntentRequest{Username: args[0], Operation: op})
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(cloudapi.IntentResponse{Token: tok})
+			} else {
+				a.printf("%s\n", tok)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&op, "operation", "", "enroll or approve")
+	_ = cmd.MarkFlagRequired("operation")
+	return cmd
+}
+
+func (a *app) printUser(u *cloudapi.User) {
+	a.printf("%s  %s  %s  %d authenticator(s)\n", u.UserID, orDash(u.Username), u.Status, len(u.Authenticators))
+	for _, au := range u.Authenticators {
+		a.printf("    %s  %s  %s  %s\n", au.AuthenticatorID, au.Name, au.Type, au.CreatedAt.Format(time.RFC3339))
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newBackendUsersCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "users [USERNAME]",
+		Short: "Show one user, or list them all",
+		Example: `  authphone backend users
+  authphone backend users alice --json`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				u, err := c.User(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if a.json {
+					a.printJSON(u)
+				} else {
+					a.printUser(u)
+				}
+				return nil
+			}
+			us, err := c.Users(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(cloudapi.UserList{Users: us})
+				return nil
+			}
+			for i := range us {
+				a.printUser(&us[i])
+			}
+			return nil
+		},
+	}
+	del := &cobra.Command{
+		Use:     "delete USERID",
+		Short:   "Delete a user and its authenticators",
+		Example: `  authphone backend users delete 6f0c...`,
+		Args:    exactArgs(1, "a USERID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteUser(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(map[string]string{"result": "deleted", "userId": args[0]})
+			} else {
+				a.printf("deleted user %s\n", args[0])
+			}
+			return nil
+		},
+	}
+	rename := &cobra.Command{
+		Use:     "rename USERID USERNAME",
+		Short:   "Give a user a (new) username",
+		Example: `  authphone backend users rename 6f0c... alice`,
+		Args:    exactArgs(2, "a USERID and a USERNAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			u, err := c.RenameUser(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(u)
+			} else {
+				a.printUser(u)
+			}
+			return nil
+		},
+	}
+	rmAuth := &cobra.Command{
+		Use:     "remove-authenticator AUTHENTICATOR_ID",
+		Short:   "Remove one authenticator; its phone gets a removal notice",
+		Example: `  authphone backend users remove-authenticator 0d3c...`,
+		Args:    exactArgs(1, "an AUTHENTICATOR_ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteAuthenticator(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(map[string]string{"result": "removed", "authenticatorId": args[0]})
+			} else {
+				a.printf("removed authenticator %s\n", args[0])
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(del, rename, rmAuth)
+	return cmd
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/authphone/authphone/emulator"
+	"github.com/authphone/authphone/keystore"
+	"github.com/spf13/cobra"
+)
+
+func newEmulatorCmd(a *app) *cobra.Command {
+	var addr, readyFile string
+	var enrollTTL, approvalTTL time.Duration
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "emulator",
+		Short: "Run the local authentication cloud in the foreground",
+		Long: `Runs the emulated authentication cloud: the backend REST API (Nevis
+Authentication Cloud compatible), the FIDO UAF 1.1 device API and the token
+issuer. It prints its base URL and access key (with --json, one JSON line
+{"url":…,"accessKey":…}), logs each request, and stops cleanly on
+SIGINT/SIGTERM. State is kept in memory.`,
+		Example: `  authphone emulator
+  authphone emulator --addr 127.0.0.1:0 --json
+  authphone emulator --access-key dev-key --approval-ttl 30s`,
+		Args: maxArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			level := slog.LevelInfo
+			if quiet {
+				level = slog.LevelWarn
+			}
+			var h slog.Handler = slog.NewTextHandler(a.io.err, &slog.HandlerOptions{Level: level})
+			if a.json {
+				h = slog.NewJSONHandler(a.io.err, &slog.HandlerOptions{Level: level})
+			}
+			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL)}
+			if a.accessKey != "" {
+				opts = append(opts, emulator.WithAccessKey(a.accessKey))
+			}
+			emu, err := emulator.New(opts...)
+			if err != nil {
+				return err
+			}
+			if err := emu.Start(addr); err != nil {
+				return fmt.Errorf("%w; is another emulator running? pick another --addr (127.0.0.1:0 picks a free port)", err)
+			}
+			ready := map[string]string{"url": emu.URL(), "accessKey": emu.AccessKey()}
+			if a.json {
+				a.printJSON(ready)
+			} else {
+				a.printf("authphone emulator listening on %s\n", emu.URL())
+				a.printf("access key: %s\n\n", emu.AccessKey())
+				a.printf("  export AUTHPHONE_CLOUD=%s\n  export AUTHPHONE_ACCESS_KEY=%s\n\n", emu.URL(), emu.AccessKey())
+			}
+			if readyFile != "" {
+				b, _ := json.Marshal(ready)
+				if err := keystore.WriteFileAtomic(readyFile, b, 0o600); err != nil {
+					return err
+				}
+			}
+			<-cmd.Context().Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if !a.json {
+				fmt.Fprintln(a.io.err, "authphone emulator: stopping")
+			}
+			return emu.Close(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:8722", "address to listen on (127.0.0.1:0 picks a free port)")
+	f.StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "fix the backend access key (default: a new HS512 JWT each start)")
+	f.DurationVar(&enrollTTL, "enroll-ttl", 5*time.Minute, "how long an enrolment stays pending")
+	f.DurationVar(&approvalTTL, "approval-ttl", 2*time.Minute, "how long an approval stays pending")
+	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
+	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
+	return cmd
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/authphone/authphone/flows"
+	"github.com/authphone/authphone/sdk"
+)
+
+// Exit codes (cli.md).
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitRefused  = 3
+	exitTimedOut = 4
+)
+
+// codedError carries its exit code.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, a ...any) error {
+	return &codedError{code: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+func refused(err error) error  { return &codedError{code: exitRefused, err: err} }
+func timedOut(err error) error { return &codedError{code: exitTimedOut, err: err} }
+
+// exitCode maps an error to the exit code cli.md gives it.
+func exitCode(err error) int {
+	var ce *codedError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ce):
+		return ce.code
+	case errors.Is(err, sdk.ErrPINRequired):
+		return exitUsage
+	case errors.Is(err, flows.ErrDeclined), errors.Is(err, flows.ErrLocked), errors.Is(err, flows.ErrWrongPIN):
+		return exitRefused
+	case errors.Is(err, sdk.ErrTokenExpired), errors.Is(err, sdk.ErrNoPending), errors.Is(err, context.DeadlineExceeded):
+		return exitTimedOut
+	default:
+		return exitError
+	}
+}
+
+// message renders an error as the one line after "authphone: ".
+func message(err error) string {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	return msg
+}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/authphone/authphone/flows"
+	"github.com/authphone/authphone/sdk"
+	"github.com/spf13/cobra"
+)
+
+// finish reports a flow's end: a result line (or JSON document), or the
+// error that decides the exit code. declining is true when the user asked to
+// decline, so a declined flow is a success.
+func (a *app) finish(p *sdk.Phone, last flows.Update, declining bool) error {
+	if last.State == flows.Error {
+		if declining && errors.Is(last.Err, flows.ErrDeclined) {
+			if a.json {
+				a.printJSON(map[string]any{"result": "declined", "type": last.Type, "account": last.Account})
+			} else {
+				a.printf("declined\n")
+			}
+			return nil
+		}
+		return last.Err
+	}
+	verb := map[flows.Type]string{flows.Enrol: "enrolled", flows.Login: "approved", flows.SignTransaction: "signed",
+		flows.Deregister: "removed", flows.ChangePIN: "PIN changed", flows.HeadlessUpgrade: "upgraded"}[last.Type]
+	var acct *sdk.Account
+	if last.Account != nil && last.Type != flows.Deregister {
+		acct, _ = p.Account(last.Account.ID)
+	}
+	if a.json {
+		out := map[string]any{"result": verb, "type": last.Type}
+		if acct != nil {
+			out["account"] = acct
+		} else {
+			out["account"] = last.Account
+		}
+		a.printJSON(out)
+		return nil
+	}
+	if last.Account != nil {
+		name := last.Account.Username
+		if name == "" {
+			name = last.Account.UserID
+		}
+		a.printf("%s: %s (user %s) on %s, account %s\n", verb, name, last.Account.UserID, last.Account.Cloud, last.Account.ID)
+	} else {
+		a.printf("%s\n", verb)
+	}
+	return nil
+}
+
+func newScanCmd(a *app) *cobra.Command {
+	var pin string
+	var deny bool
+	cmd := &cobra.Command{
+		Use:   "scan [INPUT]",
+		Short: "Read a dispatch payload (QR image, app link, base64url, JSON, data: URI) and run its flow",
+		Long: `Scan reads a dispatch payload and runs its flow: ENROL for an enrolment,
+LOGIN or SIGN_TRANSACTION for an approval, DEREGISTER for a removal.
+INPUT is a PNG/JPEG file of the QR code, a file holding the text, the text
+itself (base64url payload, app link, JSON or data:image/png;base64 URI), or -
+for standard input. Running scan is the user's confirmation; --deny declines.`,
+		Example: `  authphone scan qr.png --pin 1234
+  authphone scan 'http://127.0.0.1:8722/open?dispatchTokenResponse=eyJ...' --pin 1234
+  authphone backend enroll bob --json | jq -r .enrollment.qrCode.dataUri | authphone scan - --pin 1234
+  authphone scan approval.png --deny`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := a.readInput(args, "a QR image, app link or payload")
+			if err != nil {
+				return err
+			}
+			p, err := a.phone(cmd.Context())
+			if err != nil {
+				return err
+			}
+			f, err := p.Scan(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			return a.finish(p, a.runFlow(f, a.answerer(pin, pin, deny)), deny)
+		},
+	}
+	cmd.Flags().StringVar(&pin, "pin", "", "the PIN to set (enrolment) or to enter (approval); or AUTHPHONE_PIN")
+	cmd.Flags().BoolVar(&deny, "deny", false, "decline instead of approving")
+	return cmd
+}
+
+func (a *app) printRequests(rs []sdk.Request) {
+	if a.json {
+		if rs == nil {
+			rs = []sdk.Request{}
+		}
+		a.printJSON(rs)
+		return
+	}
+	if len(rs) == 0 {
+		a.printf("nothing pending\n")
+		return
+	}
+	tw := tabwriter.NewWriter(a.io.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tACCOUNT\tKIND\tEXPIRES\tMESSAGE")
+	for _, r := range rs {
+		msg := r.Text()
+		if msg == "" {
+			msg = r.Notification
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Account.Name(), r.Kind, time.Until(r.ExpiresAt).Round(time.Second), strings.ReplaceAll(msg, "\n", " / "))
+	}
+	_ = tw.Flush()
+}
+
+func newPendingCmd(a *app) *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "pending",
+		Short: "List the push messages waiting for this phone",
+		Example: `  authphone pending
+  authphone pending --wait 30s --json`,
+		Args: maxArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := a.phone(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rs, err := p.Pending(cmd.Context(), wait)
+			if err != nil {
+				return err
+			}
+			a.printRequests(rs)
+			if len(rs) == 0 && wait > 0 {
+				return timedOut(fmt.Errorf("%w arrived within %s", sdk.ErrNoPending, wait))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for a message to arrive")
+	return cmd
+}
+
+func newApproveCmd(a *app) *cobra.Command {
+	var sel sdk.Select
+	var pin string
+	cmd := &cobra.Command{
+		Use:   "approve [ID]",
+		Short: "Approve the given, or the oldest, pending request",
+		Long: `Approve runs the flow of a pending push request: LOGIN, SIGN_TRANSACTION
+(the transaction text is shown) or DEREGISTER. Without ID it takes the oldest;
+--match keeps only requests whose message contains TEXT; --wait waits for one.`,
+		Example: `  authphone approve --pin 1234
+  authphone approve --wait 30s --match 'Pay 100' --pin 1234 --json`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				sel.ID = args[0]
+			}
+			p, err := a.phone(cmd.Context())
+			if err != nil {
+				return err
+			}
+			r, err := p.Next(cmd.Context(), sel)
+			if err != nil {
+				return err
+			}
+			f, err := p.Approve(cmd.Context(), r)
+			if err != nil {
+				return err
+			}
+			return a.finish(p, a.runFlow(f, a.answerer(pin, "", false)), false)
+		},
+	}
+	cmd.Flags().DurationVar(&sel.Wait, "wait", 0, "wait up to this long for a request to arrive")
+	cmd.Flags().StringVar(&sel.Match, "match", "", "only a request whose message contains TEXT")
+	cmd.Flags().StringVar(&pin, "pin", "", "the PIN; or AUTHPHONE_PIN, or a prompt on a terminal")
+	return cmd
+}
+
+func newDenyCmd(a *app) *cobra.Command {
+	var sel sdk.Select
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "deny [ID]",
+		Short: "Decline the given, or the oldest, pending request",
+		Example: `  authphone deny
+  authphone deny --wait 30s --match 'Pay 1000'`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				sel.ID = args[0]
+			}
+			p, err := a.phone(cmd.Context())
+			if err != nil {
+				return err
+			}
+			r, err := p.Next(cmd.Context(), sel)
+			if err != nil {
+				return err
+			}
+			if err := p.Deny(cmd.Context(), r, reason); err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(map[string]any{"result": "declined", "id": r.ID, "account": r.Account})
+			} else {
+				a.printf("declined %s for %s\n", r.ID, r.Account.Name())
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&sel.Wait, "wait", 0, "wait up to this long for a request to arrive")
+	cmd.Flags().StringVar(&sel.Match, "match", "", "only a request whose message contains TEXT")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (sent to the cloud)")
+	return cmd
+}
+
+func newAccountsCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "accounts",
+		Short: "List this phone's accounts",
+		Example: `  authphone accounts
+  authphone --profile phone2 accounts --json`,
+		Args: maxArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := a.phone(cmd.Context())
+			if err != nil {
+				return err
+			}
+			accts, err := p.Accounts()
+			if err != nil {
+				return err
+			}
+			if a.json {
+				if accts == nil {
+					accts = []*sdk.Account{}
+				}
+				a.printJSON(accts)
+				return nil
+			}
+			if len(accts) == 0 {
+				a.printf("no accounts on profile %s; scan an enrolment QR code first\n", a.profile)
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.io.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ACCOUNT\tUSERNAME\tUSER ID\tCLOUD\tAAID\tHEADLESS\tCREATED")
+			for _, ac := range accts {
+				name := ac.Username
+				if name == "" {
+					name = "-"
+				}
+				state := "no"
+				if ac.Headless {
+					state = "yes"
+				}
+				if ac.Locked() {
+					state += " (locked)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ac.ID, name, ac.UserID, ac.Cloud, ac.AAID, state, ac.CreatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	var force bool
+	rm := &cobra.Command{
+		Use:   "remove ACCOUNT",
+		Short: "Deregister an account with its cloud and delete its key",
+		Example: `  authphone accounts remove alice
+  authphone accounts remove 3f2a9c --force   # the cloud is gone: forget it locally`,
+		Args: exactArgs(1, "the account (username, user id or account id)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := a.phone(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ac, err := p.RemoveAccount(cmd.Context(), args[0], force)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(map[string]any{"result": "removed", "account": ac})
+			} else {
+				a.printf("removed %s (account %s)\n", ac.Name(), ac.ID)
+			}
+			return nil
+		},
+	}
+	rm.Flags().BoolVar(&force, "force", false, "remove the account from this phone even if the cloud cannot be told")
+	cmd.AddCommand(rm)
+	return cmd
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk"
+	"github.com/spf13/cobra"
+)
+
+// run executes the command line and returns the exit code.
+func run(ctx context.Context, args []string, s *ioStreams) int {
+	a := &app{io: s}
+	root := newRoot(a)
+	root.SetArgs(args)
+	root.SetIn(s.in)
+	root.SetOut(s.out)
+	root.SetErr(s.err)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if err == errSilent {
+		return exitError
+	}
+	code := exitCode(err)
+	if code == exitError && isCobraUsage(err) {
+		code = exitUsage
+	}
+	if code == exitUsage && isCobraUsage(err) {
+		fmt.Fprintf(s.err, "authphone: %s: see 'authphone --help'\n", message(err))
+	} else {
+		fmt.Fprintf(s.err, "authphone: %s\n", message(err))
+	}
+	if a.json {
+		a.printJSON(map[string]any{"error": map[string]any{"code": code, "message": message(err)}})
+	}
+	return code
+}
+
+// isCobraUsage recognises cobra's own usage errors (unknown command or
+// flag), which it returns as plain errors.
+func isCobraUsage(err error) bool {
+	m := err.Error()
+	return strings.HasPrefix(m, "unknown command") || strings.HasPrefix(m, "unknown flag") ||
+		strings.HasPrefix(m, "unknown shorthand flag") || strings.Contains(m, "flag needs an argument") ||
+		strings.HasPrefix(m, "invalid argument") || strings.HasPrefix(m, "required flag")
+}
+
+func newRoot(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "authphone",
+		Short: "A scriptable virtual phone for push authenticators, and a local cloud to test it against",
+		Long: `authphone is a virtual phone for push authenticators (FIDO UAF 1.1, Nevis
+Authentication Cloud compatible): it enrols by scanning a QR code or app link,
+approves or denies logins and transactions with a PIN-protected device key,
+and can also act as the relying party's backend and run the cloud itself.`,
+		Example: `  # Terminal 1: a local cloud
+  authphone emulator
+  # Terminal 2: the backend enrols alice; the phone scans the QR image
+  export AUTHPHONE_ACCESS_KEY=...   # printed by the emulator
+  authphone backend enroll alice --json | jq -r .enrollment.appLinkUri > link.txt
+  authphone scan link.txt --pin 1234
+  authphone backend approve alice --message 'Pay 10 EUR' &
+  authphone approve --wait 10s --pin 1234`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.HiddenDefaultCmd = true
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.profile, "profile", envOr("AUTHPHONE_PROFILE", "default"), "which simulated phone (env AUTHPHONE_PROFILE)")
+	pf.StringVar(&a.cloud, "cloud", envOr("AUTHPHONE_CLOUD", sdk.DefaultCloud), "the cloud's base URL (env AUTHPHONE_CLOUD)")
+	pf.StringVar(&a.keystore, "keystore", envOr("AUTHPHONE_KEYSTORE", keystore.KindAuto), "where device keys live: auto, os, file, memory (env AUTHPHONE_KEYSTORE)")
+	pf.BoolVar(&a.json, "json", false, "machine-readable output: one JSON document, or one JSON line per FlowUpdate then the result")
+	pf.BoolVar(&a.verbose, "verbose", envOr("AUTHPHONE_VERBOSE", "") != "", "print HTTP exchanges on stderr, secrets redacted (env AUTHPHONE_VERBOSE)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErrorf("%v", err) })
+
+	root.AddCommand(newScanCmd(a), newPendingCmd(a), newApproveCmd(a), newDenyCmd(a), newAccountsCmd(a),
+		newQRCmd(a), newBackendCmd(a), newEmulatorCmd(a), newDemoCmd(a))
+	return root
+}
