@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testscript.RunMain(m, map[string]func() int{
+		"authphone": func() int {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, os.Args[1:], newIO())
+		},
+	}))
+}
+
+// TestScripts runs the QA recipes in testdata/script against the real
+// binary and a real emulator on 127.0.0.1.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: filepath.Join("..", "..", "testdata", "script"),
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("HOME", env.WorkDir)
+			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
+			// go-keyring's MockInit does not cross exec lines: scripts use the
+			// age-encrypted file keystore under $WORK.
+			env.Setenv("AUTHPHONE_KEYSTORE", "file")
+			env.Setenv("AUTHPHONE_KEYSTORE_PASSPHRASE", "testscript passphrase")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitready": cmdWaitReady,
+			"jsonget":   cmdJSONGet,
+			"qrpng":     cmdQRPNG,
+			"sleep":     cmdSleep,
+		},
+	})
+}
+
+// waitready FILE: wait for an emulator's --ready-file and export
+// AUTHPHONE_CLOUD and AUTHPHONE_ACCESS_KEY from it.
+func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitready FILE")
+	}
+	path := ts.MkAbs(args[0])
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			var r struct{ URL, AccessKey string }
+			ts.Check(json.Unmarshal(b, &r))
+			ts.Setenv("AUTHPHONE_CLOUD", r.URL)
+			ts.Setenv("AUTHPHONE_ACCESS_KEY", r.AccessKey)
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("emulator did not write %s within 10s", args[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// lookup follows a dotted path through decoded JSON.
+func lookup(v any, path string) (any, bool) {
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// jsonget FILE PATH VAR: set VAR to the string at PATH (a.b.c) in the JSON
+// document FILE (the last line that is a JSON object, for --json output).
+func cmdJSONGet(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: jsonget FILE PATH VAR")
+	}
+	v := lastJSON(ts, args[0])
+	got, ok := lookup(v, args[1])
+	if !ok {
+		ts.Fatalf("%s has no %s", args[0], args[1])
+	}
+	s, ok := got.(string)
+	if !ok {
+		b, _ := json.Marshal(got)
+		s = string(b)
+	}
+	ts.Setenv(args[2], s)
+}
+
+func lastJSON(ts *testscript.TestScript, file string) any {
+	lines := strings.Split(strings.TrimSpace(ts.ReadFile(file)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var v any
+		if json.Unmarshal([]byte(lines[i]), &v) == nil {
+			return v
+		}
+	}
+	ts.Fatalf("%s holds no JSON document", file)
+	return nil
+}
+
+// qrpng FILE PATH OUT: write the PNG of the data: URI at PATH in FILE to OUT.
+func cmdQRPNG(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: qrpng FILE PATH OUT")
+	}
+	got, ok := lookup(lastJSON(ts, args[0]), args[1])
+	s, _ := got.(string)
+	if !ok || !strings.HasPrefix(s, "data:image/png;base64,") {
+		ts.Fatalf("%s: %s is not a PNG data: URI", args[0], args[1])
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "data:image/png;base64,"))
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[2]), b, 0o644))
+}
+
+// sleep DURATION: pause the script (to let an operation expire).
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	time.Sleep(d)
+}
