@@ -115,6 +115,15 @@ func (a *app) pin(flag, prompt string) (string, error) {
 	return "", fmt.Errorf("%w: pass --pin or set AUTHPHONE_PIN (there is no terminal to ask)", sdk.ErrPINRequired)
 }
 
+// needPIN fails early, before any token is used, when a flow will ask for a
+// PIN that nothing can supply.
+func (a *app) needPIN(flag string) error {
+	if flag != "" || os.Getenv("AUTHPHONE_PIN") != "" || (a.io.inTTY && a.io.readPIN != nil) {
+		return nil
+	}
+	return fmt.Errorf("%w: pass --pin or set AUTHPHONE_PIN (there is no terminal to ask)", sdk.ErrPINRequired)
+}
+
 // updateJSON is one FlowUpdate as --json prints it.
 type updateJSON struct {
 	Type           flows.Type         `json:"type"`

@@ -76,6 +76,11 @@ for standard input. Running scan is the user's confirmation; --deny declines.`,
 			if err != nil {
 				return err
 			}
+			if !deny {
+				if err := a.needPIN(pin); err != nil {
+					return err
+				}
+			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {
 				return err
@@ -159,6 +164,9 @@ func newApproveCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				sel.ID = args[0]
+			}
+			if err := a.needPIN(pin); err != nil {
+				return err
 			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {

@@ -1,0 +1,37 @@
+# authphone: `make demo` runs the main job, `make test` runs every test.
+GO      ?= go
+FUZZTIME ?= 10s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help demo test build bench fuzz lint
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+demo: ## walk through every flow against an in-process emulator
+	$(GO) run ./cmd/authphone demo
+
+test: ## every test, race detector on (OS-keyring tests in a private D-Bus session)
+	@if command -v dbus-run-session >/dev/null 2>&1 && command -v gnome-keyring-daemon >/dev/null 2>&1; then \
+		sh testdata/with-keyring.sh $(GO) test -race -count=1 ./... ; \
+	else \
+		echo "note: dbus-run-session or gnome-keyring-daemon is missing, so the OS-keyring tests skip (apt-get install gnome-keyring dbus)"; \
+		$(GO) test -race -count=1 ./... ; \
+	fi
+
+build: ## build bin/authphone
+	$(GO) build -o bin/authphone ./cmd/authphone
+
+bench: ## run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz: ## a short run of every fuzz target (FUZZTIME each)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./sdk/tlv
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAssertions$$' -fuzztime $(FUZZTIME) ./sdk/uaf
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./sdk/dispatch
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./sdk/devsig
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
