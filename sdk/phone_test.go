@@ -224,7 +224,8 @@ func TestWrongPINDeclinesAndLocksAfterFive(t *testing.T) {
 }
 
 func TestScanRejectsReusedAndExpiredTokens(t *testing.T) {
-	e := newEnv(t, emulator.WithEnrollTTL(300*time.Millisecond))
+	e := newEnv(t)
+	short := newEnv(t, emulator.WithEnrollTTL(300*time.Millisecond))
 	p := e.phone("p")
 	u, _, _ := e.be.Enroll(e.ctx, cloudapi.EnrollRequest{Username: "carol"})
 	link := []byte(u.Enrollment.AppLinkURI)
@@ -237,14 +238,14 @@ func TestScanRejectsReusedAndExpiredTokens(t *testing.T) {
 	if !errors.Is(last.Err, sdk.ErrTokenRedeemed) {
 		t.Fatalf("reused: %v", last.Err)
 	}
-	u, _, _ = e.be.Enroll(e.ctx, cloudapi.EnrollRequest{Username: "carol2"})
+	u, _, _ = short.be.Enroll(e.ctx, cloudapi.EnrollRequest{Username: "carol2"})
 	time.Sleep(400 * time.Millisecond)
 	f, err = p.Scan(e.ctx, []byte(u.Enrollment.AppLinkURI))
 	_, last = run(t, f, err, flows.Answers{NewPIN: "1234"})
 	if !errors.Is(last.Err, sdk.ErrTokenExpired) {
 		t.Fatalf("expired: %v", last.Err)
 	}
-	if st, _ := e.be.Status(e.ctx, u.Enrollment.StatusToken, 0); st.Status != cloudapi.StatusFailed {
+	if st, _ := short.be.Status(e.ctx, u.Enrollment.StatusToken, 0); st.Status != cloudapi.StatusFailed {
 		t.Fatalf("expired enrolment status %s", st.Status)
 	}
 	if accts, _ := p.Accounts(); len(accts) != 1 {
