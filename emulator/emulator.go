@@ -19,6 +19,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
@@ -117,7 +118,7 @@ func (s *Server) URL() string {
 
 // Handler serves the whole API. Without WithBaseURL or Start, the base URL is
 // taken from the first request's Host.
-func (s *Server) Handler() http.Handler { return s.logRequests(s.mux) }
+func (s *Server) Handler() http.Handler { return s.logRequests(s.jsonErrors(s.mux)) }
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
 // It returns once the listener is bound; URL then answers.
@@ -194,7 +195,25 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+deviceapi.PathFacets, s.handleFacets)
 	m.HandleFunc("GET /open", s.handleOpen)
 	m.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+}
+
+// jsonErrors gives the mux's own 404 and 405 answers the API's error body.
+func (s *Server) jsonErrors(next *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := next.Handler(r)
+		if pattern != "" {
+			next.ServeHTTP(w, r) // sets the path values
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if allow := rec.Header().Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		if rec.Code == http.StatusMethodNotAllowed {
+			writeError(w, rec.Code, r.Method+" is not allowed on "+r.URL.Path+"; use "+rec.Header().Get("Allow"))
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 }
