@@ -113,6 +113,9 @@ func (p *Phone) pinCheck(a *Account) func(ctx context.Context, pin string) (bool
 		if err != nil {
 			return false, 0, err
 		}
+		if ok && a.PINFailures == 0 {
+			return true, MaxPINAttempts, nil // nothing to record
+		}
 		err = p.updateAccount(a.ID, func(s *Account) {
 			if ok {
 				s.PINFailures = 0

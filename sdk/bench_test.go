@@ -1,0 +1,148 @@
+package sdk_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"testing"
+	"time"
+
+	"github.com/authphone/authphone/flows"
+	"github.com/authphone/authphone/sdk"
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/devsig"
+	"github.com/authphone/authphone/sdk/uaf"
+	"golang.org/x/crypto/argon2"
+)
+
+// BenchmarkP256SignVerify is the crypto alone: one P-256 signature and its
+// verification.
+func BenchmarkP256SignVerify(b *testing.B) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	data := []byte("the signed data of an authentication assertion")
+	for b.Loop() {
+		sig, err := uaf.Sign(key, data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := uaf.VerifySignature(&key.PublicKey, uaf.AlgSecp256r1SHA256Raw, data, sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkApprovalCrypto is all the crypto one push approval does, without
+// HTTP: the PIN check (Argon2id), the signed inbox read (ES256 sign and
+// verify), the UAF assertion (sign and verify) and the transaction token
+// (sign).
+func BenchmarkApprovalCrypto(b *testing.B) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cloudKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	salt := make([]byte, 16)
+	data := []byte("the signed data of an authentication assertion")
+	for b.Loop() {
+		_ = argon2.IDKey([]byte("1234"), salt, 2, 19*1024, 1, 32)
+		h, _ := devsig.Sign(key, "kid", "GET", "/_app/inbox", nil, time.Now())
+		s, _ := devsig.Parse(h)
+		if err := s.Verify(&key.PublicKey, "GET", "/_app/inbox", nil, time.Now(), time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		sig, _ := uaf.Sign(key, data)
+		if err := uaf.VerifySignature(&key.PublicKey, uaf.AlgSecp256r1SHA256Raw, data, sig); err != nil {
+			b.Fatal(err)
+		}
+		d := sha256.Sum256(data)
+		if _, err := ecdsa.SignASN1(rand.Reader, cloudKey, d[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEnrol is a full enrolment in process over loopback HTTP: the
+// enroll call, the phone's scan (key, PIN verifier, registration, push
+// target), and the status reading succeeded.
+func BenchmarkEnrol(b *testing.B) {
+	e := newEnv(b)
+	p := e.phone("bench")
+	i := 0
+	for b.Loop() {
+		i++
+		u, _, err := e.be.Enroll(e.ctx, cloudapi.EnrollRequest{Username: "u" + time.Now().Format("150405.000000000")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, err := p.Scan(e.ctx, []byte(u.Enrollment.AppLinkURI))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if last := flows.Drive(f, flows.Answers{NewPIN: "1234"}.Answer, nil); last.State != flows.Done {
+			b.Fatal(last.Err)
+		}
+		if st, err := e.be.Status(e.ctx, u.Enrollment.StatusToken, 0); err != nil || st.Status != cloudapi.StatusSucceeded {
+			b.Fatalf("%+v %v", st, err)
+		}
+	}
+}
+
+// BenchmarkApproval is a full push approval in process over loopback HTTP:
+// the approval call, the phone reading its inbox and approving with its PIN,
+// and the status reading succeeded.
+func BenchmarkApproval(b *testing.B) {
+	e := newEnv(b)
+	p := e.phone("bench")
+	e.enrol(p, "alice", "1234")
+	for b.Loop() {
+		ap, _, err := e.be.Approve(e.ctx, cloudapi.ApprovalRequest{Username: "alice"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := p.Next(e.ctx, sdk.Select{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, err := p.Approve(e.ctx, r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if last := flows.Drive(f, flows.Answers{Confirm: true, PIN: "1234"}.Answer, nil); last.State != flows.Done {
+			b.Fatal(last.Err)
+		}
+		if st, err := e.be.Status(e.ctx, ap.StatusToken, 0); err != nil || st.Status != cloudapi.StatusSucceeded {
+			b.Fatalf("%+v %v", st, err)
+		}
+	}
+}
+
+// BenchmarkStatusWake measures how long a status long-poll takes to answer
+// after the decision: the phone declines, and the clock runs from the
+// decline's answer to the long-poll's (reported as wake-µs; negative means
+// the long-poll answered first).
+func BenchmarkStatusWake(b *testing.B) {
+	e := newEnv(b)
+	p := e.phone("bench")
+	e.enrol(p, "alice", "1234")
+	var total time.Duration
+	for b.Loop() {
+		ap, _, err := e.be.Approve(e.ctx, cloudapi.ApprovalRequest{Username: "alice"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := p.Next(e.ctx, sdk.Select{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := make(chan time.Time, 1)
+		go func() {
+			_, _ = e.be.Status(e.ctx, ap.StatusToken, 30*time.Second)
+			got <- time.Now()
+		}()
+		time.Sleep(2 * time.Millisecond) // let the long-poll reach the cloud
+		if err := p.Deny(e.ctx, r, ""); err != nil {
+			b.Fatal(err)
+		}
+		decided := time.Now()
+		total += (<-got).Sub(decided)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "wake-µs")
+}
