@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/dispatch"
 	"github.com/authphone/authphone/sdk/qr"
 	"github.com/google/uuid"
@@ -30,7 +31,6 @@ func (st *State) userJSON(u *User) cloudapi.User {
 	out := cloudapi.User{UserID: u.ID, Username: u.Username, Status: cloudapi.UserNew,
 		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Authenticators: []cloudapi.Authenticator{}}
 	for _, a := range st.userAuthenticators(u.ID) {
-		out.Status = cloudapi.UserActive
 		out.Authenticators = append(out.Authenticators, cloudapi.Authenticator{
 			AuthenticatorID: a.ID, Name: a.Name, Type: a.Type, AuthenticatorType: "app",
 			State: "active", CreatedAt: a.CreatedAt})
@@ -184,9 +184,9 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		if err := s.authorize(r, st, cloudapi.OperationApprove, req.UserID, req.Username, now); err != nil {
 			return err
 		}
-		auths := st.userAuthenticators(u.ID)
+		auths := slices.DeleteFunc(st.userAuthenticators(u.ID), func(a *Authenticator) bool { return a.AAID == deviceapi.AAIDHeadless })
 		if len(auths) == 0 {
-			return errf(http.StatusBadRequest, "user %s has no active authenticator; enrol a phone first", u.ID)
+			return errf(http.StatusBadRequest, "user %s has no active authenticator with a second factor; enrol a phone (or upgrade its headless account) first", u.ID)
 		}
 		a := auths[len(auths)-1]
 		if req.AuthenticatorID != "" {

@@ -285,8 +285,19 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 			return deverr(http.StatusConflict, deviceapi.StatusUnacceptableKey, "keyID is already registered")
 		}
 		u := st.Users[tx.UserID]
+		if tx.Kind == KindHeadless {
+			// A device-only user: no username, status new (flows.md).
+			u = &User{ID: uuid.NewString(), CreatedAt: now, UpdatedAt: now}
+			st.Users[u.ID] = u
+			tx.UserID = u.ID
+		}
 		if u == nil {
 			return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the user was deleted")
+		}
+		if tx.Kind == KindUpgrade {
+			if old := st.Authenticators[tx.AuthenticatorID]; old == nil || old.Deleted {
+				return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the headless key being upgraded is gone")
+			}
 		}
 		if len(st.userAuthenticators(u.ID)) >= cloudapi.MaxAuthenticators {
 			return deverr(http.StatusConflict, deviceapi.StatusForbidden, "the user already has the most authenticators allowed")
@@ -297,7 +308,15 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		a := &Authenticator{ID: uuid.NewString(), UserID: u.ID, KeyID: keyID, AAID: ra.KRD.AAID, PublicKey: pub,
 			SignCounter: ra.KRD.SignCounter, Name: "authphone", Type: "cli", CreatedAt: now}
 		st.Authenticators[a.ID] = a
-		u.Activated, u.UpdatedAt = true, now
+		u.UpdatedAt = now
+		if a.AAID != deviceapi.AAIDHeadless {
+			u.Activated = true
+		}
+		if tx.Kind == KindUpgrade {
+			// The PIN-protected key replaces the device-only one.
+			delete(st.Authenticators, tx.AuthenticatorID)
+			delete(st.Inbox, tx.AuthenticatorID)
+		}
 		delete(st.Sessions, sess.ServerData)
 		out = deviceapi.StatusBody{StatusCode: deviceapi.StatusOK, UserID: u.ID, AuthenticatorID: a.ID}
 		wake = append(wake, txWaitKey(tx.ID))

@@ -36,6 +36,8 @@ type Server struct {
 	issuer *issuer
 	hub    *hub
 	mux    *http.ServeMux
+	// dataClient forwards getData to the data service.
+	dataClient *http.Client
 
 	mu      sync.RWMutex
 	baseURL string
@@ -53,6 +55,11 @@ type config struct {
 	store       Store
 	now         func() time.Time
 	baseURL     string
+
+	dataService      string
+	protocolVersions []string
+	maxData          int64
+	dataTimeout      time.Duration
 }
 
 // Option configures a Server.
@@ -85,6 +92,7 @@ func New(opts ...Option) (*Server, error) {
 		enrollTTL: 5 * time.Minute, approvalTTL: 2 * time.Minute,
 		tokenTTL: 10 * time.Minute, intentTTL: 5 * time.Minute,
 		logger: slog.New(slog.DiscardHandler), now: time.Now,
+		protocolVersions: []string{"v1_1", ProtocolV1_2}, maxData: DefaultMaxData, dataTimeout: 10 * time.Second,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -101,7 +109,8 @@ func New(opts ...Option) (*Server, error) {
 	if cfg.store == nil {
 		cfg.store = NewMemoryStore()
 	}
-	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL}
+	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
+		dataClient: &http.Client{}}
 	s.routes()
 	return s, nil
 }
@@ -193,6 +202,10 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+deviceapi.PathInbox, s.handleInbox)
 	m.HandleFunc("POST "+deviceapi.PathDecline, s.handleDecline)
 	m.HandleFunc("GET "+deviceapi.PathFacets, s.handleFacets)
+	m.HandleFunc("POST "+deviceapi.PathHeadless, s.handleHeadless)
+	m.HandleFunc("POST "+deviceapi.PathUpgrade, s.handleUpgrade)
+	m.HandleFunc("POST "+deviceapi.PathData, s.handleData)
+	m.HandleFunc("GET "+deviceapi.PathVersions, s.handleVersions)
 	m.HandleFunc("GET /open", s.handleOpen)
 	m.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 }

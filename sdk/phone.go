@@ -44,6 +44,10 @@ type Phone struct {
 	now     func() time.Time
 	runner  flows.Runner
 	mu      sync.Mutex // guards the state file
+
+	versions   []string
+	maxPayload int
+	headlessMu sync.Mutex // one headless account at a time
 }
 
 type options struct {
@@ -54,6 +58,9 @@ type options struct {
 	verbose io.Writer
 	now     func() time.Time
 	timeout time.Duration
+
+	versions   []string
+	maxPayload int
 }
 
 // Option configures a Phone.
@@ -97,7 +104,8 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 	if keys == nil {
 		return nil, fmt.Errorf("a phone needs a keystore")
 	}
-	o := options{cloud: DefaultCloud, now: time.Now, timeout: 90 * time.Second}
+	o := options{cloud: DefaultCloud, now: time.Now, timeout: 90 * time.Second,
+		versions: DefaultProtocolVersions, maxPayload: DefaultMaxPayload}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -125,7 +133,8 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 	if o.verbose != nil {
 		logExchanges(r, o.verbose)
 	}
-	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now}, nil
+	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now,
+		versions: o.versions, maxPayload: o.maxPayload}, nil
 }
 
 // Profile is the phone's profile name.

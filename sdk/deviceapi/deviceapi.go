@@ -20,7 +20,24 @@ const (
 	PathDecline         = "/_app/token/decline"
 	PathFacets          = "/_app/facets"
 	PathData            = "/_app/data"
+	PathHeadless        = "/_app/headless"
+	PathUpgrade         = "/_app/headless/upgrade"
+	PathVersions        = "/_app/versions"
 )
+
+// DataRelayedHeader marks a getData answer that comes unchanged from the
+// data service ("relayed", or "builtin" for the emulator's own), as opposed
+// to the cloud's own error (ours).
+const DataRelayedHeader = "Authphone-Data-Service"
+
+// ProtocolV1_2 is the second-factor server protocol version headless
+// accounts need.
+const ProtocolV1_2 = "v1_2"
+
+// HeadlessRequest asks the cloud for a device-only registration (ours).
+type HeadlessRequest struct {
+	ProtocolVersion string `json:"protocolVersion"`
+}
 
 // ContentTypeUAF is the content type of UAF bodies.
 const ContentTypeUAF = "application/fido+uaf;charset=UTF-8"
