@@ -48,6 +48,7 @@ type app struct {
 	json      bool
 	verbose   bool
 	accessKey string
+	versions  []string
 }
 
 func envOr(name, def string) string {
@@ -75,7 +76,7 @@ func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud)}
+	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud), sdk.WithAllowedProtocolVersions(a.versions...)}
 	if w := a.verboseWriter(); w != nil {
 		opts = append(opts, sdk.WithVerbose(w))
 	}
@@ -182,11 +183,7 @@ func (a *app) answerer(pinFlag, newPINFlag string, deny bool) flows.Answerer {
 			}
 			_ = f.InputSecondFactor(pin)
 		case flows.SetSecondFactor:
-			flag := newPINFlag
-			if flag == "" {
-				flag = pinFlag
-			}
-			pin, err := a.pin(flag, "Choose a PIN: ")
+			pin, err := a.pin(newPINFlag, "Choose a PIN: ")
 			if err != nil {
 				f.CancelWith(err)
 				return

@@ -16,6 +16,10 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var addr, readyFile string
 	var enrollTTL, approvalTTL time.Duration
 	var quiet bool
+	var dataService string
+	var versions []string
+	var maxData int64
+	var dataTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "emulator",
 		Short: "Run the local authentication cloud in the foreground",
@@ -23,10 +27,12 @@ func newEmulatorCmd(a *app) *cobra.Command {
 Authentication Cloud compatible), the FIDO UAF 1.1 device API and the token
 issuer. It prints its base URL and access key (with --json, one JSON line
 {"url":…,"accessKey":…}), logs each request, and stops cleanly on
-SIGINT/SIGTERM. State is kept in memory.`,
+SIGINT/SIGTERM. State is kept in memory. getData calls go to --data-service
+with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 		Example: `  authphone emulator
   authphone emulator --addr 127.0.0.1:0 --json
-  authphone emulator --access-key dev-key --approval-ttl 30s`,
+  authphone emulator --access-key dev-key --approval-ttl 30s
+  authphone emulator --data-service http://127.0.0.1:9000/data`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
@@ -37,7 +43,11 @@ SIGINT/SIGTERM. State is kept in memory.`,
 			if a.json {
 				h = slog.NewJSONHandler(a.io.err, &slog.HandlerOptions{Level: level})
 			}
-			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL)}
+			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL),
+				emulator.WithProtocolVersions(versions...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout)}
+			if dataService != "" {
+				opts = append(opts, emulator.WithDataService(dataService))
+			}
 			if a.accessKey != "" {
 				opts = append(opts, emulator.WithAccessKey(a.accessKey))
 			}
@@ -78,5 +88,9 @@ SIGINT/SIGTERM. State is kept in memory.`,
 	f.DurationVar(&approvalTTL, "approval-ttl", 2*time.Minute, "how long an approval stays pending")
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
+	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")
+	f.StringSliceVar(&versions, "protocol-versions", []string{"v1_1", "v1_2"}, "second-factor server protocol versions served; headless accounts need v1_2")
+	f.Int64Var(&maxData, "max-data", emulator.DefaultMaxData, "largest getData payload, in bytes")
+	f.DurationVar(&dataTimeout, "data-timeout", 10*time.Second, "how long the data service may take")
 	return cmd
 }

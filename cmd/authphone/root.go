@@ -75,9 +75,21 @@ and can also act as the relying party's backend and run the cloud itself.`,
 	pf.StringVar(&a.keystore, "keystore", envOr("AUTHPHONE_KEYSTORE", keystore.KindAuto), "where device keys live: auto, os, file, memory (env AUTHPHONE_KEYSTORE)")
 	pf.BoolVar(&a.json, "json", false, "machine-readable output: one JSON document, or one JSON line per FlowUpdate then the result")
 	pf.BoolVar(&a.verbose, "verbose", envOr("AUTHPHONE_VERBOSE", "") != "", "print HTTP exchanges on stderr, secrets redacted (env AUTHPHONE_VERBOSE)")
+	pf.StringSliceVar(&a.versions, "allowed-protocol-versions", splitList(envOr("AUTHPHONE_ALLOWED_PROTOCOL_VERSIONS", strings.Join(sdk.DefaultProtocolVersions, ","))),
+		"second-factor server protocol versions the phone allows; headless accounts need v1_2 (env AUTHPHONE_ALLOWED_PROTOCOL_VERSIONS)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErrorf("%v", err) })
 
 	root.AddCommand(newScanCmd(a), newPendingCmd(a), newApproveCmd(a), newDenyCmd(a), newAccountsCmd(a),
-		newQRCmd(a), newBackendCmd(a), newEmulatorCmd(a), newDemoCmd(a))
+		newQRCmd(a), newGetDataCmd(a), newUpgradeCmd(a), newPINCmd(a), newBackendCmd(a), newEmulatorCmd(a), newDemoCmd(a))
 	return root
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
