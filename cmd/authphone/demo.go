@@ -25,7 +25,9 @@ func newDemoCmd(a *app) *cobra.Command {
 		Short: "Walk through every flow against an in-process emulator",
 		Long: `Demo starts an emulator on a free loopback port in this process and walks
 through the flows: enrol a user by scanning the real QR image, approve a push
-login, sign a transaction whose text is shown, deny one. It prints each step
+login, sign a transaction whose text is shown, deny one, send getData from
+a new phone (a headless account), upgrade it with a PIN and approve a login
+with it. It prints each step
 and its FlowUpdates and exits 0 only if every step ended as it should. It
 uses the memory keystore and a temporary profile, so it runs anywhere.`,
 		Example: `  authphone demo
@@ -126,7 +128,50 @@ func (a *app) demo(ctx context.Context, showQR bool) error {
 	d.approval(ctx, be, phone, cloudapi.ApprovalRequest{Username: "alice", Message: "Pay 9999.00 EUR to Mallory"},
 		flows.Answers{Confirm: false}, flows.SignTransaction, cloudapi.StatusFailed)
 
+	d.headless(ctx, emu, be, dir)
 	return d.result()
+}
+
+// headless shows the nextAuth part: getData from a phone with no account
+// makes a headless account; the upgrade gives it a PIN; the backend names
+// the user; the phone approves a login.
+func (d *demoRun) headless(ctx context.Context, emu *emulator.Server, be *backend.Client, dir string) {
+	a := d.a
+	d.header("getData from a new phone: a headless account is made, the data service answers")
+	phone, err := sdk.New("demo-headless", keystore.NewMemory(), sdk.WithStateDir(dir+"/headless"), sdk.WithCloud(emu.URL()))
+	if err != nil {
+		d.check(false, err.Error())
+		return
+	}
+	body, err := phone.GetData(ctx, []byte(`{"query":"balance"}`))
+	d.check(err == nil, "getData answered")
+	if err != nil {
+		return
+	}
+	if !a.json {
+		a.printf("     data service: %s", body)
+	}
+	accts, _ := phone.Accounts()
+	d.check(len(accts) == 1 && accts[0].Headless, "the phone holds one headless account (AAID F1D0#0000)")
+	if len(accts) != 1 {
+		return
+	}
+	userID := accts[0].UserID
+
+	d.header("Upgrade the headless account: choose a PIN")
+	f, err := phone.Upgrade(ctx, "")
+	if err != nil {
+		d.check(false, err.Error())
+		return
+	}
+	last := a.runFlow(f, flows.Answers{NewPIN: "2468"}.Answer)
+	d.check(last.State == flows.Done && last.Account != nil && last.Account.UserID == userID, "HEADLESS_UPGRADE ended DONE, same user")
+	_, err = be.RenameUser(ctx, userID, "zoe")
+	d.check(err == nil, "the backend names the user zoe")
+
+	d.header("zoe approves a login on the upgraded phone")
+	d.approval(ctx, be, phone, cloudapi.ApprovalRequest{Username: "zoe", NotificationMessage: "Log in as zoe?"},
+		flows.Answers{Confirm: true, PIN: "2468"}, flows.Login, cloudapi.StatusSucceeded)
 }
 
 // approval runs one approval end to end and checks how it ended.
