@@ -1,10 +1,13 @@
 package emulator
 
 import (
+	"bytes"
 	"context"
+	stdpng "image/png"
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
@@ -91,7 +94,11 @@ func (s *Server) qrCode(p dispatch.Payload) (*cloudapi.QRCode, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cloudapi.QRCode{Type: "image/png", Size: QRSize, DataURI: dispatch.DataURI(png)}, nil
+	size := QRSize
+	if cfg, err := stdpng.DecodeConfig(bytes.NewReader(png)); err == nil {
+		size = cfg.Width // whole pixels per module: a little under QRSize
+	}
+	return &cloudapi.QRCode{Type: "image/png", Size: size, DataURI: dispatch.DataURI(png)}, nil
 }
 
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
@@ -407,6 +414,18 @@ func (s *Server) introspect(r *http.Request, tok string) cloudapi.Introspection 
 	if found {
 		return out
 	}
+	if strings.HasPrefix(tok, "rt_") {
+		_ = s.store.View(r.Context(), func(st *State) error {
+			rt := st.RefreshTokens[tok]
+			if rt == nil || rt.Used || !now.Before(rt.ExpiresAt) || st.Chains[rt.ChainID] == nil || st.Chains[rt.ChainID].Revoked {
+				return nil
+			}
+			out = cloudapi.Introspection{Active: true, Exp: rt.ExpiresAt.Unix(), Sub: rt.UserID, Iss: s.base(r),
+				Aud: s.cfg.clientID, Scope: "refresh"}
+			return nil
+		})
+		return out
+	}
 	t, err := s.issuer.parse(tok, now)
 	if err != nil {
 		return inactive
@@ -553,22 +572,7 @@ func (s *Server) handleDeleteAuthenticator(w http.ResponseWriter, r *http.Reques
 		if a == nil || a.Deleted {
 			return errf(http.StatusNotFound, "no authenticator %s", id)
 		}
-		now := s.now()
-		a.Deleted = true
-		for _, tx := range st.Transactions {
-			if tx.AuthenticatorID == id && tx.Status == cloudapi.StatusPending {
-				tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, "authenticator deleted", now
-				wake = append(wake, txWaitKey(tx.ID))
-			}
-		}
-		// Tell the phone: a deregistration message in its inbox.
-		dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Deregistration), AuthenticatorID: id,
-			ExpiresAt: now.Add(24 * time.Hour)}
-		st.Tokens[dt.Token] = dt
-		p := dispatch.New(base, dispatch.Deregistration, dt.Token)
-		st.Inbox[id] = []*InboxItem{{ID: uuid.NewString(), Token: dt.Token, Kind: dt.Kind, Payload: p.Encode(),
-			Message: "This account was removed by the service", CreatedAt: now, ExpiresAt: dt.ExpiresAt}}
-		wake = append(wake, inboxWaitKey(id))
+		wake = s.removeAuthenticator(st, a, base, "This account was removed by the service")
 		return nil
 	})
 	if err != nil {
@@ -577,4 +581,26 @@ func (s *Server) handleDeleteAuthenticator(w http.ResponseWriter, r *http.Reques
 	}
 	s.hub.Signal(wake...)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// removeAuthenticator marks a deleted, fails its pending transactions and
+// leaves a deregistration message in its inbox so its phone learns of it.
+// It returns the wait keys to wake.
+func (s *Server) removeAuthenticator(st *State, a *Authenticator, base, why string) []string {
+	now := s.now()
+	var wake []string
+	a.Deleted = true
+	for _, tx := range st.Transactions {
+		if tx.AuthenticatorID == a.ID && tx.Status == cloudapi.StatusPending {
+			tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, "authenticator deleted", now
+			wake = append(wake, txWaitKey(tx.ID))
+		}
+	}
+	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Deregistration), AuthenticatorID: a.ID,
+		ExpiresAt: now.Add(24 * time.Hour)}
+	st.Tokens[dt.Token] = dt
+	p := dispatch.New(base, dispatch.Deregistration, dt.Token)
+	st.Inbox[a.ID] = []*InboxItem{{ID: uuid.NewString(), Token: dt.Token, Kind: dt.Kind, Payload: p.Encode(),
+		Message: why, CreatedAt: now, ExpiresAt: dt.ExpiresAt}}
+	return append(wake, inboxWaitKey(a.ID))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
 	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -518,8 +519,16 @@ func (s *Server) inboxOf(r *http.Request, aid string) []deviceapi.InboxMessage {
 			if tx := st.Transactions[it.TransactionID]; it.TransactionID != "" && (tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending) {
 				continue
 			}
-			out = append(out, deviceapi.InboxMessage{ID: it.ID, CreatedAt: it.CreatedAt, ExpiresAt: it.ExpiresAt,
-				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message})
+			m := deviceapi.InboxMessage{ID: it.ID, CreatedAt: it.CreatedAt, ExpiresAt: it.ExpiresAt,
+				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message}
+			if it.LoginRequestID != "" {
+				lr := st.LoginRequests[it.LoginRequestID]
+				if lr == nil || lr.Status != trustapi.StatusPending || !now.Before(lr.ExpiresAt) {
+					continue
+				}
+				m.LoginRequest = lr.info()
+			}
+			out = append(out, m)
 		}
 		return nil
 	})

@@ -26,6 +26,7 @@ import (
 
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
+	"github.com/authphone/authphone/sdk/trustapi"
 )
 
 // Server is an emulated authentication cloud. Create it with New; it is safe
@@ -60,6 +61,10 @@ type config struct {
 	protocolVersions []string
 	maxData          int64
 	dataTimeout      time.Duration
+
+	loginTTL  time.Duration
+	accessTTL time.Duration
+	clientID  string
 }
 
 // Option configures a Server.
@@ -93,6 +98,7 @@ func New(opts ...Option) (*Server, error) {
 		tokenTTL: 10 * time.Minute, intentTTL: 5 * time.Minute,
 		logger: slog.New(slog.DiscardHandler), now: time.Now,
 		protocolVersions: []string{"v1_1", ProtocolV1_2}, maxData: DefaultMaxData, dataTimeout: 10 * time.Second,
+		loginTTL: trustapi.DefaultRequestTTL, accessTTL: trustapi.DefaultAccessTokenLifetime, clientID: trustapi.DefaultClientID,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -207,7 +213,18 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+deviceapi.PathData, s.handleData)
 	m.HandleFunc("GET "+deviceapi.PathVersions, s.handleVersions)
 	m.HandleFunc("GET /open", s.handleOpen)
-	m.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
+	m.HandleFunc("GET "+trustapi.PathJWKS, s.handleJWKS)
+	m.HandleFunc("GET "+trustapi.PathDiscovery, s.handleDiscovery)
+	m.HandleFunc("POST "+trustapi.PathOAuthToken, s.handleOAuthToken)
+	m.HandleFunc("POST "+trustapi.PathRotateKey, s.backendAuth(s.handleRotateKey))
+	m.HandleFunc("POST "+trustapi.PathLoginRequests, s.handleCreateLoginRequest)
+	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/respond", s.handleRespondLoginRequest)
+	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/token", s.handleLoginToken)
+	m.HandleFunc("POST "+trustapi.PathPairings, s.handleCreatePairing)
+	m.HandleFunc("GET "+trustapi.PathPairings+"/{id}", s.handlePairingStatus)
+	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/approve", s.handleApprovePairing)
+	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
+	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
 
 // jsonErrors gives the mux's own 404 and 405 answers the API's error body.

@@ -28,6 +28,10 @@ type State struct {
 	Intents        map[string]*Intent        // by token
 	Nonces         map[string]time.Time      // Device-Signature nonces seen, until when
 	Revoked        map[string]time.Time      // revoked token ids (jti), until expiry
+	LoginRequests  map[string]*LoginRequest  // by requestId
+	Pairings       map[string]*Pairing       // by pairingId
+	RefreshTokens  map[string]*RefreshToken  // by token
+	Chains         map[string]*TokenChain    // refresh-token families, by id
 }
 
 // NewState returns an empty state.
@@ -37,6 +41,8 @@ func NewState() *State {
 		Transactions: map[string]*Transaction{}, Tokens: map[string]*DispatchToken{},
 		Sessions: map[string]*Session{}, Inbox: map[string][]*InboxItem{},
 		Intents: map[string]*Intent{}, Nonces: map[string]time.Time{}, Revoked: map[string]time.Time{},
+		LoginRequests: map[string]*LoginRequest{}, Pairings: map[string]*Pairing{},
+		RefreshTokens: map[string]*RefreshToken{}, Chains: map[string]*TokenChain{},
 	}
 }
 
@@ -111,15 +117,16 @@ type Session struct {
 
 // InboxItem is a push message waiting for a device.
 type InboxItem struct {
-	ID            string
-	Token         string
-	TransactionID string
-	Kind          string
-	Payload       string
-	Notification  string
-	Message       string
-	CreatedAt     time.Time
-	ExpiresAt     time.Time
+	ID             string
+	LoginRequestID string
+	Token          string
+	TransactionID  string
+	Kind           string
+	Payload        string
+	Notification   string
+	Message        string
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
 }
 
 // Intent is a single-use, one-user, one-operation credential.
@@ -131,6 +138,59 @@ type Intent struct {
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 	Used      bool
+}
+
+// LoginRequest is a non-trusted device asking to log in as a user.
+type LoginRequest struct {
+	ID            string
+	UserID        string
+	Identifier    string
+	CodeChallenge string
+	PollToken     string
+	DeviceName    string
+	IP            string
+	BindingCode   string
+	Status        string // pending, approved, rejected
+	Signature     string // the approving device's signature
+	ApprovedBy    string // authenticator id
+	SignedAt      int64
+	Issued        bool // tokens handed out
+	LastPoll      time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	ExpiresAt     time.Time
+}
+
+// Pairing is a new device waiting to be made trusted by QR.
+type Pairing struct {
+	ID              string
+	UserID          string
+	PublicKey       string // base64url uncompressed P-256
+	KeyID           string
+	DeviceName      string
+	Status          string // pending, approved
+	AuthenticatorID string
+	CreatedAt       time.Time
+	ExpiresAt       time.Time
+}
+
+// RefreshToken is one refresh token of a chain; a used one must not come
+// back.
+type RefreshToken struct {
+	Token     string
+	ChainID   string
+	UserID    string
+	Username  string
+	Used      bool
+	ExpiresAt time.Time
+}
+
+// TokenChain is a family of tokens from one sign-in: reusing a rotated
+// refresh token revokes all of it.
+type TokenChain struct {
+	ID      string
+	Revoked bool
+	JTIs    map[string]time.Time // access and id tokens, until expiry
 }
 
 // MemoryStore keeps state in memory, guarded by a lock. Its zero value is

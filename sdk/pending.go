@@ -15,6 +15,7 @@ import (
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/trustapi"
 )
 
 // Request is a push message waiting for this phone.
@@ -26,11 +27,18 @@ type Request struct {
 	CreatedAt    time.Time           `json:"createdAt"`
 	ExpiresAt    time.Time           `json:"expiresAt"`
 	Account      *Account            `json:"account"`
-	payload      dispatch.Payload
+	// Login describes another device's login request (kind login-request).
+	Login   *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`
+	payload dispatch.Payload
 }
 
 // Text is the request's message as plain text.
-func (r Request) Text() string { return cloudapi.PlainText(r.Message) }
+func (r Request) Text() string {
+	if r.Login != nil {
+		return fmt.Sprintf("log in as %s on %s from %s? binding code %s", r.Login.Identifier, orUnnamed(r.Login.DeviceName), r.Login.IP, r.Login.BindingCode)
+	}
+	return cloudapi.PlainText(r.Message)
+}
 
 // Pending lists the push messages waiting for this phone's accounts, oldest
 // first. With wait > 0 it holds until at least one arrives or wait ends.
@@ -105,6 +113,11 @@ func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Re
 	}
 	out := make([]Request, 0, len(msgs))
 	for _, m := range msgs {
+		if m.Kind == deviceapi.InboxLoginRequest && m.LoginRequest != nil {
+			out = append(out, Request{ID: m.ID, Kind: m.Kind, Notification: m.NotificationMessage, CreatedAt: m.CreatedAt,
+				ExpiresAt: m.ExpiresAt, Account: a, Login: m.LoginRequest})
+			continue
+		}
 		pl, err := dispatch.Decode([]byte(m.Payload))
 		if err != nil {
 			return nil, fmt.Errorf("the cloud sent a push message that is not a dispatch payload: %w", err)
@@ -173,8 +186,12 @@ func (p *Phone) Next(ctx context.Context, sel Select) (Request, error) {
 }
 
 // Approve starts the flow of a pending request: LOGIN or SIGN_TRANSACTION for
-// an approval, DEREGISTER for a removal notice.
+// an approval, APPROVE_DEVICE for another device's login request, DEREGISTER
+// for a removal notice.
 func (p *Phone) Approve(ctx context.Context, r Request) (*flows.Flow, error) {
+	if r.Login != nil {
+		return p.approveDevice(ctx, r)
+	}
 	return p.start(ctx, r.payload, r.Account)
 }
 
@@ -186,6 +203,9 @@ func (p *Phone) Deny(ctx context.Context, r Request, reason string) error {
 	key, err := p.loadKey(ctx, r.Account)
 	if err != nil {
 		return err
+	}
+	if r.Login != nil {
+		return p.respondLogin(ctx, r.Account, &signer{key, r.Account.KeyID}, r.Login.RequestID, false)
 	}
 	if reason == "" {
 		reason = "user declined"

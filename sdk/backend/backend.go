@@ -16,14 +16,19 @@ import (
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/go-resty/resty/v2"
 )
 
 // Client calls the backend API. Build it with New; it is safe for
 // concurrent use.
 type Client struct {
-	base string
-	r    *resty.Client
+	base     string
+	r        *resty.Client
+	audience string
+	issuer   string
+	refetch  time.Duration
+	jwks     jwksCache
 }
 
 // Error is a refusal from the API: its HTTP status and error body.
@@ -44,6 +49,9 @@ type options struct {
 	accessKey string
 	client    *http.Client
 	verbose   io.Writer
+	audience  string
+	issuer    string
+	refetch   time.Duration
 }
 
 // Option configures a Client.
@@ -61,7 +69,7 @@ func WithVerbose(w io.Writer) Option { return func(o *options) { o.verbose = w }
 
 // New returns a client for the cloud at baseURL.
 func New(baseURL string, opts ...Option) *Client {
-	var o options
+	o := options{audience: trustapi.DefaultClientID, refetch: DefaultJWKSRefetchInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -86,7 +94,11 @@ func New(baseURL string, opts ...Option) *Client {
 			return nil
 		})
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), r: r}
+	base := strings.TrimRight(baseURL, "/")
+	if o.issuer == "" {
+		o.issuer = base
+	}
+	return &Client{base: base, r: r, audience: o.audience, issuer: o.issuer, refetch: o.refetch}
 }
 
 // BaseURL is the cloud's base URL.

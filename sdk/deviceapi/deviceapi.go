@@ -7,6 +7,8 @@ package deviceapi
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/authphone/authphone/sdk/trustapi"
 )
 
 // Paths of the device API.
@@ -121,6 +123,7 @@ type InboxKind string
 const (
 	InboxAuthentication InboxKind = "authentication"
 	InboxDeregistration InboxKind = "deregistration"
+	InboxLoginRequest   InboxKind = "login-request"
 )
 
 // InboxMessage is one simulated push message.
@@ -134,6 +137,9 @@ type InboxMessage struct {
 	// list a request without redeeming its token.
 	Kind    InboxKind `json:"kind,omitempty"`
 	Message string    `json:"message,omitempty"`
+	// LoginRequest describes another device's login request (kind
+	// login-request), which has no dispatch payload.
+	LoginRequest *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`
 }
 
 // DeclineRequest is the body of POST /_app/token/decline.

@@ -19,9 +19,16 @@ import (
 // ErrNoQRCode means an image was read but holds no readable QR code.
 var ErrNoQRCode = errors.New("no readable QR code in the image")
 
-// PNG renders content as a size×size PNG QR code with medium error correction.
+// PNG renders content as a PNG QR code with medium error correction, at
+// most size pixels wide. Every module is a whole number of pixels (the image
+// may be a little smaller than size), which keeps it exactly decodable.
 func PNG(content string, size int) ([]byte, error) {
-	b, err := qrcode.Encode(content, qrcode.Medium, size)
+	q, err := qrcode.New(content, qrcode.Medium)
+	if err != nil {
+		return nil, fmt.Errorf("make QR code: %w", err)
+	}
+	modules := len(q.Bitmap()) // quiet zone included
+	b, err := q.PNG(-max(1, size/modules))
 	if err != nil {
 		return nil, fmt.Errorf("make QR code: %w", err)
 	}
@@ -43,10 +50,15 @@ func Read(img []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrNoQRCode, err)
 	}
-	hints := map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true}
-	res, err := zxqr.NewQRCodeReader().Decode(bmp, hints)
+	// The detector handles photos; a clean rendered code is read exactly
+	// as a pure barcode when the detector stumbles on it.
+	res, err := zxqr.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true})
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNoQRCode, err)
+		pure, perr := zxqr.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
+		if perr != nil {
+			return "", fmt.Errorf("%w: %v", ErrNoQRCode, err)
+		}
+		res = pure
 	}
 	return res.GetText(), nil
 }

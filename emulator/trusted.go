@@ -1,0 +1,681 @@
+package emulator
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
+	"github.com/authphone/authphone/sdk/devsig"
+	"github.com/authphone/authphone/sdk/trustapi"
+	"github.com/google/uuid"
+)
+
+// WithLoginTTL sets how long a login request waits for a trusted device
+// (default 180 s).
+func WithLoginTTL(d time.Duration) Option { return func(c *config) { c.loginTTL = d } }
+
+// WithAccessTokenTTL sets the life of access and id tokens (default 1 h).
+func WithAccessTokenTTL(d time.Duration) Option { return func(c *config) { c.accessTTL = d } }
+
+// WithClientID sets the audience of access and id tokens (default
+// "authphone-app").
+func WithClientID(id string) Option { return func(c *config) { c.clientID = id } }
+
+// refreshTTL is the life of a refresh token.
+const refreshTTL = 30 * 24 * time.Hour
+
+// oauthErr is an OAuth error answer.
+type oauthErr struct {
+	status int
+	body   trustapi.OAuthError
+}
+
+func (e *oauthErr) Error() string { return e.body.Error() }
+
+func oerr(status int, code, desc string) error {
+	return &oauthErr{status: status, body: trustapi.OAuthError{Code: code, Description: desc}}
+}
+
+// oauthFail answers OAuth errors in RFC 6749's shape and others as usual.
+func (s *Server) oauthFail(w http.ResponseWriter, r *http.Request, err error) {
+	var oe *oauthErr
+	if errors.As(err, &oe) {
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, oe.status, oe.body)
+		return
+	}
+	s.fail(w, r, err)
+}
+
+func loginWaitKey(id string) string   { return "login/" + id }
+func pairingWaitKey(id string) string { return "pairing/" + id }
+
+func (lr *LoginRequest) info() *trustapi.LoginRequestInfo {
+	return &trustapi.LoginRequestInfo{RequestID: lr.ID, UserID: lr.UserID, Identifier: lr.Identifier, DeviceName: lr.DeviceName,
+		IP: lr.IP, BindingCode: lr.BindingCode, CreatedAt: lr.CreatedAt}
+}
+
+// bindingCode is a short code both screens show: 6 digits.
+func bindingCode() string {
+	n, _ := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	return fmt.Sprintf("%03d %03d", n.Int64()/1000, n.Int64()%1000)
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// trustedAuthenticators are a user's keys that may approve: active and with
+// a second factor.
+func (st *State) trustedAuthenticators(userID string) []*Authenticator {
+	var out []*Authenticator
+	for _, a := range st.userAuthenticators(userID) {
+		if a.AAID != deviceapi.AAIDHeadless {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var req trustapi.CreateLoginRequest
+	if err := jsonUnmarshal(body, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.CodeChallengeMethod != "" && req.CodeChallengeMethod != "S256" {
+		s.fail(w, r, errf(http.StatusBadRequest, "codeChallengeMethod must be S256"))
+		return
+	}
+	if c, err := base64.RawURLEncoding.DecodeString(req.CodeChallenge); err != nil || len(c) != 32 {
+		s.fail(w, r, errf(http.StatusBadRequest, "codeChallenge must be an S256 PKCE challenge: base64url(SHA-256(verifier)), 43 characters"))
+		return
+	}
+	now := s.now()
+	lr := &LoginRequest{ID: uuid.NewString(), Identifier: req.Identifier, CodeChallenge: req.CodeChallenge,
+		PollToken: randomToken("pt_"), DeviceName: req.DeviceName, IP: remoteIP(r), BindingCode: bindingCode(),
+		Status: trustapi.StatusPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.loginTTL)}
+	var wake []string
+	err = s.store.Update(r.Context(), func(st *State) error {
+		u := st.userByName(req.Identifier)
+		if u == nil {
+			return errf(http.StatusNotFound, "no user named %s", req.Identifier)
+		}
+		lr.UserID = u.ID
+		trusted := st.trustedAuthenticators(u.ID)
+		if r.Header.Get(devsig.HeaderName) != "" {
+			// A device already trusted for the user is approved at once.
+			a, err := s.deviceAuth(r, st, body, false)
+			if err != nil {
+				return err
+			}
+			if a.UserID == u.ID && a.AAID != deviceapi.AAIDHeadless {
+				lr.Status, lr.ApprovedBy, lr.SignedAt = trustapi.StatusApproved, a.ID, now.Unix()
+			}
+		}
+		if lr.Status == trustapi.StatusPending && len(trusted) == 0 {
+			return errf(http.StatusConflict, "user %s has no trusted device to approve the login; enrol a phone first", req.Identifier)
+		}
+		st.LoginRequests[lr.ID] = lr
+		if lr.Status == trustapi.StatusPending {
+			for _, a := range trusted {
+				st.Inbox[a.ID] = append(st.Inbox[a.ID], &InboxItem{ID: uuid.NewString(), LoginRequestID: lr.ID,
+					Kind: string(deviceapi.InboxLoginRequest), Notification: "Log in on " + orUnnamed(lr.DeviceName) + "?",
+					CreatedAt: now, ExpiresAt: lr.ExpiresAt})
+				wake = append(wake, inboxWaitKey(a.ID))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.hub.Signal(wake...)
+	writeJSON(w, http.StatusCreated, trustapi.LoginRequestCreated{RequestID: lr.ID, PollToken: lr.PollToken,
+		ExpiresIn: int(s.cfg.loginTTL.Seconds()), Interval: int(trustapi.DefaultPollInterval.Seconds()),
+		BindingCode: lr.BindingCode, Approved: lr.Status == trustapi.StatusApproved})
+}
+
+func orUnnamed(s string) string {
+	if s == "" {
+		return "an unnamed device"
+	}
+	return s
+}
+
+// freshSignature checks a trusted device's signed timestamp.
+func (s *Server) freshSignature(ts int64) error {
+	d := s.now().Sub(time.Unix(ts, 0))
+	if d > devsig.MaxAge || d < -5*time.Second {
+		return errf(http.StatusUnauthorized, "the signed timestamp is too old or from the future")
+	}
+	return nil
+}
+
+func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	body, err := readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var req trustapi.Respond
+	if err := jsonUnmarshal(body, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	now := s.now()
+	var wake []string
+	err = s.store.Update(r.Context(), func(st *State) error {
+		a, err := s.deviceAuth(r, st, body, false)
+		if err != nil {
+			return err
+		}
+		lr := st.LoginRequests[id]
+		switch {
+		case lr == nil:
+			return errf(http.StatusNotFound, "no login request %s", id)
+		case lr.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
+			return errf(http.StatusForbidden, "this device is not trusted for the user who asked")
+		case lr.Status != trustapi.StatusPending:
+			return errf(http.StatusConflict, "the login request was already %s", lr.Status)
+		case !now.Before(lr.ExpiresAt):
+			return errf(http.StatusGone, "the login request expired")
+		}
+		if err := s.freshSignature(req.Timestamp); err != nil {
+			return err
+		}
+		if !trustapi.Verify(a.PublicKey, trustapi.SignedFacts(lr.UserID, lr.ID, trustapi.EventLogin, req.Timestamp, req.Approved), req.Signature) {
+			return errf(http.StatusUnauthorized, "the approval's signature does not verify with this device's key")
+		}
+		lr.Status = trustapi.StatusRejected
+		if req.Approved {
+			lr.Status = trustapi.StatusApproved
+		}
+		lr.ApprovedBy, lr.Signature, lr.SignedAt, lr.UpdatedAt = a.ID, req.Signature, req.Timestamp, now
+		wake = append(wake, loginWaitKey(lr.ID))
+		for aid := range st.Inbox {
+			wake = append(wake, inboxWaitKey(aid))
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.hub.Signal(wake...)
+	writeJSON(w, http.StatusOK, map[string]string{"status": map[bool]string{true: trustapi.StatusApproved, false: trustapi.StatusRejected}[req.Approved]})
+}
+
+func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req trustapi.PollRequest
+	if err := readJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	wait, err := parseWait(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	base := s.base(r)
+	deadline := time.Now().Add(wait)
+	for {
+		woken := s.hub.Wait(loginWaitKey(id))
+		shutdown := s.hub.Wait(shutdownKey)
+		var out *trustapi.TokenResponse
+		var expiresAt time.Time
+		pending := false
+		err := s.store.Update(r.Context(), func(st *State) error {
+			now := s.now()
+			lr := st.LoginRequests[id]
+			if lr == nil || subtle.ConstantTimeCompare([]byte(lr.PollToken), []byte(req.PollToken)) != 1 {
+				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "unknown login request or wrong poll token")
+			}
+			expiresAt = lr.ExpiresAt
+			switch {
+			case lr.Issued:
+				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the tokens of this login request were already handed out")
+			case lr.Status == trustapi.StatusRejected:
+				return oerr(http.StatusForbidden, trustapi.ErrCodeAccessDenied, "the trusted device rejected the login")
+			case lr.Status == trustapi.StatusPending && !now.Before(lr.ExpiresAt):
+				return oerr(http.StatusBadRequest, trustapi.ErrCodeExpired, "no trusted device answered in time; ask again")
+			case lr.Status == trustapi.StatusPending:
+				if wait == 0 {
+					if !lr.LastPoll.IsZero() && now.Sub(lr.LastPoll) < trustapi.DefaultPollInterval {
+						lr.LastPoll = now
+						return oerr(http.StatusBadRequest, trustapi.ErrCodeSlowDown, "polling faster than the interval; wait 1 s between polls (or use ?wait=)")
+					}
+					lr.LastPoll = now
+					return oerr(http.StatusBadRequest, trustapi.ErrCodePending, "no trusted device has answered yet")
+				}
+				pending = true
+				return nil
+			}
+			if trustapi.CodeChallenge(req.CodeVerifier) != lr.CodeChallenge {
+				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "codeVerifier does not match the codeChallenge")
+			}
+			u := st.Users[lr.UserID]
+			if u == nil {
+				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the user was deleted")
+			}
+			tok, err := s.issueTokens(st, base, u, "", now)
+			if err != nil {
+				return err
+			}
+			lr.Issued, lr.UpdatedAt = true, now
+			out = &trustapi.TokenResponse{OAuthToken: tok, ID: lr.ID, CreatedAt: lr.CreatedAt, UpdatedAt: lr.UpdatedAt,
+				Approved: true, ClientUserID: u.Username, Event: trustapi.EventLogin, IP: lr.IP, Method: trustapi.MethodTrustedDevice,
+				Signature: lr.Signature, Timestamp: time.Unix(lr.SignedAt, 0).UTC().Format(time.RFC3339), UserID: u.ID}
+			return nil
+		})
+		if err != nil {
+			s.oauthFail(w, r, err)
+			return
+		}
+		if !pending {
+			w.Header().Set("Cache-Control", "no-store")
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodePending, "no trusted device has answered yet"))
+			return
+		}
+		if untilExpiry := expiresAt.Sub(s.now()); untilExpiry < left {
+			left = max(untilExpiry, time.Millisecond)
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-woken:
+		case <-t.C:
+		case <-shutdown:
+			deadline = time.Now()
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+	}
+}
+
+// issueTokens makes access, id and refresh tokens for u in chain (a new
+// chain when empty).
+func (s *Server) issueTokens(st *State, base string, u *User, chainID string, now time.Time) (trustapi.OAuthToken, error) {
+	if chainID == "" {
+		chainID = uuid.NewString()
+		st.Chains[chainID] = &TokenChain{ID: chainID, JTIs: map[string]time.Time{}}
+	}
+	chain := st.Chains[chainID]
+	access, ajti := newJWT(base, u.ID, s.cfg.clientID, "access", now, s.cfg.accessTTL)
+	_ = access.Set("authentication_method", trustapi.MethodTrustedDevice)
+	_ = access.Set("identifier", u.Username)
+	idt, ijti := newJWT(base, u.ID, s.cfg.clientID, "", now, s.cfg.accessTTL)
+	_ = idt.Set("identifier", u.Username)
+	a, err := s.issuer.sign(access)
+	if err != nil {
+		return trustapi.OAuthToken{}, err
+	}
+	i, err := s.issuer.sign(idt)
+	if err != nil {
+		return trustapi.OAuthToken{}, err
+	}
+	rt := &RefreshToken{Token: randomToken("rt_"), ChainID: chainID, UserID: u.ID, Username: u.Username, ExpiresAt: now.Add(refreshTTL)}
+	st.RefreshTokens[rt.Token] = rt
+	chain.JTIs[ajti] = now.Add(s.cfg.accessTTL)
+	chain.JTIs[ijti] = now.Add(s.cfg.accessTTL)
+	return trustapi.OAuthToken{AccessToken: a, AuthMethod: trustapi.MethodTrustedDevice, ExpiresIn: int(s.cfg.accessTTL.Seconds()),
+		IDToken: i, RefreshToken: rt.Token, TokenType: "Bearer"}, nil
+}
+
+func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, cloudapi.MaxBody)
+	if err := r.ParseForm(); err != nil {
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "send a form: grant_type=refresh_token&refresh_token=…"))
+		return
+	}
+	if gt := r.PostForm.Get("grant_type"); gt != "refresh_token" {
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, "unsupported_grant_type", "only grant_type=refresh_token is served here"))
+		return
+	}
+	base := s.base(r)
+	var out trustapi.RefreshResponse
+	var reuse bool
+	err := s.store.Update(r.Context(), func(st *State) error {
+		now := s.now()
+		rt := st.RefreshTokens[r.PostForm.Get("refresh_token")]
+		if rt == nil {
+			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "unknown refresh token")
+		}
+		chain := st.Chains[rt.ChainID]
+		switch {
+		case chain == nil || chain.Revoked:
+			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the refresh token was revoked")
+		case rt.Used:
+			// A rotated token came back: someone else holds the chain.
+			s.revokeChain(st, chain, now)
+			reuse = true
+			return nil
+		case !now.Before(rt.ExpiresAt):
+			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the refresh token expired")
+		}
+		u := st.Users[rt.UserID]
+		if u == nil {
+			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the user was deleted")
+		}
+		rt.Used = true
+		tok, err := s.issueTokens(st, base, u, chain.ID, now)
+		if err != nil {
+			return err
+		}
+		out = trustapi.RefreshResponse{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: tok.ExpiresIn,
+			RefreshToken: tok.RefreshToken, IDToken: tok.IDToken}
+		return nil
+	})
+	if err == nil && reuse {
+		err = oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "this refresh token was already used; the whole token chain is now revoked")
+	}
+	if err != nil {
+		s.oauthFail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
+}
+
+// revokeChain revokes every token of a chain.
+func (s *Server) revokeChain(st *State, chain *TokenChain, now time.Time) {
+	chain.Revoked = true
+	for jti, until := range chain.JTIs {
+		st.Revoked[jti] = until
+	}
+	for _, rt := range st.RefreshTokens {
+		if rt.ChainID == chain.ID {
+			rt.Used = true
+		}
+	}
+}
+
+func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
+	base := s.base(r)
+	writeJSON(w, http.StatusOK, trustapi.Discovery{Issuer: base, JWKSURI: base + trustapi.PathJWKS,
+		TokenEndpoint: base + trustapi.PathOAuthToken, IntrospectionEndpoint: base + cloudapi.PathIntrospect,
+		GrantTypesSupported: []string{"refresh_token", "urn:authphone:trusted-device"}, IDTokenSigningAlgs: []string{"ES256"},
+		ResponseTypesSupported: []string{"token"}, SubjectTypesSupported: []string{"public"}})
+}
+
+// RotateSigningKey adds a new token-signing key; tokens signed with the old
+// one stay valid until they expire, and its public key stays in the JWKS
+// until then. It returns the new key's kid.
+func (s *Server) RotateSigningKey() (string, error) {
+	return s.issuer.rotate(s.now().Add(max(s.cfg.accessTTL, s.cfg.tokenTTL) + time.Minute))
+}
+
+func (s *Server) handleRotateKey(w http.ResponseWriter, r *http.Request) {
+	kid, err := s.RotateSigningKey()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"kid": kid})
+}
+
+// parseRawKey decodes a base64url 65-byte uncompressed P-256 key.
+func parseRawKey(s string) (*ecdsa.PublicKey, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), b)
+}
+
+func (s *Server) handleCreatePairing(w http.ResponseWriter, r *http.Request) {
+	var req trustapi.CreatePairing
+	if err := readJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Algorithm != trustapi.AlgorithmES256 {
+		s.fail(w, r, errf(http.StatusBadRequest, "algorithm must be ES256"))
+		return
+	}
+	if _, err := parseRawKey(req.PublicKey); err != nil {
+		s.fail(w, r, errf(http.StatusBadRequest, "publicKey must be a base64url uncompressed P-256 key"))
+		return
+	}
+	if kid, err := base64.RawURLEncoding.DecodeString(req.KeyID); err != nil || len(kid) < 32 {
+		s.fail(w, r, errf(http.StatusBadRequest, "keyId must be at least 32 bytes, base64url"))
+		return
+	}
+	now := s.now()
+	p := &Pairing{ID: uuid.NewString(), PublicKey: req.PublicKey, KeyID: req.KeyID, DeviceName: req.DeviceName,
+		Status: trustapi.StatusPending, CreatedAt: now, ExpiresAt: now.Add(trustapi.PairingMaxAge)}
+	var out trustapi.PairingCreated
+	err := s.store.Update(r.Context(), func(st *State) error {
+		u := st.userByName(req.Identifier)
+		if u == nil {
+			return errf(http.StatusNotFound, "no user named %s", req.Identifier)
+		}
+		if st.authenticatorByKeyID(req.KeyID) != nil {
+			return errf(http.StatusConflict, "keyId is already registered")
+		}
+		p.UserID = u.ID
+		st.Pairings[p.ID] = p
+		out = trustapi.PairingCreated{PairingID: p.ID, UserID: u.ID, Username: u.Username, Timestamp: now.Unix(),
+			ExpiresIn: int(trustapi.PairingMaxAge.Seconds())}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) handlePairingStatus(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	wait, err := parseWait(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		woken := s.hub.Wait(pairingWaitKey(id))
+		shutdown := s.hub.Wait(shutdownKey)
+		var out trustapi.PairingStatus
+		var exp time.Time
+		err := s.store.View(r.Context(), func(st *State) error {
+			p := st.Pairings[id]
+			if p == nil {
+				return errf(http.StatusNotFound, "no pairing %s", id)
+			}
+			out = trustapi.PairingStatus{Status: p.Status, AuthenticatorID: p.AuthenticatorID, UserID: p.UserID}
+			if u := st.Users[p.UserID]; u != nil {
+				out.Username = u.Username
+			}
+			if p.Status == trustapi.StatusPending && !s.now().Before(p.ExpiresAt) {
+				out.Status = trustapi.StatusExpired
+			}
+			exp = p.ExpiresAt
+			return nil
+		})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		left := time.Until(deadline)
+		if out.Status != trustapi.StatusPending || left <= 0 {
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
+		if untilExpiry := exp.Sub(s.now()); untilExpiry < left {
+			left = max(untilExpiry, time.Millisecond)
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-woken:
+		case <-t.C:
+		case <-shutdown:
+			deadline = time.Now()
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+	}
+}
+
+func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	body, err := readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var req trustapi.ApprovePairing
+	if err := jsonUnmarshal(body, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	now := s.now()
+	var out trustapi.PairingStatus
+	err = s.store.Update(r.Context(), func(st *State) error {
+		a, err := s.deviceAuth(r, st, body, false)
+		if err != nil {
+			return err
+		}
+		p := st.Pairings[id]
+		switch {
+		case p == nil:
+			return errf(http.StatusNotFound, "no pairing %s", id)
+		case p.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
+			return errf(http.StatusForbidden, "this device is not trusted for the pairing's user")
+		case p.Status != trustapi.StatusPending:
+			return errf(http.StatusConflict, "the pairing was already %s", p.Status)
+		case !now.Before(p.ExpiresAt):
+			return errf(http.StatusGone, "the pairing QR is over %s old; show a new one", trustapi.PairingMaxAge)
+		case req.PublicKey != p.PublicKey:
+			return errf(http.StatusBadRequest, "the approved key is not the key of this pairing")
+		}
+		if err := s.freshSignature(req.Timestamp); err != nil {
+			return err
+		}
+		if !trustapi.Verify(a.PublicKey, trustapi.SignedFacts(p.UserID, p.PublicKey, trustapi.EventEnrollTrustedDevice, req.Timestamp, true), req.Signature) {
+			return errf(http.StatusUnauthorized, "the approval's signature does not verify with this device's key")
+		}
+		if len(st.userAuthenticators(p.UserID)) >= cloudapi.MaxAuthenticators {
+			return errf(http.StatusConflict, "the user already has the most authenticators allowed")
+		}
+		if st.authenticatorByKeyID(p.KeyID) != nil {
+			return errf(http.StatusConflict, "keyId is already registered")
+		}
+		pub, err := parseRawKey(p.PublicKey)
+		if err != nil {
+			return err
+		}
+		na := &Authenticator{ID: uuid.NewString(), UserID: p.UserID, KeyID: p.KeyID, AAID: deviceapi.AAIDPIN, PublicKey: pub,
+			Name: orUnnamed(p.DeviceName), Type: "cli", CreatedAt: now}
+		st.Authenticators[na.ID] = na
+		p.Status, p.AuthenticatorID = trustapi.StatusApproved, na.ID
+		out = trustapi.PairingStatus{Status: p.Status, AuthenticatorID: na.ID, UserID: p.UserID}
+		if u := st.Users[p.UserID]; u != nil {
+			out.Username = u.Username
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.hub.Signal(pairingWaitKey(id))
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleListTrusted(w http.ResponseWriter, r *http.Request) {
+	var out []trustapi.TrustedDevice
+	err := s.store.Update(r.Context(), func(st *State) error {
+		a, err := s.deviceAuth(r, st, nil, false)
+		if err != nil {
+			return err
+		}
+		out = []trustapi.TrustedDevice{}
+		for _, t := range st.trustedAuthenticators(a.UserID) {
+			out = append(out, trustapi.TrustedDevice{AuthenticatorID: t.ID, Name: t.Name, AAID: t.AAID, CreatedAt: t.CreatedAt})
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// RemoveTrusted is the body of POST /_app/trusted-devices/{id}/remove.
+type removeTrusted struct {
+	Timestamp int64  `json:"timestamp"`
+	Signature string `json:"signature"`
+}
+
+func (s *Server) handleRemoveTrusted(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	body, err := readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var req removeTrusted
+	if err := jsonUnmarshal(body, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	base := s.base(r)
+	var wake []string
+	err = s.store.Update(r.Context(), func(st *State) error {
+		a, err := s.deviceAuth(r, st, body, false)
+		if err != nil {
+			return err
+		}
+		target := st.Authenticators[id]
+		if target == nil || target.Deleted || target.UserID != a.UserID {
+			return errf(http.StatusNotFound, "the user has no trusted device %s", id)
+		}
+		if err := s.freshSignature(req.Timestamp); err != nil {
+			return err
+		}
+		if !trustapi.Verify(a.PublicKey, trustapi.SignedFacts(a.UserID, id, trustapi.EventRemoveTrustedDevice, req.Timestamp, true), req.Signature) {
+			return errf(http.StatusUnauthorized, "the removal's signature does not verify with this device's key")
+		}
+		wake = s.removeAuthenticator(st, target, base, "This device was removed by another trusted device ("+a.Name+")")
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.hub.Signal(wake...)
+	w.WriteHeader(http.StatusNoContent)
+}
