@@ -62,9 +62,10 @@ type config struct {
 	maxData          int64
 	dataTimeout      time.Duration
 
-	loginTTL  time.Duration
-	accessTTL time.Duration
-	clientID  string
+	loginTTL     time.Duration
+	accessTTL    time.Duration
+	clientID     string
+	pollInterval time.Duration
 }
 
 // Option configures a Server.
@@ -99,6 +100,7 @@ func New(opts ...Option) (*Server, error) {
 		logger: slog.New(slog.DiscardHandler), now: time.Now,
 		protocolVersions: []string{"v1_1", ProtocolV1_2}, maxData: DefaultMaxData, dataTimeout: 10 * time.Second,
 		loginTTL: trustapi.DefaultRequestTTL, accessTTL: trustapi.DefaultAccessTokenLifetime, clientID: trustapi.DefaultClientID,
+		pollInterval: trustapi.DefaultPollInterval,
 	}
 	for _, o := range opts {
 		o(&cfg)

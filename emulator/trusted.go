@@ -24,6 +24,10 @@ import (
 // (default 180 s).
 func WithLoginTTL(d time.Duration) Option { return func(c *config) { c.loginTTL = d } }
 
+// WithPollInterval sets the least time between token polls (default 1 s);
+// a faster poll gets slow_down.
+func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
+
 // WithAccessTokenTTL sets the life of access and id tokens (default 1 h).
 func WithAccessTokenTTL(d time.Duration) Option { return func(c *config) { c.accessTTL = d } }
 
@@ -152,7 +156,7 @@ func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request
 	}
 	s.hub.Signal(wake...)
 	writeJSON(w, http.StatusCreated, trustapi.LoginRequestCreated{RequestID: lr.ID, PollToken: lr.PollToken,
-		ExpiresIn: int(s.cfg.loginTTL.Seconds()), Interval: int(trustapi.DefaultPollInterval.Seconds()),
+		ExpiresIn: int(s.cfg.loginTTL.Seconds()), Interval: max(1, int(s.cfg.pollInterval.Seconds())),
 		BindingCode: lr.BindingCode, Approved: lr.Status == trustapi.StatusApproved})
 }
 
@@ -263,9 +267,10 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeExpired, "no trusted device answered in time; ask again")
 			case lr.Status == trustapi.StatusPending:
 				if wait == 0 {
-					if !lr.LastPoll.IsZero() && now.Sub(lr.LastPoll) < trustapi.DefaultPollInterval {
+					if !lr.LastPoll.IsZero() && now.Sub(lr.LastPoll) < s.cfg.pollInterval {
 						lr.LastPoll = now
-						return oerr(http.StatusBadRequest, trustapi.ErrCodeSlowDown, "polling faster than the interval; wait 1 s between polls (or use ?wait=)")
+						return oerr(http.StatusBadRequest, trustapi.ErrCodeSlowDown,
+							fmt.Sprintf("polling faster than the interval; wait %s between polls (or use ?wait=)", s.cfg.pollInterval))
 					}
 					lr.LastPoll = now
 					return oerr(http.StatusBadRequest, trustapi.ErrCodePending, "no trusted device has answered yet")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/authphone/authphone/flows"
@@ -152,6 +153,14 @@ func (a *app) printUpdate(u flows.Update) {
 		line += " " + in.Type.String()
 		if in.TransactionText != "" {
 			line += fmt.Sprintf("  %q", in.TransactionText)
+		}
+		keys := make([]string, 0, len(in.Details))
+		for k := range in.Details {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			line += fmt.Sprintf("  %s=%q", k, in.Details[k])
 		}
 		if u.PreviousResult == flows.PINFail {
 			line += fmt.Sprintf("  (wrong PIN, %d attempts left)", in.RetriesLeft)

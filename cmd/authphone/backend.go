@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/authphone/authphone/sdk/backend"
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/spf13/cobra"
 )
 
@@ -22,7 +24,8 @@ status, introspect, intent, users) with --cloud and --access-key
 	}
 	cmd.PersistentFlags().StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "the cloud's access key (env AUTHPHONE_ACCESS_KEY)")
 	cmd.AddCommand(newBackendEnrollCmd(a), newBackendApproveCmd(a), newBackendStatusCmd(a), newBackendIntrospectCmd(a),
-		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a))
+		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a), newBackendVerifyTokenCmd(a),
+		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a))
 	return cmd
 }
 
@@ -365,4 +368,83 @@ func newBackendUsersCmd(a *app) *cobra.Command {
 	}
 	cmd.AddCommand(del, rename, rmAuth)
 	return cmd
+}
+
+func newBackendVerifyTokenCmd(a *app) *cobra.Command {
+	var audience, issuer string
+	cmd := &cobra.Command{
+		Use:   "verify-token JWT",
+		Short: "Check a trusted-device access token against the cloud's JWKS (signature, iss, aud, exp, nbf)",
+		Example: `  authphone backend verify-token eyJhbGciOiJFUzI1NiIs...
+  authphone backend verify-token "$TOKEN" --audience authphone-app --json`,
+		Args: exactArgs(1, "a JWT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := []backend.Option{backend.WithAudience(audience)}
+			if issuer != "" {
+				opts = append(opts, backend.WithIssuer(issuer))
+			}
+			c := backend.New(a.cloud, opts...)
+			claims, err := c.VerifyAccessToken(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(map[string]any{"valid": true, "claims": claims})
+				return nil
+			}
+			a.printf("valid: user %s (%s), %s, expires %s\n", claims.Subject, claims.Identifier, claims.AuthMethod, claims.Expiry.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&audience, "audience", trustapi.DefaultClientID, "the audience the token must carry (the client id)")
+	cmd.Flags().StringVar(&issuer, "issuer", "", "the issuer the token must carry (default: --cloud)")
+	return cmd
+}
+
+func newBackendRefreshCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "refresh REFRESH_TOKEN",
+		Short: "Exchange a refresh token for new tokens (the old one stops working)",
+		Example: `  authphone backend refresh rt_...
+  authphone backend refresh rt_... --json | jq -r .refresh_token`,
+		Args: exactArgs(1, "a REFRESH_TOKEN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := backend.New(a.cloud)
+			out, err := c.Refresh(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(out)
+				return nil
+			}
+			a.printf("access_token:  %s\nid_token:      %s\nrefresh_token: %s\nexpires_in:    %d\n", out.AccessToken, out.IDToken, out.RefreshToken, out.ExpiresIn)
+			return nil
+		},
+	}
+}
+
+func newBackendRotateKeyCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rotate-key",
+		Short:   "Make the emulator sign new tokens with a new key; old tokens stay valid until they expire",
+		Example: `  authphone backend rotate-key`,
+		Args:    maxArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			kid, err := c.RotateSigningKey(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(map[string]string{"kid": kid})
+			} else {
+				a.printf("new signing key: %s\n", kid)
+			}
+			return nil
+		},
+	}
 }

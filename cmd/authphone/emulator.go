@@ -9,6 +9,7 @@ import (
 
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/spf13/cobra"
 )
 
@@ -20,6 +21,8 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var versions []string
 	var maxData int64
 	var dataTimeout time.Duration
+	var loginTTL, accessTTL, pollInterval time.Duration
+	var clientID string
 	cmd := &cobra.Command{
 		Use:   "emulator",
 		Short: "Run the local authentication cloud in the foreground",
@@ -44,7 +47,9 @@ with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 				h = slog.NewJSONHandler(a.io.err, &slog.HandlerOptions{Level: level})
 			}
 			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL),
-				emulator.WithProtocolVersions(versions...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout)}
+				emulator.WithProtocolVersions(versions...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout),
+				emulator.WithLoginTTL(loginTTL), emulator.WithAccessTokenTTL(accessTTL), emulator.WithClientID(clientID),
+				emulator.WithPollInterval(pollInterval)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
 			}
@@ -92,5 +97,9 @@ with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 	f.StringSliceVar(&versions, "protocol-versions", []string{"v1_1", "v1_2"}, "second-factor server protocol versions served; headless accounts need v1_2")
 	f.Int64Var(&maxData, "max-data", emulator.DefaultMaxData, "largest getData payload, in bytes")
 	f.DurationVar(&dataTimeout, "data-timeout", 10*time.Second, "how long the data service may take")
+	f.DurationVar(&loginTTL, "login-ttl", trustapi.DefaultRequestTTL, "how long a login request waits for a trusted device")
+	f.DurationVar(&accessTTL, "access-token-ttl", trustapi.DefaultAccessTokenLifetime, "life of access and id tokens")
+	f.DurationVar(&pollInterval, "poll-interval", trustapi.DefaultPollInterval, "least time between token polls (faster: slow_down)")
+	f.StringVar(&clientID, "client-id", trustapi.DefaultClientID, "the audience (aud) of access and id tokens")
 	return cmd
 }

@@ -47,7 +47,10 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, flows.ErrDeclined), errors.Is(err, flows.ErrLocked), errors.Is(err, flows.ErrWrongPIN):
 		return exitRefused
-	case errors.Is(err, sdk.ErrTokenExpired), errors.Is(err, sdk.ErrNoPending), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, sdk.ErrLoginRejected):
+		return exitRefused
+	case errors.Is(err, sdk.ErrTokenExpired), errors.Is(err, sdk.ErrNoPending), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, sdk.ErrLoginExpired), errors.Is(err, sdk.ErrLoginPending), errors.Is(err, sdk.ErrPairingExpired):
 		return exitTimedOut
 	default:
 		return exitError

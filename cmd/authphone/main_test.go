@@ -44,6 +44,7 @@ func TestScripts(t *testing.T) {
 			"jsonget":   cmdJSONGet,
 			"qrpng":     cmdQRPNG,
 			"sleep":     cmdSleep,
+			"waitfile":  cmdWaitFile,
 		},
 	})
 }
@@ -140,4 +141,21 @@ func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
 	d, err := time.ParseDuration(args[0])
 	ts.Check(err)
 	time.Sleep(d)
+}
+
+// waitfile FILE: wait up to 20 s for a background command to write FILE.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitfile FILE")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if fi, err := os.Stat(ts.MkAbs(args[0])); err == nil && fi.Size() > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear within 20s", args[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

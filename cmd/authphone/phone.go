@@ -28,7 +28,8 @@ func (a *app) finish(p *sdk.Phone, last flows.Update, declining bool) error {
 		return last.Err
 	}
 	verb := map[flows.Type]string{flows.Enrol: "enrolled", flows.Login: "approved", flows.SignTransaction: "signed",
-		flows.Deregister: "removed", flows.ChangePIN: "PIN changed", flows.HeadlessUpgrade: "upgraded"}[last.Type]
+		flows.Deregister: "removed", flows.ChangePIN: "PIN changed", flows.HeadlessUpgrade: "upgraded",
+		flows.ApproveDevice: "approved the device"}[last.Type]
 	var acct *sdk.Account
 	if last.Account != nil && last.Type != flows.Deregister {
 		acct, _ = p.Account(last.Account.ID)
