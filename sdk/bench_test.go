@@ -15,6 +15,7 @@ import (
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/devsig"
+	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -203,6 +204,77 @@ func BenchmarkGetDataCrypto(b *testing.B) {
 		}
 		if _, err := jwt.Parse(signed, jwt.WithKey(jwa.ES256(), &cloudKey.PublicKey), jwt.WithAudience("svc")); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSignInWithDevice is the whole exchange in process over loopback:
+// the new device's request, the trusted phone reading its inbox and
+// approving with its PIN (APPROVE_DEVICE), and the tokens reaching the new
+// device through the long-poll. token-wake-µs is the time from the
+// approval's answer to the tokens' arrival.
+func BenchmarkSignInWithDevice(b *testing.B) {
+	e := newEnv(b)
+	phone := e.phone("phone")
+	e.enrol(phone, "alice", "1234")
+	laptop := e.phone("laptop")
+	var wake time.Duration
+	for b.Loop() {
+		lr, err := laptop.SignInWithDevice(e.ctx, "alice")
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := make(chan time.Time, 1)
+		go func() {
+			if _, err := laptop.WaitTokens(e.ctx, lr, 30*time.Second); err != nil {
+				b.Error(err)
+			}
+			got <- time.Now()
+		}()
+		r, err := phone.Next(e.ctx, sdk.Select{Wait: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, err := phone.Approve(e.ctx, r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if last := flows.Drive(f, flows.Answers{Confirm: true, PIN: "1234"}.Answer, nil); last.State != flows.Done {
+			b.Fatal(last.Err)
+		}
+		approved := time.Now()
+		wake += (<-got).Sub(approved)
+	}
+	b.ReportMetric(float64(wake.Microseconds())/float64(b.N), "token-wake-µs")
+}
+
+// BenchmarkSignInCrypto is the crypto of one sign-in alone: the PIN check
+// (Argon2id), the phone's signed inbox read and signed answer (two ES256
+// Device-Signatures and one approval signature, each made and checked), and
+// the cloud's access and id tokens.
+func BenchmarkSignInCrypto(b *testing.B) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cloudKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	salt := make([]byte, 16)
+	facts := trustapi.SignedFacts("user", "request", trustapi.EventLogin, time.Now().Unix(), true)
+	for b.Loop() {
+		_ = argon2.IDKey([]byte("1234"), salt, 2, 19*1024, 1, 32)
+		for range 2 {
+			h, _ := devsig.Sign(key, "kid", "POST", "/_app/login-requests/x/respond", facts, time.Now())
+			s, _ := devsig.Parse(h)
+			if err := s.Verify(&key.PublicKey, "POST", "/_app/login-requests/x/respond", facts, time.Now(), time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sig, _ := trustapi.Sign(key, facts)
+		if !trustapi.Verify(&key.PublicKey, facts, sig) {
+			b.Fatal("approval signature")
+		}
+		for range 2 {
+			tok, _ := jwt.NewBuilder().Issuer("cloud").Subject("user").Audience([]string{"app"}).Expiration(time.Now().Add(time.Hour)).Build()
+			if _, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), cloudKey)); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/backend"
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/qr"
+	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/spf13/cobra"
 )
 
@@ -27,7 +29,8 @@ func newDemoCmd(a *app) *cobra.Command {
 through the flows: enrol a user by scanning the real QR image, approve a push
 login, sign a transaction whose text is shown, deny one, send getData from
 a new phone (a headless account), upgrade it with a PIN and approve a login
-with it. It prints each step
+with it, sign a laptop in from the phone (tokens verified with the JWKS),
+and pair a desktop by QR. It prints each step
 and its FlowUpdates and exits 0 only if every step ended as it should. It
 uses the memory keystore and a temporary profile, so it runs anywhere.`,
 		Example: `  authphone demo
@@ -129,7 +132,92 @@ func (a *app) demo(ctx context.Context, showQR bool) error {
 		flows.Answers{Confirm: false}, flows.SignTransaction, cloudapi.StatusFailed)
 
 	d.headless(ctx, emu, be, dir)
+	d.trustedDevice(ctx, emu, be, phone, dir, pin)
 	return d.result()
+}
+
+// trustedDevice shows the Cotter part: a laptop asks to log in as alice, the
+// phone approves, the laptop gets tokens the backend verifies; then a
+// desktop is paired by QR and approves a login itself.
+func (d *demoRun) trustedDevice(ctx context.Context, emu *emulator.Server, be *backend.Client, phone *sdk.Phone, dir, pin string) {
+	a := d.a
+	d.header("A laptop asks to log in as alice; the phone approves; the laptop gets tokens")
+	laptop, err := sdk.New("demo-laptop", keystore.NewMemory(), sdk.WithStateDir(dir+"/laptop"), sdk.WithCloud(emu.URL()),
+		sdk.WithDeviceName("demo laptop"))
+	if err != nil {
+		d.check(false, err.Error())
+		return
+	}
+	lr, err := laptop.SignInWithDevice(ctx, "alice")
+	if err != nil {
+		d.check(false, err.Error())
+		return
+	}
+	if !a.json {
+		a.printf("     laptop shows binding code %s\n", lr.BindingCode)
+	}
+	type result struct {
+		tok *trustapi.TokenResponse
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		tok, err := laptop.WaitTokens(ctx, lr, 10*time.Second)
+		got <- result{tok, err}
+	}()
+	r, err := phone.Next(ctx, sdk.Select{Wait: 5 * time.Second})
+	if err != nil || r.Login == nil {
+		d.check(false, fmt.Sprintf("the phone did not get the login request: %v", err))
+		return
+	}
+	f, err := phone.Approve(ctx, r)
+	if err != nil {
+		d.check(false, err.Error())
+		return
+	}
+	last := a.runFlow(f, flows.Answers{Confirm: true, PIN: pin}.Answer)
+	d.check(last.State == flows.Done && r.Login.BindingCode == lr.BindingCode, "APPROVE_DEVICE ended DONE, same binding code on both screens")
+	res := <-got
+	d.check(res.err == nil, "the laptop received its tokens")
+	if res.err != nil {
+		return
+	}
+	claims, err := be.VerifyAccessToken(ctx, res.tok.OAuthToken.AccessToken)
+	d.check(err == nil && claims.Identifier == "alice", "the backend verified the access token with the JWKS")
+
+	d.header("Pair a desktop by QR: it shows a QR, the phone scans and approves it")
+	desktop, err := sdk.New("demo-desktop", keystore.NewMemory(), sdk.WithStateDir(dir+"/desktop"), sdk.WithCloud(emu.URL()),
+		sdk.WithDeviceName("demo desktop"))
+	if err != nil {
+		d.check(false, err.Error())
+		return
+	}
+	pr, err := desktop.StartPairing(ctx, "alice", "9753")
+	if err != nil {
+		d.check(false, err.Error())
+		return
+	}
+	if !a.json {
+		a.printf("     desktop QR: %s\n", pr.QRText)
+	}
+	paired := make(chan error, 1)
+	go func() {
+		_, err := desktop.WaitPairing(ctx, pr, 10*time.Second)
+		paired <- err
+	}()
+	png, err := qr.PNG(pr.QRText, 400)
+	if err != nil {
+		d.check(false, err.Error())
+		return
+	}
+	f, err = phone.TrustScan(ctx, png)
+	if err != nil {
+		d.check(false, err.Error())
+		return
+	}
+	last = a.runFlow(f, flows.Answers{Confirm: true, PIN: pin}.Answer)
+	d.check(last.State == flows.Done, "the phone approved the pairing (APPROVE_DEVICE)")
+	d.check(<-paired == nil, "the desktop is now a trusted device of alice")
 }
 
 // headless shows the nextAuth part: getData from a phone with no account
