@@ -260,38 +260,13 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "statusToken is malformed or forged; use the one enroll or approval returned"))
 		return
 	}
-	deadline := time.Now().Add(wait)
-	for {
-		woken := s.hub.Wait(txWaitKey(txID))
-		shutdown := s.hub.Wait(shutdownKey)
-		resp, expiresAt := s.statusOf(r.Context(), txID)
-		if resp.Status != cloudapi.StatusPending || wait == 0 {
-			writeJSON(w, http.StatusOK, resp)
-			return
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			writeJSON(w, http.StatusOK, resp)
-			return
-		}
-		if untilExpiry := expiresAt.Sub(s.now()); untilExpiry < left {
-			left = max(untilExpiry, time.Millisecond)
-		}
-		t := time.NewTimer(left)
-		select {
-		case <-woken:
-		case <-t.C:
-		case <-shutdown:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-		t.Stop()
-		if time.Now().After(deadline) {
-			resp, _ = s.statusOf(r.Context(), txID)
-			writeJSON(w, http.StatusOK, resp)
-			return
-		}
+	var resp cloudapi.StatusResponse
+	if s.longPoll(r.Context(), txWaitKey(txID), wait, func() (bool, time.Time) {
+		var exp time.Time
+		resp, exp = s.statusOf(r.Context(), txID)
+		return resp.Status != cloudapi.StatusPending, exp
+	}) {
+		writeJSON(w, http.StatusOK, resp)
 	}
 }
 

@@ -424,13 +424,9 @@ func (s *Server) deviceAuth(r *http.Request, st *State, body []byte, allowDelete
 }
 
 func (s *Server) handleDispatchTarget(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r)
-	if err != nil {
-		s.devFail(w, r, err)
-		return
-	}
 	var req deviceapi.DispatchTarget
-	if err := jsonUnmarshal(body, &req); err != nil {
+	body, err := readSigned(w, r, &req)
+	if err != nil {
 		s.devFail(w, r, err)
 		return
 	}
@@ -484,27 +480,12 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request) {
 		s.devFail(w, r, err)
 		return
 	}
-	deadline := time.Now().Add(wait)
-	for {
-		woken := s.hub.Wait(inboxWaitKey(aid))
-		shutdown := s.hub.Wait(shutdownKey)
-		items := s.inboxOf(r, aid)
-		left := time.Until(deadline)
-		if len(items) > 0 || left <= 0 {
-			writeJSON(w, http.StatusOK, items)
-			return
-		}
-		t := time.NewTimer(left)
-		select {
-		case <-woken:
-		case <-t.C:
-		case <-shutdown:
-			deadline = time.Now()
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-		t.Stop()
+	var items []deviceapi.InboxMessage
+	if s.longPoll(r.Context(), inboxWaitKey(aid), wait, func() (bool, time.Time) {
+		items = s.inboxOf(r, aid)
+		return len(items) > 0, time.Time{}
+	}) {
+		writeJSON(w, http.StatusOK, items)
 	}
 }
 
@@ -536,13 +517,9 @@ func (s *Server) inboxOf(r *http.Request, aid string) []deviceapi.InboxMessage {
 }
 
 func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r)
-	if err != nil {
-		s.devFail(w, r, err)
-		return
-	}
 	var req deviceapi.DeclineRequest
-	if err := jsonUnmarshal(body, &req); err != nil {
+	body, err := readSigned(w, r, &req)
+	if err != nil {
 		s.devFail(w, r, err)
 		return
 	}
@@ -592,13 +569,9 @@ func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDeregistration(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r)
-	if err != nil {
-		s.devFail(w, r, err)
-		return
-	}
 	var req deviceapi.UAFBody
-	if err := jsonUnmarshal(body, &req); err != nil {
+	body, err := readSigned(w, r, &req)
+	if err != nil {
 		s.devFail(w, r, err)
 		return
 	}

@@ -403,6 +403,49 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "Open this link with authphone:\n\n  authphone scan '%s%s'\n", s.base(r), r.URL.RequestURI())
 }
 
+// readSigned reads a JSON body into v and returns its bytes too: a
+// Device-Signature covers the exact bytes.
+func readSigned(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
+	body, err := readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return body, jsonUnmarshal(body, v)
+}
+
+// longPoll answers a ?wait= request: it runs check, and while check says
+// not done and the wait lasts, waits for key to be signalled (or for the
+// expiry check reports, when sooner) and runs it again. It returns false if
+// the client went away. A server shutting down ends every wait.
+func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		woken := s.hub.Wait(key) // before check: a signal in between is not lost
+		shutdown := s.hub.Wait(shutdownKey)
+		done, exp := check()
+		left := time.Until(deadline)
+		if done || left <= 0 {
+			return true
+		}
+		if !exp.IsZero() {
+			if untilExpiry := exp.Sub(s.now()); untilExpiry < left {
+				left = max(untilExpiry, time.Millisecond)
+			}
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-woken:
+		case <-t.C:
+		case <-shutdown:
+			deadline = time.Now()
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+		t.Stop()
+	}
+}
+
 func jsonUnmarshal(b []byte, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return errf(http.StatusBadRequest, "request body is not valid JSON: %v", err)

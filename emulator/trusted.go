@@ -96,13 +96,9 @@ func (st *State) trustedAuthenticators(userID string) []*Authenticator {
 }
 
 func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	var req trustapi.CreateLoginRequest
-	if err := jsonUnmarshal(body, &req); err != nil {
+	body, err := readSigned(w, r, &req)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -178,13 +174,9 @@ func (s *Server) freshSignature(ts int64) error {
 
 func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	body, err := readBody(w, r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	var req trustapi.Respond
-	if err := jsonUnmarshal(body, &req); err != nil {
+	body, err := readSigned(w, r, &req)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -244,14 +236,11 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := s.base(r)
-	deadline := time.Now().Add(wait)
-	for {
-		woken := s.hub.Wait(loginWaitKey(id))
-		shutdown := s.hub.Wait(shutdownKey)
-		var out *trustapi.TokenResponse
+	var out *trustapi.TokenResponse
+	if !s.longPoll(r.Context(), loginWaitKey(id), wait, func() (bool, time.Time) {
 		var expiresAt time.Time
 		pending := false
-		err := s.store.Update(r.Context(), func(st *State) error {
+		err = s.store.Update(r.Context(), func(st *State) error {
 			now := s.now()
 			lr := st.LoginRequests[id]
 			if lr == nil || subtle.ConstantTimeCompare([]byte(lr.PollToken), []byte(req.PollToken)) != 1 {
@@ -295,35 +284,19 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 				Signature: lr.Signature, Timestamp: time.Unix(lr.SignedAt, 0).UTC().Format(time.RFC3339), UserID: u.ID}
 			return nil
 		})
-		if err != nil {
-			s.oauthFail(w, r, err)
-			return
-		}
-		if !pending {
-			w.Header().Set("Cache-Control", "no-store")
-			writeJSON(w, http.StatusOK, out)
-			return
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodePending, "no trusted device has answered yet"))
-			return
-		}
-		if untilExpiry := expiresAt.Sub(s.now()); untilExpiry < left {
-			left = max(untilExpiry, time.Millisecond)
-		}
-		t := time.NewTimer(left)
-		select {
-		case <-woken:
-		case <-t.C:
-		case <-shutdown:
-			deadline = time.Now()
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-		t.Stop()
+		return err != nil || !pending, expiresAt
+	}) {
+		return
 	}
+	if err == nil && out == nil {
+		err = oerr(http.StatusBadRequest, trustapi.ErrCodePending, "no trusted device has answered yet")
+	}
+	if err != nil {
+		s.oauthFail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
 }
 
 // issueTokens makes access, id and refresh tokens for u in chain (a new
@@ -506,13 +479,10 @@ func (s *Server) handlePairingStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	deadline := time.Now().Add(wait)
-	for {
-		woken := s.hub.Wait(pairingWaitKey(id))
-		shutdown := s.hub.Wait(shutdownKey)
-		var out trustapi.PairingStatus
+	var out trustapi.PairingStatus
+	if !s.longPoll(r.Context(), pairingWaitKey(id), wait, func() (bool, time.Time) {
 		var exp time.Time
-		err := s.store.View(r.Context(), func(st *State) error {
+		err = s.store.View(r.Context(), func(st *State) error {
 			p := st.Pairings[id]
 			if p == nil {
 				return errf(http.StatusNotFound, "no pairing %s", id)
@@ -527,41 +497,22 @@ func (s *Server) handlePairingStatus(w http.ResponseWriter, r *http.Request) {
 			exp = p.ExpiresAt
 			return nil
 		})
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		left := time.Until(deadline)
-		if out.Status != trustapi.StatusPending || left <= 0 {
-			writeJSON(w, http.StatusOK, out)
-			return
-		}
-		if untilExpiry := exp.Sub(s.now()); untilExpiry < left {
-			left = max(untilExpiry, time.Millisecond)
-		}
-		t := time.NewTimer(left)
-		select {
-		case <-woken:
-		case <-t.C:
-		case <-shutdown:
-			deadline = time.Now()
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-		t.Stop()
+		return err != nil || out.Status != trustapi.StatusPending, exp
+	}) {
+		return
 	}
-}
-
-func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	body, err := readBody(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
 	var req trustapi.ApprovePairing
-	if err := jsonUnmarshal(body, &req); err != nil {
+	body, err := readSigned(w, r, &req)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -647,13 +598,9 @@ type removeTrusted struct {
 
 func (s *Server) handleRemoveTrusted(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	body, err := readBody(w, r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	var req removeTrusted
-	if err := jsonUnmarshal(body, &req); err != nil {
+	body, err := readSigned(w, r, &req)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
