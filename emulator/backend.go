@@ -193,7 +193,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		}
 		auths := slices.DeleteFunc(st.userAuthenticators(u.ID), func(a *Authenticator) bool { return a.AAID == deviceapi.AAIDHeadless })
 		if len(auths) == 0 {
-			return errf(http.StatusBadRequest, "user %s has no active authenticator with a second factor; enrol a phone (or upgrade its headless account) first", u.ID)
+			return errf(http.StatusBadRequest, "user %s has no active authenticator with a second factor; enrol a phone (or upgrade its headless account) first", u.name())
 		}
 		a := auths[len(auths)-1]
 		if req.AuthenticatorID != "" {

@@ -56,6 +56,14 @@ type User struct {
 	Activated bool
 }
 
+// name is how messages name the user: the username, else the id.
+func (u *User) name() string {
+	if u.Username != "" {
+		return u.Username
+	}
+	return u.ID
+}
+
 // Authenticator is a registered device key.
 type Authenticator struct {
 	ID          string

@@ -13,6 +13,7 @@ import (
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
@@ -25,6 +26,11 @@ import (
 func (p *Phone) Scan(ctx context.Context, input []byte) (*flows.Flow, error) {
 	pl, err := dispatch.Decode(input)
 	if err != nil {
+		if text, terr := pairingText(input); terr == nil {
+			if _, perr := trustapi.ParsePairingQR(text); perr == nil {
+				return nil, fmt.Errorf("%w: this is another device's pairing QR; approve it with `authphone trust scan` (Phone.TrustScan)", err)
+			}
+		}
 		return nil, err
 	}
 	return p.start(ctx, pl, nil)

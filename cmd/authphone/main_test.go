@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,7 +38,20 @@ func TestScripts(t *testing.T) {
 			// age-encrypted file keystore under $WORK.
 			env.Setenv("AUTHPHONE_KEYSTORE", "file")
 			env.Setenv("AUTHPHONE_KEYSTORE_PASSPHRASE", "testscript passphrase")
+			// The private Secret Service that `make test` starts, for the
+			// OS-keyring recipe.
+			for _, k := range []string{"DBUS_SESSION_BUS_ADDRESS", "AUTHPHONE_TEST_KEYRING"} {
+				if v := os.Getenv(k); v != "" {
+					env.Setenv(k, v)
+				}
+			}
 			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "keyring" {
+				return os.Getenv("AUTHPHONE_TEST_KEYRING") == "1", nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitready": cmdWaitReady,
