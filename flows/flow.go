@@ -72,9 +72,11 @@ func (f *Flow) run(ctx context.Context, work Work) {
 	f.state = final.State
 	f.waiting = 0
 	f.mu.Unlock()
+	// The flow has ended before anyone can read its final update, so a
+	// caller that reacts to it can start the next flow at once.
+	close(f.ended)
 	f.updates <- final
 	close(f.updates)
-	close(f.ended)
 }
 
 // Type is the flow's type.

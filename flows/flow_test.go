@@ -182,3 +182,23 @@ func TestEnrolSequenceAndOneFlowAtATime(t *testing.T) {
 		t.Fatalf("a flow after the first ended: %v", err)
 	}
 }
+
+// TestNextFlowRightAfterTheLast starts a flow as soon as the last one's final
+// update arrives, many times: the runner must never still see it active.
+func TestNextFlowRightAfterTheLast(t *testing.T) {
+	var r flows.Runner
+	for i := range 2000 {
+		f, err := r.Start(context.Background(), flows.Login, nil, func(ctx context.Context, s *flows.Step) error {
+			s.Processing()
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("flow %d: %v", i, err)
+		}
+		for u := range f.Updates() {
+			if u.State.Final() {
+				break
+			}
+		}
+	}
+}
