@@ -590,7 +590,7 @@ func (s *Server) handleListTrusted(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// RemoveTrusted is the body of POST /_app/trusted-devices/{id}/remove.
+// removeTrusted is the body of POST /_app/trusted-devices/{id}/remove.
 type removeTrusted struct {
 	Timestamp int64  `json:"timestamp"`
 	Signature string `json:"signature"`
