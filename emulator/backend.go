@@ -129,6 +129,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	var out cloudapi.User
 	err = s.store.Update(r.Context(), func(st *State) error {
+		s.maybePurge(st, now)
 		if err := s.authorize(r, st, cloudapi.OperationEnroll, req.UserID, req.Username, now); err != nil {
 			return err
 		}
@@ -184,6 +185,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	var out cloudapi.ApprovalResponse
 	var inboxKey string
 	err := s.store.Update(r.Context(), func(st *State) error {
+		s.maybePurge(st, now)
 		u, err := lookupUser(st, req.UserID, req.Username)
 		if err != nil {
 			return err

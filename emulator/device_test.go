@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -523,5 +524,54 @@ func TestHandlerWithoutStart(t *testing.T) {
 	resp.Body.Close()
 	if string(b) != "PONG" {
 		t.Fatalf("ping: %s", b)
+	}
+}
+
+// TestCloseEndsLongPolls: stopping the emulator answers a waiting status
+// long-poll at once instead of holding shutdown for its whole wait.
+func TestCloseEndsLongPolls(t *testing.T) {
+	s, _ := emulator.New(emulator.WithAccessKey("test-key"))
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	c := &cloud{t: t, srv: s, url: s.URL()}
+	_, st := c.enroll("alice")
+	done := make(chan string, 1)
+	go func() {
+		var r cloudapi.StatusResponse
+		c.do("POST", cloudapi.PathStatus+"?wait=30s", nil, mustJSON(cloudapi.StatusRequest{StatusToken: st}), &r)
+		done <- r.Status
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case status := <-done:
+		if status != cloudapi.StatusPending || time.Since(start) > 2*time.Second {
+			t.Fatalf("long-poll answered %q after %v", status, time.Since(start))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long-poll held the shutdown")
+	}
+}
+
+// TestPurgedTransactionsReadUnknown: after the retention period the cloud
+// forgets a transaction; its genuine status token then reads "unknown".
+func TestPurgedTransactionsReadUnknown(t *testing.T) {
+	var offset atomic.Int64
+	c := newCloud(t, emulator.WithClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }))
+	_, st := c.enroll("old")
+	if s := c.status(st); s != cloudapi.StatusPending {
+		t.Fatalf("fresh: %s", s)
+	}
+	offset.Store(int64(emulator.Retention + 10*time.Minute))
+	if s := c.status(st); s != cloudapi.StatusFailed {
+		t.Fatalf("expired: %s", s)
+	}
+	c.enroll("new") // any new operation lets the cloud purge
+	if s := c.status(st); s != cloudapi.StatusUnknown {
+		t.Fatalf("purged: %s", s)
 	}
 }

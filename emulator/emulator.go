@@ -40,10 +40,14 @@ type Server struct {
 	// dataClient forwards getData to the data service.
 	dataClient *http.Client
 
-	mu      sync.RWMutex
-	baseURL string
-	httpSrv *http.Server
-	ln      net.Listener
+	stopping chan struct{} // closed by Close: long-polls answer at once
+	stopOnce sync.Once
+
+	mu        sync.RWMutex
+	baseURL   string
+	lastPurge time.Time
+	httpSrv   *http.Server
+	ln        net.Listener
 }
 
 type config struct {
@@ -118,7 +122,7 @@ func New(opts ...Option) (*Server, error) {
 		cfg.store = NewMemoryStore()
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
-		dataClient: &http.Client{}}
+		dataClient: &http.Client{}, stopping: make(chan struct{})}
 	s.routes()
 	return s, nil
 }
@@ -165,11 +169,9 @@ func (s *Server) Close(ctx context.Context) error {
 	if srv == nil {
 		return nil
 	}
-	s.hub.Signal(shutdownKey)
+	s.stopOnce.Do(func() { close(s.stopping) })
 	return srv.Shutdown(ctx)
 }
-
-const shutdownKey = "\x00shutdown"
 
 func (s *Server) base(r *http.Request) string {
 	s.mu.RLock()
@@ -421,7 +423,6 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 	deadline := time.Now().Add(wait)
 	for {
 		woken := s.hub.Wait(key) // before check: a signal in between is not lost
-		shutdown := s.hub.Wait(shutdownKey)
 		done, exp := check()
 		left := time.Until(deadline)
 		if done || left <= 0 {
@@ -436,7 +437,7 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 		select {
 		case <-woken:
 		case <-t.C:
-		case <-shutdown:
+		case <-s.stopping:
 			deadline = time.Now()
 		case <-ctx.Done():
 			t.Stop()

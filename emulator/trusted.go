@@ -116,6 +116,7 @@ func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request
 		Status: trustapi.StatusPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.loginTTL)}
 	var wake []string
 	err = s.store.Update(r.Context(), func(st *State) error {
+		s.maybePurge(st, now)
 		u := st.userByName(req.Identifier)
 		if u == nil {
 			return errf(http.StatusNotFound, "no user named %s", req.Identifier)
