@@ -109,22 +109,63 @@ func New(opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	is, err := newIssuer()
-	if err != nil {
-		return nil, fmt.Errorf("emulator: make signing key: %w", err)
-	}
-	if cfg.accessKey == "" {
-		if cfg.accessKey, err = accessKeyJWT("authphone-emulator", cfg.now()); err != nil {
-			return nil, fmt.Errorf("emulator: make access key: %w", err)
-		}
-	}
 	if cfg.store == nil {
 		cfg.store = NewMemoryStore()
+	}
+	is, err := loadIssuer(&cfg)
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
 		dataClient: &http.Client{}, stopping: make(chan struct{})}
 	s.routes()
 	return s, nil
+}
+
+// loadIssuer takes the issuer and the generated access key from the store,
+// or makes and stores new ones: a restarted emulator with a file store keeps
+// verifying what it issued and keeps its access key.
+func loadIssuer(cfg *config) (*issuer, error) {
+	ctx := context.Background()
+	var saved *IssuerState
+	var savedKey string
+	_ = cfg.store.View(ctx, func(st *State) error {
+		saved, savedKey = st.Issuer, st.AccessKey
+		return nil
+	})
+	var is *issuer
+	var err error
+	if saved != nil {
+		if is, err = issuerFrom(saved); err != nil {
+			return nil, fmt.Errorf("emulator: %w", err)
+		}
+	} else if is, err = newIssuer(); err != nil {
+		return nil, fmt.Errorf("emulator: make signing key: %w", err)
+	}
+	generated := ""
+	if cfg.accessKey == "" {
+		if savedKey != "" {
+			cfg.accessKey = savedKey
+		} else {
+			if generated, err = accessKeyJWT("authphone-emulator", cfg.now()); err != nil {
+				return nil, fmt.Errorf("emulator: make access key: %w", err)
+			}
+			cfg.accessKey = generated
+		}
+	}
+	if saved == nil || generated != "" {
+		err = cfg.store.Update(ctx, func(st *State) error {
+			st.Issuer = is.export()
+			if generated != "" {
+				st.AccessKey = generated
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("emulator: keep the signing key: %w", err)
+		}
+	}
+	return is, nil
 }
 
 // AccessKey is the backend access key.

@@ -32,6 +32,11 @@ type State struct {
 	Pairings       map[string]*Pairing       // by pairingId
 	RefreshTokens  map[string]*RefreshToken  // by token
 	Chains         map[string]*TokenChain    // refresh-token families, by id
+
+	// Issuer and AccessKey (when generated) survive restarts with a file
+	// store.
+	Issuer    *IssuerState
+	AccessKey string
 }
 
 // NewState returns an empty state.

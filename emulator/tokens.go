@@ -6,8 +6,10 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -46,6 +48,72 @@ func newIssuer() (*issuer, error) {
 	return is, nil
 }
 
+// IssuerState is the issuer's secret material as a Store keeps it, so a
+// restarted emulator still verifies the tokens it issued before.
+type IssuerState struct {
+	Secret []byte            `json:"secret"`
+	Keys   []SigningKeyState `json:"keys"`
+}
+
+// SigningKeyState is one signing key, private part as PKCS #8.
+type SigningKeyState struct {
+	Kid     string    `json:"kid"`
+	Private []byte    `json:"private"`
+	Retired time.Time `json:"retired,omitzero"`
+}
+
+// export returns the issuer's state.
+func (is *issuer) export() *IssuerState {
+	is.mu.RLock()
+	defer is.mu.RUnlock()
+	out := &IssuerState{Secret: is.secret}
+	for _, k := range is.keys {
+		der, _ := x509.MarshalPKCS8PrivateKey(k.priv)
+		out.Keys = append(out.Keys, SigningKeyState{Kid: k.kid, Private: der, Retired: k.retired})
+	}
+	return out
+}
+
+// issuerFrom rebuilds an issuer from its state.
+func issuerFrom(st *IssuerState) (*issuer, error) {
+	is := &issuer{secret: st.Secret}
+	for _, ks := range st.Keys {
+		k, err := x509.ParsePKCS8PrivateKey(ks.Private)
+		if err != nil {
+			return nil, fmt.Errorf("stored signing key %s: %w", ks.Kid, err)
+		}
+		priv, ok := k.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("stored signing key %s is not ECDSA", ks.Kid)
+		}
+		sk, err := newSigningKey(ks.Kid, priv)
+		if err != nil {
+			return nil, err
+		}
+		sk.retired = ks.Retired
+		is.keys = append(is.keys, sk)
+	}
+	if len(is.keys) == 0 || len(is.secret) == 0 {
+		return nil, errors.New("the stored issuer has no signing key")
+	}
+	return is, nil
+}
+
+func newSigningKey(kid string, priv *ecdsa.PrivateKey) (*signingKey, error) {
+	k, err := jwk.Import(priv)
+	if err != nil {
+		return nil, err
+	}
+	_ = k.Set(jwk.KeyIDKey, kid)
+	_ = k.Set(jwk.AlgorithmKey, jwa.ES256())
+	pub, err := k.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	_ = pub.Set(jwk.KeyUsageKey, "sig")
+	return &signingKey{kid: kid, priv: priv, jwk: k, pub: pub}, nil
+}
+
 // rotate adds a new current key and returns its kid; the previous key stays
 // in the JWKS until retiredUntil.
 func (is *issuer) rotate(retiredUntil time.Time) (string, error) {
@@ -53,24 +121,17 @@ func (is *issuer) rotate(retiredUntil time.Time) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	k, err := jwk.Import(priv)
-	if err != nil {
-		return "", err
-	}
 	kid := "emu-" + uuid.NewString()[:8]
-	_ = k.Set(jwk.KeyIDKey, kid)
-	_ = k.Set(jwk.AlgorithmKey, jwa.ES256())
-	pub, err := k.PublicKey()
+	sk, err := newSigningKey(kid, priv)
 	if err != nil {
 		return "", err
 	}
-	_ = pub.Set(jwk.KeyUsageKey, "sig")
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	if n := len(is.keys); n > 0 {
 		is.keys[n-1].retired = retiredUntil
 	}
-	is.keys = append(is.keys, &signingKey{kid: kid, priv: priv, jwk: k, pub: pub})
+	is.keys = append(is.keys, sk)
 	return kid, nil
 }
 

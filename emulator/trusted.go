@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -409,7 +410,15 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 // one stay valid until they expire, and its public key stays in the JWKS
 // until then. It returns the new key's kid.
 func (s *Server) RotateSigningKey() (string, error) {
-	return s.issuer.rotate(s.now().Add(max(s.cfg.accessTTL, s.cfg.tokenTTL) + time.Minute))
+	kid, err := s.issuer.rotate(s.now().Add(max(s.cfg.accessTTL, s.cfg.tokenTTL) + time.Minute))
+	if err != nil {
+		return "", err
+	}
+	err = s.store.Update(context.Background(), func(st *State) error {
+		st.Issuer = s.issuer.export()
+		return nil
+	})
+	return kid, err
 }
 
 func (s *Server) handleRotateKey(w http.ResponseWriter, r *http.Request) {

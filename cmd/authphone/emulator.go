@@ -23,6 +23,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var dataTimeout time.Duration
 	var loginTTL, accessTTL, pollInterval time.Duration
 	var clientID string
+	var dbPath string
 	cmd := &cobra.Command{
 		Use:   "emulator",
 		Short: "Run the local authentication cloud in the foreground",
@@ -30,12 +31,15 @@ func newEmulatorCmd(a *app) *cobra.Command {
 Authentication Cloud compatible), the FIDO UAF 1.1 device API and the token
 issuer. It prints its base URL and access key (with --json, one JSON line
 {"url":…,"accessKey":…}), logs each request, and stops cleanly on
-SIGINT/SIGTERM. State is kept in memory. getData calls go to --data-service
+SIGINT/SIGTERM. State is kept in memory, or with --db in a SQLite file that
+a restart picks up again (users, keys, counters, tokens, the signing keys and
+the generated access key). getData calls go to --data-service
 with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 		Example: `  authphone emulator
   authphone emulator --addr 127.0.0.1:0 --json
   authphone emulator --access-key dev-key --approval-ttl 30s
-  authphone emulator --data-service http://127.0.0.1:9000/data`,
+  authphone emulator --data-service http://127.0.0.1:9000/data
+  authphone emulator --db ~/.local/share/authphone/cloud.db`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
@@ -52,6 +56,14 @@ with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 				emulator.WithPollInterval(pollInterval)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
+			}
+			if dbPath != "" {
+				store, err := emulator.OpenSQLite(dbPath)
+				if err != nil {
+					return fmt.Errorf("%w; pass another --db, or none to keep state in memory", err)
+				}
+				defer store.Close()
+				opts = append(opts, emulator.WithStore(store))
 			}
 			if a.accessKey != "" {
 				opts = append(opts, emulator.WithAccessKey(a.accessKey))
@@ -91,6 +103,7 @@ with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 	f.StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "fix the backend access key (default: a new HS512 JWT each start)")
 	f.DurationVar(&enrollTTL, "enroll-ttl", 5*time.Minute, "how long an enrolment stays pending")
 	f.DurationVar(&approvalTTL, "approval-ttl", 2*time.Minute, "how long an approval stays pending")
+	f.StringVar(&dbPath, "db", "", "keep state in this SQLite file, so a restart loses nothing (default: memory)")
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
 	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")

@@ -64,7 +64,7 @@ func TestScripts(t *testing.T) {
 }
 
 // waitready FILE: wait for an emulator's --ready-file and export
-// AUTHPHONE_CLOUD and AUTHPHONE_ACCESS_KEY from it.
+// AUTHPHONE_CLOUD, AUTHPHONE_CLOUD_HOSTPORT and AUTHPHONE_ACCESS_KEY from it.
 func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: waitready FILE")
@@ -77,6 +77,7 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 			var r struct{ URL, AccessKey string }
 			ts.Check(json.Unmarshal(b, &r))
 			ts.Setenv("AUTHPHONE_CLOUD", r.URL)
+			ts.Setenv("AUTHPHONE_CLOUD_HOSTPORT", strings.TrimPrefix(r.URL, "http://"))
 			ts.Setenv("AUTHPHONE_ACCESS_KEY", r.AccessKey)
 			return
 		}
