@@ -22,16 +22,26 @@ func Drive(f *Flow, answer Answerer, onUpdate func(Update)) Update {
 
 // Answers is a scripted user, for the CLI and tests: it confirms or declines,
 // enters PIN to verify and NewPIN to set, and gives up (cancels) after a
-// wrong PIN unless Retry is set.
+// wrong PIN unless Retry is set. Where the second factor is a biometric it
+// answers with one if Biometric is set, and gives up otherwise.
 type Answers struct {
-	Confirm bool
-	PIN     string
-	NewPIN  string
-	Retry   bool
+	Confirm   bool
+	PIN       string
+	NewPIN    string
+	Retry     bool
+	Biometric bool
 }
 
 // Answer implements Answerer.
 func (a Answers) Answer(f *Flow, u Update) {
+	if u.CurrentInteraction.Details["method"] == MethodBiometric {
+		if a.Biometric {
+			_ = f.Biometric()
+		} else {
+			f.CancelWith(ErrBiometricRequired)
+		}
+		return
+	}
 	switch u.CurrentInteraction.Type {
 	case Confirm, ConfirmTransaction:
 		_ = f.Confirm(a.Confirm)

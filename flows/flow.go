@@ -27,8 +27,9 @@ type Flow struct {
 }
 
 type answer struct {
-	confirm *bool
-	pin     *string
+	confirm   *bool
+	pin       *string
+	biometric bool
 }
 
 // Runner starts flows, one at a time. The zero value is ready to use.
@@ -100,6 +101,12 @@ func (f *Flow) Confirm(yes bool) error {
 // InputSecondFactor answers VERIFY_SECOND_FACTOR or SET_SECOND_FACTOR.
 func (f *Flow) InputSecondFactor(pin string) error {
 	return f.answer(answer{pin: &pin}, VerifySecondFactor, SetSecondFactor)
+}
+
+// Biometric answers VERIFY_SECOND_FACTOR or SET_SECOND_FACTOR as "verified
+// by biometrics" (a simulated fingerprint or face).
+func (f *Flow) Biometric() error {
+	return f.answer(answer{biometric: true}, VerifySecondFactor, SetSecondFactor)
 }
 
 // Cancel ends the flow in ERROR (cancelled); where a transaction was pending
@@ -217,6 +224,9 @@ func (s *Step) SetPIN(ctx context.Context, valid func(string) error) (string, er
 		if err != nil {
 			return "", err
 		}
+		if a.pin == nil {
+			return "", ErrPINRequired
+		}
 		if err := valid(*a.pin); err != nil {
 			return "", err
 		}
@@ -242,6 +252,9 @@ func (s *Step) VerifyPIN(ctx context.Context, retriesLeft int, check PINCheck) e
 		if err != nil {
 			return err
 		}
+		if a.pin == nil {
+			return ErrPINRequired
+		}
 		ok, left, err := check(ctx, *a.pin)
 		if err != nil {
 			return err
@@ -266,4 +279,32 @@ func cancelled(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrCancelled, cause)
 	}
 	return cause
+}
+
+// MethodBiometric is Interaction.Details["method"] when the second factor is
+// a biometric.
+const MethodBiometric = "biometric"
+
+// SetBiometric asks the user to enrol a biometric (SET_SECOND_FACTOR with
+// method biometric); only Flow.Biometric answers it.
+func (s *Step) SetBiometric(ctx context.Context) error {
+	return s.biometric(ctx, SetSecondFactor)
+}
+
+// VerifyBiometric asks for the biometric (VERIFY_SECOND_FACTOR with method
+// biometric); only Flow.Biometric answers it.
+func (s *Step) VerifyBiometric(ctx context.Context) error {
+	return s.biometric(ctx, VerifySecondFactor)
+}
+
+func (s *Step) biometric(ctx context.Context, t InteractionType) error {
+	a, err := s.ask(ctx, Interaction{Type: t, Details: map[string]string{"method": MethodBiometric}})
+	if err != nil {
+		return err
+	}
+	if !a.biometric {
+		return ErrBiometricRequired
+	}
+	s.prev = Success
+	return nil
 }

@@ -202,3 +202,35 @@ func TestNextFlowRightAfterTheLast(t *testing.T) {
 		}
 	}
 }
+
+func TestBiometricSecondFactor(t *testing.T) {
+	var r flows.Runner
+	work := func(ctx context.Context, s *flows.Step) error {
+		s.Processing()
+		if err := s.Confirm(ctx, "", nil); err != nil {
+			return err
+		}
+		return s.VerifyBiometric(ctx)
+	}
+	f, _ := r.Start(context.Background(), flows.Login, nil, work)
+	us, last := collect(f, flows.Answers{Confirm: true, Biometric: true}.Answer)
+	if last.State != flows.Done || us[3].CurrentInteraction.Details["method"] != flows.MethodBiometric {
+		t.Fatalf("%s %v", seq(us), last.Err)
+	}
+	f, _ = r.Start(context.Background(), flows.Login, nil, work)
+	if _, last := collect(f, flows.Answers{Confirm: true, PIN: "1234"}.Answer); !errors.Is(last.Err, flows.ErrBiometricRequired) {
+		t.Fatalf("a PIN for a biometric: %v", last.Err)
+	}
+	// A biometric does not answer a PIN prompt.
+	f, _ = r.Start(context.Background(), flows.Login, nil, loginWork(&pinStore{pin: "1"}, ""))
+	_, last = collect(f, func(f *flows.Flow, u flows.Update) {
+		if u.CurrentInteraction.Type == flows.Confirm {
+			_ = f.Confirm(true)
+			return
+		}
+		_ = f.Biometric()
+	})
+	if !errors.Is(last.Err, flows.ErrPINRequired) {
+		t.Fatalf("a biometric for a PIN: %v", last.Err)
+	}
+}

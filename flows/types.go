@@ -138,4 +138,10 @@ var (
 	ErrNotWaiting  = errors.New("the flow is not waiting for that input")
 	ErrFlowEnded   = errors.New("the flow has ended")
 	ErrBadSequence = errors.New("invalid flow transition")
+	// ErrBiometricRequired: the account's second factor is a biometric,
+	// and the answer was a PIN.
+	ErrBiometricRequired = errors.New("this account's second factor is a biometric, not a PIN")
+	// ErrPINRequired: the account's second factor is a PIN, and the answer
+	// was a biometric.
+	ErrPINRequired = errors.New("this account's second factor is a PIN, not a biometric")
 )

@@ -244,6 +244,9 @@ func (p *Phone) ChangePIN(ctx context.Context, ref string) (*flows.Flow, error) 
 	if a.Headless {
 		return nil, fmt.Errorf("%w: %s is headless; give it a PIN with upgrade", ErrNoSecondFactor, a.Name())
 	}
+	if a.Biometric {
+		return nil, fmt.Errorf("%w: %s uses a biometric, which has no PIN to change", ErrNoSecondFactor, a.Name())
+	}
 	return p.runner.Start(ctx, flows.ChangePIN, a.flowAccount(), func(ctx context.Context, s *flows.Step) error {
 		if a.Locked() {
 			return fmt.Errorf("%w: %s", flows.ErrLocked, a.Name())

@@ -23,7 +23,11 @@ import (
 // and starts its flow: ENROL for a registration, LOGIN or SIGN_TRANSACTION
 // for an authentication, DEREGISTER for a deregistration. Read the flow's
 // Updates and answer it until it ends.
-func (p *Phone) Scan(ctx context.Context, input []byte) (*flows.Flow, error) {
+func (p *Phone) Scan(ctx context.Context, input []byte, opts ...ScanOption) (*flows.Flow, error) {
+	var so scanOptions
+	for _, o := range opts {
+		o(&so)
+	}
 	pl, err := dispatch.Decode(input)
 	if err != nil {
 		if text, terr := pairingText(input); terr == nil {
@@ -33,13 +37,24 @@ func (p *Phone) Scan(ctx context.Context, input []byte) (*flows.Flow, error) {
 		}
 		return nil, err
 	}
-	return p.start(ctx, pl, nil)
+	return p.start(ctx, pl, nil, so)
 }
 
-func (p *Phone) start(ctx context.Context, pl dispatch.Payload, hint *Account) (*flows.Flow, error) {
+// ScanOption changes how Scan enrols.
+type ScanOption func(*scanOptions)
+
+type scanOptions struct{ biometric bool }
+
+// WithBiometric enrols with a simulated biometric as the second factor
+// (AAID F1D0#0003) instead of a PIN; the flow's SET_SECOND_FACTOR and, later,
+// VERIFY_SECOND_FACTOR carry method "biometric" and are answered with
+// Flow.Biometric.
+func WithBiometric() ScanOption { return func(o *scanOptions) { o.biometric = true } }
+
+func (p *Phone) start(ctx context.Context, pl dispatch.Payload, hint *Account, so scanOptions) (*flows.Flow, error) {
 	switch pl.Kind() {
 	case dispatch.Registration:
-		return p.runner.Start(ctx, flows.Enrol, nil, func(ctx context.Context, s *flows.Step) error { return p.enrol(ctx, s, pl) })
+		return p.runner.Start(ctx, flows.Enrol, nil, func(ctx context.Context, s *flows.Step) error { return p.enrol(ctx, s, pl, so) })
 	case dispatch.Authentication:
 		return p.runner.Start(ctx, flows.Login, hint.flowAccount(), func(ctx context.Context, s *flows.Step) error {
 			return p.authenticate(ctx, s, pl, hint)
@@ -107,19 +122,27 @@ func reasonFor(err error) string {
 	}
 }
 
-func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload) error {
+func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, so scanOptions) error {
 	s.Processing()
 	var req uaf.RegistrationRequest
 	hdr, err := p.redeem(ctx, pl, &req)
 	if err != nil {
 		return err
 	}
-	aaid := deviceapi.AAIDPIN
+	aaid, kind := deviceapi.AAIDPIN, "PIN"
+	if so.biometric {
+		aaid, kind = deviceapi.AAIDBiometric, "biometric"
+	}
 	if !req.Policy.Accepts(aaid) {
 		p.decline(ctx, pl, "no acceptable authenticator", nil)
-		return fmt.Errorf("%w: the cloud's policy does not accept a PIN authenticator (%s)", ErrRejected, aaid)
+		return fmt.Errorf("%w: the cloud's policy does not accept a %s authenticator (%s)", ErrRejected, kind, aaid)
 	}
-	pin, err := s.SetPIN(ctx, ValidatePIN)
+	pin := ""
+	if so.biometric {
+		err = s.SetBiometric(ctx)
+	} else {
+		pin, err = s.SetPIN(ctx, ValidatePIN)
+	}
 	if err != nil {
 		p.decline(ctx, pl, reasonFor(err), nil)
 		return err
@@ -132,7 +155,7 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload) e
 	if err != nil {
 		return err
 	}
-	acct.Username = req.Username
+	acct.Username, acct.Biometric = req.Username, so.biometric
 	if err := p.addAccount(acct); err != nil {
 		return fmt.Errorf("enrolled, but the phone could not record the account: %w", err)
 	}
@@ -263,7 +286,7 @@ func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Pay
 		p.decline(ctx, pl, reasonFor(err), sg)
 		return err
 	}
-	if err := s.VerifyPIN(ctx, MaxPINAttempts-a.PINFailures, p.pinCheck(a)); err != nil {
+	if err := p.verifySecondFactor(ctx, s, a); err != nil {
 		p.decline(ctx, pl, reasonFor(err), sg)
 		if errors.Is(err, flows.ErrWrongPIN) {
 			return fmt.Errorf("%w: %d attempts left before the account locks; the request was declined", err, MaxPINAttempts-a.PINFailures)
@@ -271,6 +294,15 @@ func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Pay
 		return err
 	}
 	return p.sign(ctx, a, key, hdr, req.Challenge, req.Transaction)
+}
+
+// verifySecondFactor asks for the account's PIN (with the lock-out) or its
+// biometric.
+func (p *Phone) verifySecondFactor(ctx context.Context, s *flows.Step, a *Account) error {
+	if a.Biometric {
+		return s.VerifyBiometric(ctx)
+	}
+	return s.VerifyPIN(ctx, MaxPINAttempts-a.PINFailures, p.pinCheck(a))
 }
 
 // sign builds, counts and sends the authentication assertion.

@@ -192,7 +192,7 @@ func (p *Phone) Approve(ctx context.Context, r Request) (*flows.Flow, error) {
 	if r.Login != nil {
 		return p.approveDevice(ctx, r)
 	}
-	return p.start(ctx, r.payload, r.Account)
+	return p.start(ctx, r.payload, r.Account, scanOptions{})
 }
 
 // Deny declines a pending approval without running a flow.

@@ -326,3 +326,46 @@ func ExamplePhone_Scan() {
 	// ENROL DONE
 	// enrolled: alice
 }
+
+func TestBiometricAccount(t *testing.T) {
+	e := newEnv(t)
+	p := e.phone("p")
+	u, _, _ := e.be.Enroll(e.ctx, cloudapi.EnrollRequest{Username: "bio"})
+	f, err := p.Scan(e.ctx, []byte(u.Enrollment.AppLinkURI), sdk.WithBiometric())
+	us, last := run(t, f, err, flows.Answers{Biometric: true})
+	if last.State != flows.Done || us[1].CurrentInteraction.Details["method"] != flows.MethodBiometric {
+		t.Fatalf("biometric enrol %s: %v", seq(us), last.Err)
+	}
+	a, _ := p.Account("bio")
+	if a.AAID != "F1D0#0003" || !a.Biometric {
+		t.Fatalf("account %+v", a)
+	}
+	if _, err := p.Keystore().Get(e.ctx, "pin/"+a.KeyID); err == nil {
+		t.Fatal("a biometric account has a PIN verifier")
+	}
+	// A PIN does not answer a biometric; the biometric does.
+	for _, tc := range []struct {
+		ans  flows.Answers
+		want string
+	}{
+		{flows.Answers{Confirm: true, PIN: "1234"}, cloudapi.StatusFailed},
+		{flows.Answers{Confirm: true, Biometric: true}, cloudapi.StatusSucceeded},
+	} {
+		ap, _, _ := e.be.Approve(e.ctx, cloudapi.ApprovalRequest{Username: "bio"})
+		r, err := p.Next(e.ctx, sdk.Select{Wait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := p.Approve(e.ctx, r)
+		_, last := run(t, f, err, tc.ans)
+		if (tc.want == cloudapi.StatusSucceeded) != (last.State == flows.Done) {
+			t.Fatalf("%+v: %v", tc.ans, last.Err)
+		}
+		if st, _ := e.be.Status(e.ctx, ap.StatusToken, 0); st.Status != tc.want {
+			t.Fatalf("%+v: status %s", tc.ans, st.Status)
+		}
+	}
+	if _, err := p.ChangePIN(e.ctx, "bio"); !errors.Is(err, sdk.ErrNoSecondFactor) {
+		t.Fatalf("change PIN of a biometric account: %v", err)
+	}
+}

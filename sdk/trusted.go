@@ -175,7 +175,7 @@ func (p *Phone) approveDevice(ctx context.Context, r Request) (*flows.Flow, erro
 		if err := s.Confirm(ctx, "", details); err != nil {
 			return reject(err)
 		}
-		if err := s.VerifyPIN(ctx, MaxPINAttempts-a.PINFailures, p.pinCheck(a)); err != nil {
+		if err := p.verifySecondFactor(ctx, s, a); err != nil {
 			return reject(err)
 		}
 		if err := p.respondLogin(ctx, a, sg, info.RequestID, true); err != nil {
@@ -352,7 +352,7 @@ func (p *Phone) TrustScan(ctx context.Context, input []byte) (*flows.Flow, error
 		if err := s.Confirm(ctx, "", details); err != nil {
 			return err
 		}
-		if err := s.VerifyPIN(ctx, MaxPINAttempts-a.PINFailures, p.pinCheck(a)); err != nil {
+		if err := p.verifySecondFactor(ctx, s, a); err != nil {
 			return err
 		}
 		ts := p.now().Unix()

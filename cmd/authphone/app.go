@@ -123,7 +123,7 @@ func (a *app) needPIN(flag string) error {
 	if flag != "" || os.Getenv("AUTHPHONE_PIN") != "" || (a.io.inTTY && a.io.readPIN != nil) {
 		return nil
 	}
-	return fmt.Errorf("%w: pass --pin or set AUTHPHONE_PIN (there is no terminal to ask)", sdk.ErrPINRequired)
+	return fmt.Errorf("%w: pass --pin or set AUTHPHONE_PIN (there is no terminal to ask); --biometric for a biometric account", sdk.ErrPINRequired)
 }
 
 // updateJSON is one FlowUpdate as --json prints it.
@@ -172,27 +172,45 @@ func (a *app) printUpdate(u flows.Update) {
 	a.printf("%s\n", line)
 }
 
-// answerer is the CLI's user: it confirms (or declines with deny) and takes
-// PINs from the flag, the environment or the terminal. After a wrong PIN it
-// asks the terminal again, or gives up when there is none.
-func (a *app) answerer(pinFlag, newPINFlag string, deny bool) flows.Answerer {
+// answers is what the command line says for the user.
+type answers struct {
+	pin       string // to verify (and to set, when newPIN is empty on enrol)
+	newPIN    string // to set
+	deny      bool
+	biometric bool
+}
+
+// answerer is the CLI's user: it confirms (or declines with deny), answers
+// a biometric prompt when --biometric is given, and takes PINs from the
+// flag, the environment or the terminal. After a wrong PIN it asks the
+// terminal again, or gives up when there is none.
+func (a *app) answerer(ans answers) flows.Answerer {
 	return func(f *flows.Flow, u flows.Update) {
-		switch u.CurrentInteraction.Type {
+		in := u.CurrentInteraction
+		if in.Details["method"] == flows.MethodBiometric {
+			if ans.biometric {
+				_ = f.Biometric()
+			} else {
+				f.CancelWith(fmt.Errorf("%w: pass --biometric", flows.ErrBiometricRequired))
+			}
+			return
+		}
+		switch in.Type {
 		case flows.Confirm, flows.ConfirmTransaction:
-			_ = f.Confirm(!deny)
+			_ = f.Confirm(!ans.deny)
 		case flows.VerifySecondFactor:
-			if u.PreviousResult == flows.PINFail && (pinFlag != "" || os.Getenv("AUTHPHONE_PIN") != "" || !a.io.inTTY) {
+			if u.PreviousResult == flows.PINFail && (ans.pin != "" || os.Getenv("AUTHPHONE_PIN") != "" || !a.io.inTTY) {
 				f.CancelWith(flows.ErrWrongPIN)
 				return
 			}
-			pin, err := a.pin(pinFlag, fmt.Sprintf("PIN (%d attempts left): ", u.CurrentInteraction.RetriesLeft))
+			pin, err := a.pin(ans.pin, fmt.Sprintf("PIN (%d attempts left): ", in.RetriesLeft))
 			if err != nil {
 				f.CancelWith(err)
 				return
 			}
 			_ = f.InputSecondFactor(pin)
 		case flows.SetSecondFactor:
-			pin, err := a.pin(newPINFlag, "Choose a PIN: ")
+			pin, err := a.pin(ans.newPIN, "Choose a PIN: ")
 			if err != nil {
 				f.CancelWith(err)
 				return

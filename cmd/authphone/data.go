@@ -108,7 +108,7 @@ func newUpgradeCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(pin, pin, false)), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: pin, newPIN: pin})), false)
 		},
 	}
 	cmd.Flags().StringVar(&pin, "pin", "", "the PIN to set; or AUTHPHONE_PIN")
@@ -146,7 +146,7 @@ func newPINCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(oldPIN, newPIN, false)), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: oldPIN, newPIN: newPIN})), false)
 		},
 	}
 	change.Flags().StringVar(&oldPIN, "old", "", "the current PIN")

@@ -43,7 +43,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ce):
 		return ce.code
-	case errors.Is(err, sdk.ErrPINRequired):
+	case errors.Is(err, sdk.ErrPINRequired), errors.Is(err, flows.ErrBiometricRequired), errors.Is(err, flows.ErrPINRequired):
 		return exitUsage
 	case errors.Is(err, flows.ErrDeclined), errors.Is(err, flows.ErrLocked), errors.Is(err, flows.ErrWrongPIN):
 		return exitRefused

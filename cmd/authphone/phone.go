@@ -58,7 +58,7 @@ func (a *app) finish(p *sdk.Phone, last flows.Update, declining bool) error {
 
 func newScanCmd(a *app) *cobra.Command {
 	var pin string
-	var deny bool
+	var deny, biometric bool
 	cmd := &cobra.Command{
 		Use:   "scan [INPUT]",
 		Short: "Read a dispatch payload (QR image, app link, base64url, JSON, data: URI) and run its flow",
@@ -70,14 +70,15 @@ for standard input. Running scan is the user's confirmation; --deny declines.`,
 		Example: `  authphone scan qr.png --pin 1234
   authphone scan 'http://127.0.0.1:8722/open?dispatchTokenResponse=eyJ...' --pin 1234
   authphone backend enroll bob --json | jq -r .enrollment.qrCode.dataUri | authphone scan - --pin 1234
-  authphone scan approval.png --deny`,
+  authphone scan approval.png --deny
+  authphone scan qr.png --biometric`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, err := a.readInput(args, "a QR image, app link or payload")
 			if err != nil {
 				return err
 			}
-			if !deny {
+			if !deny && !biometric {
 				if err := a.needPIN(pin); err != nil {
 					return err
 				}
@@ -86,15 +87,20 @@ for standard input. Running scan is the user's confirmation; --deny declines.`,
 			if err != nil {
 				return err
 			}
-			f, err := p.Scan(cmd.Context(), in)
+			var opts []sdk.ScanOption
+			if biometric {
+				opts = append(opts, sdk.WithBiometric())
+			}
+			f, err := p.Scan(cmd.Context(), in, opts...)
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(pin, pin, deny)), deny)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: pin, newPIN: pin, deny: deny, biometric: biometric})), deny)
 		},
 	}
 	cmd.Flags().StringVar(&pin, "pin", "", "the PIN to set (enrolment) or to enter (approval); or AUTHPHONE_PIN")
 	cmd.Flags().BoolVar(&deny, "deny", false, "decline instead of approving")
+	cmd.Flags().BoolVar(&biometric, "biometric", false, "use a simulated biometric as the second factor (enrols AAID F1D0#0003; answers its prompts)")
 	return cmd
 }
 
@@ -153,6 +159,7 @@ func newPendingCmd(a *app) *cobra.Command {
 func newApproveCmd(a *app) *cobra.Command {
 	var sel sdk.Select
 	var pin string
+	var biometric bool
 	cmd := &cobra.Command{
 		Use:   "approve [ID]",
 		Short: "Approve the given, or the oldest, pending request",
@@ -166,8 +173,10 @@ func newApproveCmd(a *app) *cobra.Command {
 			if len(args) == 1 {
 				sel.ID = args[0]
 			}
-			if err := a.needPIN(pin); err != nil {
-				return err
+			if !biometric {
+				if err := a.needPIN(pin); err != nil {
+					return err
+				}
 			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {
@@ -181,12 +190,13 @@ func newApproveCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(pin, "", false)), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: pin, biometric: biometric})), false)
 		},
 	}
 	cmd.Flags().DurationVar(&sel.Wait, "wait", 0, "wait up to this long for a request to arrive")
 	cmd.Flags().StringVar(&sel.Match, "match", "", "only a request whose message contains TEXT")
 	cmd.Flags().StringVar(&pin, "pin", "", "the PIN; or AUTHPHONE_PIN, or a prompt on a terminal")
+	cmd.Flags().BoolVar(&biometric, "biometric", false, "answer with the simulated biometric (accounts enrolled with --biometric)")
 	return cmd
 }
 

@@ -200,6 +200,7 @@ The device is then trusted: it approves logins and other devices itself.`,
 	qrCmd.Flags().StringVar(&pngOut, "png", "", "also write the QR code as a PNG image to this file")
 
 	var scanPIN string
+	var scanBiometric bool
 	scan := &cobra.Command{
 		Use:   "scan INPUT",
 		Short: "As a trusted device, approve a new device's pairing QR (text, PNG/JPEG or data: URI)",
@@ -211,8 +212,10 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
-			if err := a.needPIN(scanPIN); err != nil {
-				return err
+			if !scanBiometric {
+				if err := a.needPIN(scanPIN); err != nil {
+					return err
+				}
 			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {
@@ -222,10 +225,11 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(scanPIN, "", false)), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: scanPIN, biometric: scanBiometric})), false)
 		},
 	}
 	scan.Flags().StringVar(&scanPIN, "pin", "", "this device's PIN; or AUTHPHONE_PIN")
+	scan.Flags().BoolVar(&scanBiometric, "biometric", false, "answer with the simulated biometric")
 
 	list := &cobra.Command{
 		Use:     "list [ACCOUNT]",
