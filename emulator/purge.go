@@ -23,51 +23,15 @@ func (s *Server) maybePurge(st *State, now time.Time) {
 		return
 	}
 	cutoff := now.Add(-Retention)
-	for id, tx := range st.Transactions {
-		if tx.ExpiresAt.Before(cutoff) && tx.UpdatedAt.Before(cutoff) {
-			delete(st.Transactions, id)
-		}
-	}
-	for k, t := range st.Tokens {
-		if t.ExpiresAt.Before(cutoff) {
-			delete(st.Tokens, k)
-		}
-	}
-	for k, se := range st.Sessions {
-		if se.ExpiresAt.Before(now) {
-			delete(st.Sessions, k)
-		}
-	}
-	for k, in := range st.Intents {
-		if in.ExpiresAt.Before(cutoff) {
-			delete(st.Intents, k)
-		}
-	}
-	for k, lr := range st.LoginRequests {
-		if lr.ExpiresAt.Before(cutoff) {
-			delete(st.LoginRequests, k)
-		}
-	}
-	for k, p := range st.Pairings {
-		if p.ExpiresAt.Before(cutoff) {
-			delete(st.Pairings, k)
-		}
-	}
-	for k, rt := range st.RefreshTokens {
-		if rt.ExpiresAt.Before(now) {
-			delete(st.RefreshTokens, k)
-		}
-	}
-	for k, until := range st.Revoked {
-		if until.Before(now) {
-			delete(st.Revoked, k)
-		}
-	}
-	for k, until := range st.Nonces {
-		if until.Before(now) {
-			delete(st.Nonces, k)
-		}
-	}
+	dropIf(st.Transactions, func(tx *Transaction) bool { return tx.ExpiresAt.Before(cutoff) && tx.UpdatedAt.Before(cutoff) })
+	dropIf(st.Tokens, func(t *DispatchToken) bool { return t.ExpiresAt.Before(cutoff) })
+	dropIf(st.Sessions, func(se *Session) bool { return se.ExpiresAt.Before(now) })
+	dropIf(st.Intents, func(in *Intent) bool { return in.ExpiresAt.Before(cutoff) })
+	dropIf(st.LoginRequests, func(lr *LoginRequest) bool { return lr.ExpiresAt.Before(cutoff) })
+	dropIf(st.Pairings, func(p *Pairing) bool { return p.ExpiresAt.Before(cutoff) })
+	dropIf(st.RefreshTokens, func(rt *RefreshToken) bool { return rt.ExpiresAt.Before(now) })
+	dropIf(st.Revoked, func(until time.Time) bool { return until.Before(now) })
+	dropIf(st.Nonces, func(until time.Time) bool { return until.Before(now) })
 	for aid, items := range st.Inbox {
 		kept := items[:0]
 		for _, it := range items {
@@ -79,6 +43,15 @@ func (s *Server) maybePurge(st *State, now time.Time) {
 			delete(st.Inbox, aid)
 		} else {
 			st.Inbox[aid] = kept
+		}
+	}
+}
+
+// dropIf deletes the entries of m for which gone is true.
+func dropIf[V any](m map[string]V, gone func(V) bool) {
+	for k, v := range m {
+		if gone(v) {
+			delete(m, k)
 		}
 	}
 }

@@ -164,7 +164,8 @@ func newApproveCmd(a *app) *cobra.Command {
 		Use:   "approve [ID]",
 		Short: "Approve the given, or the oldest, pending request",
 		Long: `Approve runs the flow of a pending push request: LOGIN, SIGN_TRANSACTION
-(the transaction text is shown) or DEREGISTER. Without ID it takes the oldest;
+(the transaction text is shown), APPROVE_DEVICE (another device's login
+request, with its binding code) or DEREGISTER. Without ID it takes the oldest;
 --match keeps only requests whose message contains TEXT; --wait waits for one.`,
 		Example: `  authphone approve --pin 1234
   authphone approve --wait 30s --match 'Pay 100' --pin 1234 --json`,
