@@ -6,12 +6,10 @@ import (
 	stdpng "image/png"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
-	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/dispatch"
 	"github.com/authphone/authphone/sdk/qr"
 	"github.com/google/uuid"
@@ -20,20 +18,22 @@ import (
 // QRSize is the side of the enrolment and approval QR PNGs, in pixels.
 const QRSize = 300
 
-func sortAuthenticators(as []*Authenticator) {
-	sort.Slice(as, func(i, j int) bool {
-		if !as[i].CreatedAt.Equal(as[j].CreatedAt) {
-			return as[i].CreatedAt.Before(as[j].CreatedAt)
-		}
-		return as[i].ID < as[j].ID
-	})
+// activeAuthenticators lists a user's authenticators that are not
+// deleted, oldest first.
+func activeAuthenticators(st Tx, userID string) ([]*Authenticator, error) {
+	as, err := st.UserAuthenticators(userID)
+	return slices.DeleteFunc(as, func(a *Authenticator) bool { return a.Deleted }), err
 }
 
 // userJSON renders a user as the API shows it.
-func (st *State) userJSON(u *User) cloudapi.User {
+func userJSON(st Tx, u *User) (cloudapi.User, error) {
 	out := cloudapi.User{UserID: u.ID, Username: u.Username, Status: cloudapi.UserNew,
 		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Authenticators: []cloudapi.Authenticator{}}
-	for _, a := range st.userAuthenticators(u.ID) {
+	as, err := activeAuthenticators(st, u.ID)
+	if err != nil {
+		return out, err
+	}
+	for _, a := range as {
 		out.Authenticators = append(out.Authenticators, cloudapi.Authenticator{
 			AuthenticatorID: a.ID, Name: a.Name, Type: a.Type, AuthenticatorType: "app",
 			State: "active", CreatedAt: a.CreatedAt})
@@ -41,12 +41,12 @@ func (st *State) userJSON(u *User) cloudapi.User {
 	if u.Activated {
 		out.Status = cloudapi.UserActive
 	}
-	return out
+	return out, nil
 }
 
 // authorize checks the access key or an intent token for (user, operation),
 // consuming the intent. It runs inside Update.
-func (s *Server) authorize(r *http.Request, st *State, operation, userID, username string, now time.Time) error {
+func (s *Server) authorize(r *http.Request, st Tx, operation, userID, username string, now time.Time) error {
 	if s.isAccessKey(r) {
 		return nil
 	}
@@ -54,8 +54,11 @@ func (s *Server) authorize(r *http.Request, st *State, operation, userID, userna
 	if tok == "" {
 		return errf(http.StatusUnauthorized, "missing access key or intent token: send Authorization: Bearer <token>")
 	}
-	in, ok := st.Intents[tok]
-	if !ok {
+	in, err := st.Intent(tok)
+	if err != nil {
+		return err
+	}
+	if in == nil {
 		return errf(http.StatusUnauthorized, "unknown access key or intent token")
 	}
 	switch {
@@ -69,24 +72,26 @@ func (s *Server) authorize(r *http.Request, st *State, operation, userID, userna
 		return errf(http.StatusForbidden, "intent token is for another user")
 	}
 	in.Used = true
-	return nil
+	return st.PutIntent(in)
 }
 
 // lookupUser finds a user by id or name, inside a transaction.
-func lookupUser(st *State, userID, username string) (*User, error) {
+func lookupUser(st Tx, userID, username string) (*User, error) {
 	if userID != "" {
-		if u := st.Users[userID]; u != nil {
-			return u, nil
+		u, err := st.User(userID)
+		if err == nil && u == nil {
+			err = errf(http.StatusNotFound, "no user with userId %s", userID)
 		}
-		return nil, errf(http.StatusNotFound, "no user with userId %s", userID)
+		return u, err
 	}
 	if username == "" {
 		return nil, errf(http.StatusBadRequest, "give a username or a userId")
 	}
-	if u := st.userByName(username); u != nil {
-		return u, nil
+	u, err := st.UserByName(username)
+	if err == nil && u == nil {
+		err = errf(http.StatusNotFound, "no user named %s", username)
 	}
-	return nil, errf(http.StatusNotFound, "no user named %s", username)
+	return u, err
 }
 
 func (s *Server) qrCode(p dispatch.Payload) (*cloudapi.QRCode, error) {
@@ -128,28 +133,40 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out cloudapi.User
-	err = s.store.Update(r.Context(), func(st *State) error {
-		s.maybePurge(st, now)
+	err = s.store.Update(r.Context(), func(st Tx) error {
 		if err := s.authorize(r, st, cloudapi.OperationEnroll, req.UserID, req.Username, now); err != nil {
 			return err
 		}
-		u := (*User)(nil)
+		var u *User
+		var err error
 		if req.UserID != "" {
-			if u = st.Users[req.UserID]; u == nil {
-				return errf(http.StatusNotFound, "no user with userId %s", req.UserID)
+			if u, err = lookupUser(st, req.UserID, ""); err != nil {
+				return err
 			}
-		} else if u = st.userByName(req.Username); u == nil {
+		} else if u, err = st.UserByName(req.Username); err != nil {
+			return err
+		} else if u == nil {
 			u = &User{ID: uuid.NewString(), Username: req.Username, CreatedAt: now, UpdatedAt: now}
-			st.Users[u.ID] = u
+			if err := st.PutUser(u); err != nil {
+				return err
+			}
 		}
-		if len(st.userAuthenticators(u.ID)) >= cloudapi.MaxAuthenticators {
+		as, err := activeAuthenticators(st, u.ID)
+		if err != nil {
+			return err
+		}
+		if len(as) >= cloudapi.MaxAuthenticators {
 			return errf(http.StatusConflict, "user %s already has %d authenticators; delete one first", u.ID, cloudapi.MaxAuthenticators)
 		}
 		tx.UserID = u.ID
-		st.Transactions[tx.ID] = tx
-		st.Tokens[dt.Token] = dt
-		out = st.userJSON(u)
-		return nil
+		if err := st.PutTransaction(tx); err != nil {
+			return err
+		}
+		if err := st.PutDispatchToken(dt); err != nil {
+			return err
+		}
+		out, err = userJSON(st, u)
+		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -183,9 +200,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Authentication), TransactionID: tx.ID, ExpiresAt: tx.ExpiresAt}
 	payload := dispatch.New(base, dispatch.Authentication, dt.Token)
 	var out cloudapi.ApprovalResponse
-	var inboxKey string
-	err := s.store.Update(r.Context(), func(st *State) error {
-		s.maybePurge(st, now)
+	err := s.store.Update(r.Context(), func(st Tx) error {
 		u, err := lookupUser(st, req.UserID, req.Username)
 		if err != nil {
 			return err
@@ -193,7 +208,10 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		if err := s.authorize(r, st, cloudapi.OperationApprove, req.UserID, req.Username, now); err != nil {
 			return err
 		}
-		auths := slices.DeleteFunc(st.userAuthenticators(u.ID), func(a *Authenticator) bool { return a.AAID == deviceapi.AAIDHeadless })
+		auths, err := trustedAuthenticators(st, u.ID)
+		if err != nil {
+			return err
+		}
 		if len(auths) == 0 {
 			return errf(http.StatusBadRequest, "user %s has no active authenticator with a second factor; enrol a phone (or upgrade its headless account) first", u.name())
 		}
@@ -206,13 +224,20 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 			a = auths[i]
 		}
 		tx.UserID, tx.AuthenticatorID = u.ID, a.ID
-		st.Transactions[tx.ID] = tx
-		st.Tokens[dt.Token] = dt
+		if err := st.PutTransaction(tx); err != nil {
+			return err
+		}
+		if err := st.PutDispatchToken(dt); err != nil {
+			return err
+		}
 		if req.Channel == cloudapi.ChannelPush {
-			st.Inbox[a.ID] = append(st.Inbox[a.ID], &InboxItem{ID: uuid.NewString(), Token: dt.Token, TransactionID: tx.ID,
+			err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, TransactionID: tx.ID,
 				Kind: string(dispatch.Authentication), Payload: payload.Encode(), Notification: req.NotificationMessage,
 				Message: req.Message, CreatedAt: now, ExpiresAt: tx.ExpiresAt})
-			inboxKey = inboxWaitKey(a.ID)
+			if err != nil {
+				return err
+			}
+			st.Wake(inboxWaitKey(a.ID))
 		}
 		out = cloudapi.ApprovalResponse{TransactionID: tx.ID, StatusToken: s.issuer.statusToken(tx.ID),
 			UserID: u.ID, Username: u.Username, CreatedAt: now}
@@ -221,9 +246,6 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	if inboxKey != "" {
-		s.hub.Signal(inboxKey)
 	}
 	if req.Channel == cloudapi.ChannelApp {
 		if out.QRCode, err = s.qrCode(payload); err != nil {
@@ -263,28 +285,40 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var resp cloudapi.StatusResponse
-	if s.longPoll(r.Context(), txWaitKey(txID), wait, func() (bool, time.Time) {
+	if !s.longPoll(r.Context(), txWaitKey(txID), wait, func() (bool, time.Time) {
 		var exp time.Time
-		resp, exp = s.statusOf(r.Context(), txID)
-		return resp.Status != cloudapi.StatusPending, exp
+		resp, exp, err = s.statusOf(r.Context(), txID)
+		return err != nil || resp.Status != cloudapi.StatusPending, exp
 	}) {
-		writeJSON(w, http.StatusOK, resp)
+		return
 	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) statusOf(ctx context.Context, txID string) (cloudapi.StatusResponse, time.Time) {
+func (s *Server) statusOf(ctx context.Context, txID string) (cloudapi.StatusResponse, time.Time, error) {
 	now := s.now()
 	var resp cloudapi.StatusResponse
 	var exp time.Time
-	_ = s.store.View(ctx, func(st *State) error {
-		tx := st.Transactions[txID]
+	err := s.store.View(ctx, func(st Tx) error {
+		tx, err := st.Transaction(txID)
+		if err != nil {
+			return err
+		}
 		if tx == nil {
 			resp = cloudapi.StatusResponse{Status: cloudapi.StatusUnknown}
 			return nil
 		}
 		resp = cloudapi.StatusResponse{TransactionID: tx.ID, Status: effectiveStatus(tx, now), UserID: tx.UserID,
 			Token: tx.Token, CreatedAt: tx.CreatedAt, LastUpdatedAt: tx.UpdatedAt}
-		if u := st.Users[tx.UserID]; u != nil {
+		u, err := st.User(tx.UserID)
+		if err != nil {
+			return err
+		}
+		if u != nil {
 			resp.Username = u.Username
 		}
 		if resp.Status != tx.Status {
@@ -293,7 +327,7 @@ func (s *Server) statusOf(ctx context.Context, txID string) (cloudapi.StatusResp
 		exp = tx.ExpiresAt
 		return nil
 	})
-	return resp, exp
+	return resp, exp, err
 }
 
 func (s *Server) handleIntent(w http.ResponseWriter, r *http.Request) {
@@ -308,11 +342,11 @@ func (s *Server) handleIntent(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	in := &Intent{Token: randomToken("it_"), Operation: req.Operation, IssuedAt: now, ExpiresAt: now.Add(s.cfg.intentTTL)}
-	err := s.store.Update(r.Context(), func(st *State) error {
+	err := s.store.Update(r.Context(), func(st Tx) error {
 		if req.UserID != "" {
-			u := st.Users[req.UserID]
-			if u == nil {
-				return errf(http.StatusNotFound, "no user with userId %s", req.UserID)
+			u, err := lookupUser(st, req.UserID, "")
+			if err != nil {
+				return err
 			}
 			in.UserID, in.Username = u.ID, u.Username
 		} else {
@@ -320,14 +354,17 @@ func (s *Server) handleIntent(w http.ResponseWriter, r *http.Request) {
 				return errf(http.StatusBadRequest, "%s", cloudapi.UsernameRule)
 			}
 			in.Username = req.Username
-			if u := st.userByName(req.Username); u != nil {
+			u, err := st.UserByName(req.Username)
+			switch {
+			case err != nil:
+				return err
+			case u != nil:
 				in.UserID = u.ID
-			} else if req.Operation == cloudapi.OperationApprove {
+			case req.Operation == cloudapi.OperationApprove:
 				return errf(http.StatusNotFound, "no user named %s", req.Username)
 			}
 		}
-		st.Intents[in.Token] = in
-		return nil
+		return st.PutIntent(in)
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -347,10 +384,15 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "missing form field token"))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.introspect(r, tok))
+	out, err := s.introspect(r, tok)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) introspect(r *http.Request, tok string) cloudapi.Introspection {
+func (s *Server) introspect(r *http.Request, tok string) (cloudapi.Introspection, error) {
 	now := s.now()
 	iss := s.base(r) + "/"
 	inactive := cloudapi.Introspection{}
@@ -364,57 +406,64 @@ func (s *Server) introspect(r *http.Request, tok string) cloudapi.Introspection 
 				out.Jti = v
 			}
 		}
-		return out
+		return out, nil
 	}
 	var out cloudapi.Introspection
 	if txID, ok := s.issuer.checkStatusToken(tok); ok {
-		_ = s.store.View(r.Context(), func(st *State) error {
-			if tx := st.Transactions[txID]; tx != nil && effectiveStatus(tx, now) == cloudapi.StatusPending {
+		err := s.store.View(r.Context(), func(st Tx) error {
+			tx, err := st.Transaction(txID)
+			if tx != nil && effectiveStatus(tx, now) == cloudapi.StatusPending {
 				out = cloudapi.Introspection{Active: true, Iat: tx.CreatedAt.Unix(), Exp: tx.ExpiresAt.Unix(),
 					Sub: tx.UserID, Iss: iss, Jti: tx.ID, Scope: "status"}
 			}
-			return nil
+			return err
 		})
-		return out
+		return out, err
 	}
 	found := false
-	_ = s.store.View(r.Context(), func(st *State) error {
-		if in := st.Intents[tok]; in != nil {
+	err := s.store.View(r.Context(), func(st Tx) error {
+		in, err := st.Intent(tok)
+		if in != nil {
 			found = true
 			if !in.Used && now.Before(in.ExpiresAt) {
 				out = cloudapi.Introspection{Active: true, Iat: in.IssuedAt.Unix(), Exp: in.ExpiresAt.Unix(),
 					Sub: in.UserID, Iss: iss, Scope: "intent:" + in.Operation}
 			}
 		}
-		return nil
+		return err
 	})
-	if found {
-		return out
+	if found || err != nil {
+		return out, err
 	}
 	if strings.HasPrefix(tok, "rt_") {
-		_ = s.store.View(r.Context(), func(st *State) error {
-			rt := st.RefreshTokens[tok]
-			if rt == nil || rt.Used || !now.Before(rt.ExpiresAt) || st.Chains[rt.ChainID] == nil || st.Chains[rt.ChainID].Revoked {
-				return nil
+		err := s.store.View(r.Context(), func(st Tx) error {
+			rt, err := st.RefreshToken(tok)
+			if err != nil || rt == nil || rt.Used || !now.Before(rt.ExpiresAt) {
+				return err
+			}
+			chain, err := st.Chain(rt.ChainID)
+			if err != nil || chain == nil || chain.Revoked {
+				return err
 			}
 			out = cloudapi.Introspection{Active: true, Exp: rt.ExpiresAt.Unix(), Sub: rt.UserID, Iss: s.base(r),
 				Aud: s.cfg.clientID, Scope: "refresh"}
 			return nil
 		})
-		return out
+		return out, err
 	}
 	t, err := s.issuer.parse(tok, now)
 	if err != nil {
-		return inactive
+		return inactive, nil
 	}
 	jti, _ := t.JwtID()
 	revoked := false
-	_ = s.store.View(r.Context(), func(st *State) error {
-		_, revoked = st.Revoked[jti]
-		return nil
+	err = s.store.View(r.Context(), func(st Tx) error {
+		var err error
+		revoked, err = st.IsRevoked(jti)
+		return err
 	})
-	if revoked {
-		return inactive
+	if revoked || err != nil {
+		return inactive, err
 	}
 	out = cloudapi.Introspection{Active: true, Jti: jti}
 	if v, ok := t.IssuedAt(); ok {
@@ -432,28 +481,35 @@ func (s *Server) introspect(r *http.Request, tok string) cloudapi.Introspection 
 	if t.Get("scope", &scope) == nil {
 		out.Scope = scope
 	}
-	return out
+	return out, nil
 }
 
 func (s *Server) handleFindUser(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("username")
 	var out any
-	err := s.store.View(r.Context(), func(st *State) error {
+	err := s.store.View(r.Context(), func(st Tx) error {
 		if name == "" {
 			list := cloudapi.UserList{Users: []cloudapi.User{}}
-			for _, u := range st.Users {
-				list.Users = append(list.Users, st.userJSON(u))
+			us, err := st.Users()
+			if err != nil {
+				return err
 			}
-			sort.Slice(list.Users, func(i, j int) bool { return list.Users[i].CreatedAt.Before(list.Users[j].CreatedAt) })
+			for _, u := range us {
+				j, err := userJSON(st, u)
+				if err != nil {
+					return err
+				}
+				list.Users = append(list.Users, j)
+			}
 			out = list
 			return nil
 		}
-		u := st.userByName(name)
-		if u == nil {
-			return errf(http.StatusNotFound, "no user named %s", name)
+		u, err := lookupUser(st, "", name)
+		if err != nil {
+			return err
 		}
-		out = st.userJSON(u)
-		return nil
+		out, err = userJSON(st, u)
+		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -464,13 +520,13 @@ func (s *Server) handleFindUser(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 	var out cloudapi.User
-	err := s.store.View(r.Context(), func(st *State) error {
-		u := st.Users[r.PathValue("userId")]
-		if u == nil {
-			return errf(http.StatusNotFound, "no user with userId %s", r.PathValue("userId"))
+	err := s.store.View(r.Context(), func(st Tx) error {
+		u, err := lookupUser(st, r.PathValue("userId"), "")
+		if err != nil {
+			return err
 		}
-		out = st.userJSON(u)
-		return nil
+		out, err = userJSON(st, u)
+		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -490,17 +546,24 @@ func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out cloudapi.User
-	err := s.store.Update(r.Context(), func(st *State) error {
-		u := st.Users[r.PathValue("userId")]
-		if u == nil {
-			return errf(http.StatusNotFound, "no user with userId %s", r.PathValue("userId"))
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		u, err := lookupUser(st, r.PathValue("userId"), "")
+		if err != nil {
+			return err
 		}
-		if other := st.userByName(req.Username); other != nil && other != u {
+		other, err := st.UserByName(req.Username)
+		if err != nil {
+			return err
+		}
+		if other != nil && other.ID != u.ID {
 			return errf(http.StatusConflict, "username %s is taken by user %s", req.Username, other.ID)
 		}
 		u.Username, u.UpdatedAt = req.Username, s.now()
-		out = st.userJSON(u)
-		return nil
+		if err := st.PutUser(u); err != nil {
+			return err
+		}
+		out, err = userJSON(st, u)
+		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -511,73 +574,93 @@ func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("userId")
-	var wake []string
-	err := s.store.Update(r.Context(), func(st *State) error {
-		if st.Users[id] == nil {
-			return errf(http.StatusNotFound, "no user with userId %s", id)
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		if _, err := lookupUser(st, id, ""); err != nil {
+			return err
 		}
-		delete(st.Users, id)
-		for aid, a := range st.Authenticators {
-			if a.UserID == id {
-				delete(st.Authenticators, aid)
-				delete(st.Inbox, aid)
+		if err := st.DeleteUser(id); err != nil {
+			return err
+		}
+		as, err := st.UserAuthenticators(id)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if err := st.DeleteAuthenticator(a.ID); err != nil {
+				return err
+			}
+			if err := st.ClearInbox(a.ID); err != nil {
+				return err
 			}
 		}
-		now := s.now()
-		for _, tx := range st.Transactions {
-			if tx.UserID == id && tx.Status == cloudapi.StatusPending {
-				tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, "user deleted", now
-				wake = append(wake, txWaitKey(tx.ID))
-			}
-		}
-		return nil
+		return failPending(st, id, "", "user deleted", s.now())
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// failPending fails the pending transactions of a user or an authenticator
+// and wakes their long-polls.
+func failPending(st Tx, userID, authenticatorID, reason string, now time.Time) error {
+	txs, err := st.PendingTransactions(userID, authenticatorID)
+	if err != nil {
+		return err
+	}
+	for _, tx := range txs {
+		tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, reason, now
+		if err := st.PutTransaction(tx); err != nil {
+			return err
+		}
+		st.Wake(txWaitKey(tx.ID))
+	}
+	return nil
 }
 
 func (s *Server) handleDeleteAuthenticator(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("authenticatorId")
 	base := s.base(r)
-	var wake []string
-	err := s.store.Update(r.Context(), func(st *State) error {
-		a := st.Authenticators[id]
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		a, err := st.Authenticator(id)
+		if err != nil {
+			return err
+		}
 		if a == nil || a.Deleted {
 			return errf(http.StatusNotFound, "no authenticator %s", id)
 		}
-		wake = s.removeAuthenticator(st, a, base, "This account was removed by the service")
-		return nil
+		return s.removeAuthenticator(st, a, base, "This account was removed by the service")
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // removeAuthenticator marks a deleted, fails its pending transactions and
 // leaves a deregistration message in its inbox so its phone learns of it.
-// It returns the wait keys to wake.
-func (s *Server) removeAuthenticator(st *State, a *Authenticator, base, why string) []string {
+func (s *Server) removeAuthenticator(st Tx, a *Authenticator, base, why string) error {
 	now := s.now()
-	var wake []string
 	a.Deleted = true
-	for _, tx := range st.Transactions {
-		if tx.AuthenticatorID == a.ID && tx.Status == cloudapi.StatusPending {
-			tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, "authenticator deleted", now
-			wake = append(wake, txWaitKey(tx.ID))
-		}
+	if err := st.PutAuthenticator(a); err != nil {
+		return err
+	}
+	if err := failPending(st, "", a.ID, "authenticator deleted", now); err != nil {
+		return err
 	}
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Deregistration), AuthenticatorID: a.ID,
 		ExpiresAt: now.Add(24 * time.Hour)}
-	st.Tokens[dt.Token] = dt
+	if err := st.PutDispatchToken(dt); err != nil {
+		return err
+	}
+	if err := st.ClearInbox(a.ID); err != nil {
+		return err
+	}
 	p := dispatch.New(base, dispatch.Deregistration, dt.Token)
-	st.Inbox[a.ID] = []*InboxItem{{ID: uuid.NewString(), Token: dt.Token, Kind: dt.Kind, Payload: p.Encode(),
-		Message: why, CreatedAt: now, ExpiresAt: dt.ExpiresAt}}
-	return append(wake, inboxWaitKey(a.ID))
+	err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, Kind: dt.Kind, Payload: p.Encode(),
+		Message: why, CreatedAt: now, ExpiresAt: dt.ExpiresAt})
+	st.Wake(inboxWaitKey(a.ID))
+	return err
 }

@@ -80,8 +80,13 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	tx := &Transaction{ID: uuid.NewString(), Kind: KindUpgrade, Status: cloudapi.StatusPending,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.enrollTTL)}
-	auth := func(st *State) error {
-		a, err := s.deviceAuth(r, st, body, false)
+	proof, err := s.verifyDevice(r, body, false)
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	auth := func(st Tx) error {
+		a, err := proof.use(st)
 		if err != nil {
 			return err
 		}
@@ -96,19 +101,23 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 
 // startRegistration records tx and answers with a UAF RegistrationRequest
 // accepting aaids; check (if not nil) runs first in the same transaction.
-func (s *Server) startRegistration(w http.ResponseWriter, r *http.Request, tx *Transaction, check func(*State) error, aaids []string) {
+func (s *Server) startRegistration(w http.ResponseWriter, r *http.Request, tx *Transaction, check func(Tx) error, aaids []string) {
 	now := s.now()
 	sess := &Session{ServerData: randomToken(""), Challenge: challenge(), TransactionID: tx.ID, Op: string(uaf.OpReg),
 		Policy: aaids, ExpiresAt: sessionLifetime(tx, now)}
 	var resp deviceapi.RedeemResponse
-	err := s.store.Update(r.Context(), func(st *State) error {
+	err := s.store.Update(r.Context(), func(st Tx) error {
 		if check != nil {
 			if err := check(st); err != nil {
 				return err
 			}
 		}
 		username := ""
-		if u := st.Users[tx.UserID]; u != nil {
+		u, err := st.User(tx.UserID)
+		if err != nil {
+			return err
+		}
+		if u != nil {
 			username = u.Username
 		}
 		msg, err := uaf.Encode(uaf.RegistrationRequest{Header: uaf.Header{UPV: uaf.V1_1, Op: uaf.OpReg, AppID: s.appID(r), ServerData: sess.ServerData},
@@ -116,8 +125,12 @@ func (s *Server) startRegistration(w http.ResponseWriter, r *http.Request, tx *T
 		if err != nil {
 			return err
 		}
-		st.Transactions[tx.ID] = tx
-		st.Sessions[sess.ServerData] = sess
+		if err := st.PutTransaction(tx); err != nil {
+			return err
+		}
+		if err := st.PutSession(sess); err != nil {
+			return err
+		}
 		resp = deviceapi.RedeemResponse{StatusCode: deviceapi.StatusOK, UAFRequest: msg, Op: string(uaf.OpReg),
 			LifetimeMillis: sess.ExpiresAt.Sub(now).Milliseconds()}
 		return nil
@@ -143,24 +156,22 @@ func (s *Server) handleData(w http.ResponseWriter, r *http.Request) {
 		s.devFail(w, r, errf(http.StatusBadRequest, "read payload: %v", err))
 		return
 	}
-	var a Authenticator
-	err = s.store.Update(r.Context(), func(st *State) error {
-		got, err := s.deviceAuth(r, st, body, false)
-		if err != nil {
-			return err
-		}
-		a = *got
-		return nil
-	})
+	got, err := s.deviceAuth(r, body, false)
 	if err != nil {
 		s.devFail(w, r, err)
 		return
 	}
+	a := *got
 	headless := a.AAID == deviceapi.AAIDHeadless
 	ct := r.Header.Get("Content-Type")
 	if s.cfg.dataService == "" {
 		w.Header().Set(DataRelayedHeader, "builtin")
-		writeJSON(w, http.StatusOK, s.builtinData(a, headless, ct, body))
+		out, err := s.builtinData(r.Context(), a, headless, ct, body)
+		if err != nil {
+			s.devFail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
 	now := s.now()
@@ -230,21 +241,25 @@ type BuiltinData struct {
 	ReceivedAt    time.Time `json:"receivedAt"`
 }
 
-func (s *Server) builtinData(a Authenticator, headless bool, ct string, body []byte) BuiltinData {
+func (s *Server) builtinData(ctx context.Context, a Authenticator, headless bool, ct string, body []byte) (BuiltinData, error) {
 	out := BuiltinData{Service: "authphone built-in data service", UserID: a.UserID, DeviceKeyID: a.KeyID,
 		Headless: headless, ContentType: ct, ReceivedAt: s.now()}
-	_ = s.store.View(context.Background(), func(st *State) error {
-		if u := st.Users[a.UserID]; u != nil {
+	err := s.store.View(ctx, func(st Tx) error {
+		u, err := st.User(a.UserID)
+		if u != nil {
 			out.Username = u.Username
 		}
-		return nil
+		return err
 	})
+	if err != nil {
+		return out, err
+	}
 	if utf8.Valid(body) && !strings.ContainsRune(string(body), 0) {
 		out.Payload = string(body)
 	} else {
 		out.PayloadBase64 = base64.StdEncoding.EncodeToString(body)
 	}
-	return out
+	return out, nil
 }
 
 // ServedVersions answers GET /_app/versions (ours): what the cloud speaks.

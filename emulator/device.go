@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -39,6 +40,8 @@ func (s *Server) devFail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &de):
 		writeJSON(w, de.status, deviceapi.StatusBody{StatusCode: de.code, Description: de.msg})
+	case s.unavailable(w, r, err):
+		writeJSON(w, http.StatusServiceUnavailable, deviceapi.StatusBody{StatusCode: deviceapi.StatusInternal, Description: unavailableMsg})
 	case errors.As(err, &ae):
 		code := map[int]int{400: 1400, 401: 1401, 403: 1403, 404: 1404, 409: 1491, 410: 1491, 413: 1400, 415: 1400}[ae.status]
 		if code == 0 {
@@ -90,10 +93,11 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	appID := s.appID(r)
 	var resp deviceapi.RedeemResponse
-	var wake []string
-	err := s.store.Update(r.Context(), func(st *State) error {
-		dt := st.Tokens[req.Token]
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		dt, err := st.DispatchToken(req.Token)
 		switch {
+		case err != nil:
+			return err
 		case dt == nil:
 			return deverr(http.StatusNotFound, deviceapi.StatusRequestInvalid, "unknown dispatch token")
 		case dt.Kind != kind:
@@ -108,7 +112,9 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 		var msg any
 		var tx *Transaction
 		if dt.TransactionID != "" {
-			tx = st.Transactions[dt.TransactionID]
+			if tx, err = st.Transaction(dt.TransactionID); err != nil {
+				return err
+			}
 			if tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending {
 				return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "token expired: the operation is no longer pending")
 			}
@@ -116,14 +122,20 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 		}
 		switch dispatch.Kind(kind) {
 		case dispatch.Registration:
-			u := st.Users[tx.UserID]
+			u, err := st.User(tx.UserID)
+			if err != nil {
+				return err
+			}
 			if u == nil {
 				return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the user was deleted")
 			}
 			hdr.Op, sess.Op, sess.Policy = uaf.OpReg, string(uaf.OpReg), registrationPolicy
 			msg = uaf.RegistrationRequest{Header: hdr, Challenge: sess.Challenge, Username: u.Username, Policy: policyOf(sess.Policy)}
 		case dispatch.Authentication:
-			a := st.Authenticators[tx.AuthenticatorID]
+			a, err := st.Authenticator(tx.AuthenticatorID)
+			if err != nil {
+				return err
+			}
 			if a == nil || a.Deleted {
 				return deverr(http.StatusGone, deviceapi.StatusRevokedAuthenticator, "the authenticator was removed")
 			}
@@ -135,7 +147,10 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			}
 			msg = ar
 		case dispatch.Deregistration:
-			a := st.Authenticators[dt.AuthenticatorID]
+			a, err := st.Authenticator(dt.AuthenticatorID)
+			if err != nil {
+				return err
+			}
 			if a == nil {
 				return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "token expired: the authenticator is gone")
 			}
@@ -143,8 +158,12 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			hdr.ServerData = ""
 			msg = uaf.DeregistrationRequest{Header: hdr, Authenticators: []uaf.DeregisterAuthenticator{{AAID: a.AAID, KeyID: a.KeyID}}}
 			// The tombstone has done its job.
-			delete(st.Authenticators, a.ID)
-			delete(st.Inbox, a.ID)
+			if err := st.DeleteAuthenticator(a.ID); err != nil {
+				return err
+			}
+			if err := st.ClearInbox(a.ID); err != nil {
+				return err
+			}
 			sess = nil
 		default:
 			return deverr(http.StatusNotFound, deviceapi.StatusNotFound, "unknown redeem kind "+kind)
@@ -154,12 +173,20 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		dt.Redeemed = true
+		if err := st.PutDispatchToken(dt); err != nil {
+			return err
+		}
+		resp.LifetimeMillis = 0
 		if sess != nil {
-			st.Sessions[sess.ServerData] = sess
+			if err := st.PutSession(sess); err != nil {
+				return err
+			}
 			resp.LifetimeMillis = sess.ExpiresAt.Sub(now).Milliseconds()
 		}
 		if tx != nil {
-			wake = append(wake, s.dropInbox(st, tx.ID)...)
+			if err := dropInbox(st, tx.ID); err != nil {
+				return err
+			}
 		}
 		resp.StatusCode, resp.UAFRequest, resp.Op = deviceapi.StatusOK, enc, string(hdr.Op)
 		return nil
@@ -168,23 +195,23 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 		s.devFail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	w.Header().Set("Content-Type", deviceapi.ContentTypeUAF)
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// dropInbox removes a transaction's push messages; it returns the inbox keys
-// to wake.
-func (s *Server) dropInbox(st *State, txID string) []string {
-	var keys []string
-	for aid, items := range st.Inbox {
-		n := slices.DeleteFunc(items, func(it *InboxItem) bool { return it.TransactionID == txID })
-		if len(n) != len(items) {
-			st.Inbox[aid] = n
-			keys = append(keys, inboxWaitKey(aid))
-		}
+// dropInbox removes a transaction's push messages and wakes their inboxes.
+func dropInbox(st Tx, txID string) error {
+	items, err := st.InboxItems(txID, "")
+	if err != nil {
+		return err
 	}
-	return keys
+	for _, it := range items {
+		if err := st.DeleteInboxItem(it.ID); err != nil {
+			return err
+		}
+		st.Wake(inboxWaitKey(it.AuthenticatorID))
+	}
+	return nil
 }
 
 // readUAF reads a UAF response body and checks its header and fcParams
@@ -213,15 +240,21 @@ func (s *Server) readUAF(w http.ResponseWriter, r *http.Request, op uaf.Operatio
 
 // checkSession finds and checks the session a response answers, inside a
 // transaction.
-func (s *Server) checkSession(r *http.Request, st *State, resp *uaf.Response, op uaf.Operation, fc []byte, now time.Time) (*Session, *Transaction, error) {
-	sess := st.Sessions[resp.Header.ServerData]
+func (s *Server) checkSession(r *http.Request, st Tx, resp *uaf.Response, op uaf.Operation, fc []byte, now time.Time) (*Session, *Transaction, error) {
+	sess, err := st.Session(resp.Header.ServerData)
+	if err != nil {
+		return nil, nil, err
+	}
 	if sess == nil || sess.Op != string(op) {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "serverData is unknown or was already used: redeem a new token")
 	}
 	if !now.Before(sess.ExpiresAt) {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "the request expired: start the operation again")
 	}
-	tx := st.Transactions[sess.TransactionID]
+	tx, err := st.Transaction(sess.TransactionID)
+	if err != nil {
+		return nil, nil, err
+	}
 	if tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "the operation is no longer pending (expired, declined or done)")
 	}
@@ -241,16 +274,52 @@ func (s *Server) checkSession(r *http.Request, st *State, resp *uaf.Response, op
 	return sess, tx, nil
 }
 
-// succeed marks a transaction succeeded with a signed transaction token.
-func (s *Server) succeed(r *http.Request, tx *Transaction, now time.Time) error {
-	tok, _ := newJWT(s.base(r)+"/", tx.UserID, "backend", tx.Kind, now, s.cfg.tokenTTL)
-	_ = tok.Set("txn", tx.ID)
-	signed, err := s.issuer.sign(tok)
-	if err != nil {
+// pending is what a UAF response answers, read before the transaction so
+// that the transaction token is signed outside it.
+type pending struct {
+	tx     *Transaction
+	userID string // headless: the id the new user will get
+	token  string // the signed transaction token
+}
+
+// prepare reads the transaction a response answers and signs its token; it
+// returns a zero pending if there is none (the transaction then says why).
+func (s *Server) prepare(r *http.Request, serverData string, now time.Time) (pending, error) {
+	var p pending
+	err := s.store.View(r.Context(), func(st Tx) error {
+		sess, err := st.Session(serverData)
+		if err != nil || sess == nil {
+			return err
+		}
+		p.tx, err = st.Transaction(sess.TransactionID)
 		return err
+	})
+	if err != nil || p.tx == nil {
+		return pending{}, err
 	}
-	tx.Status, tx.Token, tx.UpdatedAt = cloudapi.StatusSucceeded, signed, now
-	return nil
+	p.userID = p.tx.UserID
+	if p.tx.Kind == KindHeadless {
+		p.userID = uuid.NewString()
+	}
+	p.token, err = s.transactionToken(r, p.tx, p.userID, now)
+	return p, err
+}
+
+// transactionToken signs the token a succeeded transaction carries.
+func (s *Server) transactionToken(r *http.Request, tx *Transaction, userID string, now time.Time) (string, error) {
+	tok, _ := newJWT(s.base(r)+"/", userID, "backend", tx.Kind, now, s.cfg.tokenTTL)
+	_ = tok.Set("txn", tx.ID)
+	return s.issuer.sign(tok)
+}
+
+// succeed marks a transaction succeeded with the token p signed for it.
+func succeed(st Tx, p pending, tx *Transaction, now time.Time) error {
+	if p.tx == nil || p.tx.ID != tx.ID || p.userID != tx.UserID {
+		return fmt.Errorf("%w: the operation changed while it was answered; send the response again", ErrUnavailable)
+	}
+	tx.Status, tx.Token, tx.UpdatedAt = cloudapi.StatusSucceeded, p.token, now
+	st.Wake(txWaitKey(tx.ID))
+	return st.PutTransaction(tx)
 }
 
 func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
@@ -271,9 +340,13 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 	}
 	pub, _ := ra.KRD.PublicKeyECDSA()
 	now := s.now()
+	pre, err := s.prepare(r, resp.Header.ServerData, now)
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
 	var out deviceapi.StatusBody
-	var wake []string
-	err = s.store.Update(r.Context(), func(st *State) error {
+	err = s.store.Update(r.Context(), func(st Tx) error {
 		sess, tx, err := s.checkSession(r, st, resp, uaf.OpReg, ra.KRD.FinalChallenge, now)
 		if err != nil {
 			return err
@@ -282,52 +355,74 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnacceptableAuthn, "authenticator "+ra.KRD.AAID+" is not accepted by the policy")
 		}
 		keyID := uaf.B64.EncodeToString(ra.KRD.KeyID)
-		if st.authenticatorByKeyID(keyID) != nil {
+		if dup, err := st.AuthenticatorByKeyID(keyID); err != nil || dup != nil {
+			if err != nil {
+				return err
+			}
 			return deverr(http.StatusConflict, deviceapi.StatusUnacceptableKey, "keyID is already registered")
 		}
-		u := st.Users[tx.UserID]
+		u, err := st.User(tx.UserID)
+		if err != nil {
+			return err
+		}
 		if tx.Kind == KindHeadless {
 			// A device-only user: no username, status new (flows.md).
-			u = &User{ID: uuid.NewString(), CreatedAt: now, UpdatedAt: now}
-			st.Users[u.ID] = u
+			u = &User{ID: pre.userID, CreatedAt: now, UpdatedAt: now}
 			tx.UserID = u.ID
 		}
 		if u == nil {
 			return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the user was deleted")
 		}
 		if tx.Kind == KindUpgrade {
-			if old := st.Authenticators[tx.AuthenticatorID]; old == nil || old.Deleted {
+			old, err := st.Authenticator(tx.AuthenticatorID)
+			if err != nil {
+				return err
+			}
+			if old == nil || old.Deleted {
 				return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the headless key being upgraded is gone")
 			}
 		}
-		if len(st.userAuthenticators(u.ID)) >= cloudapi.MaxAuthenticators {
+		as, err := activeAuthenticators(st, u.ID)
+		if err != nil {
+			return err
+		}
+		if len(as) >= cloudapi.MaxAuthenticators {
 			return deverr(http.StatusConflict, deviceapi.StatusForbidden, "the user already has the most authenticators allowed")
 		}
-		if err := s.succeed(r, tx, now); err != nil {
+		if err := succeed(st, pre, tx, now); err != nil {
 			return err
 		}
 		a := &Authenticator{ID: uuid.NewString(), UserID: u.ID, KeyID: keyID, AAID: ra.KRD.AAID, PublicKey: pub,
 			SignCounter: ra.KRD.SignCounter, Name: "authphone", Type: "cli", CreatedAt: now}
-		st.Authenticators[a.ID] = a
+		if err := st.PutAuthenticator(a); err != nil {
+			return err
+		}
 		u.UpdatedAt = now
 		if a.AAID != deviceapi.AAIDHeadless {
 			u.Activated = true
 		}
+		if err := st.PutUser(u); err != nil {
+			return err
+		}
 		if tx.Kind == KindUpgrade {
 			// The PIN-protected key replaces the device-only one.
-			delete(st.Authenticators, tx.AuthenticatorID)
-			delete(st.Inbox, tx.AuthenticatorID)
+			if err := st.DeleteAuthenticator(tx.AuthenticatorID); err != nil {
+				return err
+			}
+			if err := st.ClearInbox(tx.AuthenticatorID); err != nil {
+				return err
+			}
 		}
-		delete(st.Sessions, sess.ServerData)
+		if err := st.DeleteSession(sess.ServerData); err != nil {
+			return err
+		}
 		out = deviceapi.StatusBody{StatusCode: deviceapi.StatusOK, UserID: u.ID, AuthenticatorID: a.ID}
-		wake = append(wake, txWaitKey(tx.ID))
 		return nil
 	})
 	if err != nil {
 		s.devFail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -344,13 +439,38 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	keyID := uaf.B64.EncodeToString(aa.SignedData.KeyID)
-	var wake []string
-	err = s.store.Update(r.Context(), func(st *State) error {
+	pre, err := s.prepare(r, resp.Header.ServerData, now)
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	// The signature is checked before the transaction, against the key the
+	// keyID names; inside, the key must still be the same.
+	var key *ecdsa.PublicKey
+	var sigErr error
+	err = s.store.View(r.Context(), func(st Tx) error {
+		a, err := st.AuthenticatorByKeyID(keyID)
+		if a != nil {
+			key = a.PublicKey
+		}
+		return err
+	})
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	if key != nil {
+		sigErr = aa.Verify(key)
+	}
+	err = s.store.Update(r.Context(), func(st Tx) error {
 		sess, tx, err := s.checkSession(r, st, resp, uaf.OpAuth, aa.SignedData.FinalChallenge, now)
 		if err != nil {
 			return err
 		}
-		a := st.authenticatorByKeyID(keyID)
+		a, err := st.AuthenticatorByKeyID(keyID)
+		if err != nil {
+			return err
+		}
 		if a == nil || a.Deleted {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnknownKeyID, "unknown keyID: this key is not registered")
 		}
@@ -360,8 +480,11 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if aa.SignedData.AAID != a.AAID || !slices.Contains(sess.Policy, aa.SignedData.AAID) {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnknownAAID, "AAID "+aa.SignedData.AAID+" does not match the registered authenticator")
 		}
-		if err := aa.Verify(a.PublicKey); err != nil {
-			return deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "authentication rejected: "+err.Error())
+		if key == nil || !key.Equal(a.PublicKey) {
+			return fmt.Errorf("%w: the key changed while the response was checked; send it again", ErrUnavailable)
+		}
+		if sigErr != nil {
+			return deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "authentication rejected: "+sigErr.Error())
 		}
 		if aa.SignedData.SignCounter <= a.SignCounter {
 			return deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "sign counter did not grow: a cloned or replayed authenticator")
@@ -374,53 +497,105 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if !bytes.Equal(aa.SignedData.TransactionHash, want) {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnacceptableContent, "transaction hash does not match the transaction text the cloud sent")
 		}
-		if err := s.succeed(r, tx, now); err != nil {
+		if err := succeed(st, pre, tx, now); err != nil {
 			return err
 		}
 		a.SignCounter = aa.SignedData.SignCounter
-		delete(st.Sessions, sess.ServerData)
-		wake = append(wake, txWaitKey(tx.ID))
-		wake = append(wake, s.dropInbox(st, tx.ID)...)
-		return nil
+		if err := st.PutAuthenticator(a); err != nil {
+			return err
+		}
+		if err := st.DeleteSession(sess.ServerData); err != nil {
+			return err
+		}
+		return dropInbox(st, tx.ID)
 	})
 	if err != nil {
 		s.devFail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	writeJSON(w, http.StatusOK, deviceapi.StatusBody{StatusCode: deviceapi.StatusOK})
 }
 
-// deviceAuth checks the Device-Signature of r against the key it names and
-// records its nonce. It runs inside Update.
-func (s *Server) deviceAuth(r *http.Request, st *State, body []byte, allowDeleted bool) (*Authenticator, error) {
+// deviceProof is a Device-Signature checked outside any transaction; use
+// completes the check inside one.
+type deviceProof struct {
+	keyID, nonce string
+	userID       string
+	until        time.Time
+	key          *ecdsa.PublicKey
+	allowDeleted bool
+}
+
+// verifyDevice checks the Device-Signature of r against the key it names.
+// Deleted authenticators pass only with allowDeleted.
+func (s *Server) verifyDevice(r *http.Request, body []byte, allowDeleted bool) (*deviceProof, error) {
 	sig, err := devsig.Parse(r.Header.Get(devsig.HeaderName))
 	if err != nil {
 		return nil, errf(http.StatusUnauthorized, "%v", err)
 	}
-	a := st.authenticatorByKeyID(sig.KeyID)
-	if a == nil {
-		return nil, errf(http.StatusUnauthorized, "Device-Signature names an unknown key: this device is not registered")
+	var a *Authenticator
+	if err := s.store.View(r.Context(), func(st Tx) error {
+		a, err = st.AuthenticatorByKeyID(sig.KeyID)
+		return err
+	}); err != nil {
+		return nil, err
 	}
-	if a.Deleted && !allowDeleted {
-		return nil, errf(http.StatusUnauthorized, "this device was removed from the user's authenticators")
+	if err := checkDeviceKey(a, allowDeleted); err != nil {
+		return nil, err
 	}
-	now := s.now()
-	if err := sig.Verify(a.PublicKey, r.Method, r.URL.Path, body, now, devsig.MaxAge); err != nil {
+	if err := sig.Verify(a.PublicKey, r.Method, r.URL.Path, body, s.now(), devsig.MaxAge); err != nil {
 		return nil, errf(http.StatusUnauthorized, "%v", err)
 	}
-	if _, seen := st.Nonces[sig.Claims.Nonce]; seen {
+	return &deviceProof{keyID: sig.KeyID, nonce: sig.Claims.Nonce, key: a.PublicKey, userID: a.UserID, allowDeleted: allowDeleted,
+		until: time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second)}, nil
+}
+
+func checkDeviceKey(a *Authenticator, allowDeleted bool) error {
+	if a == nil {
+		return errf(http.StatusUnauthorized, "Device-Signature names an unknown key: this device is not registered")
+	}
+	if a.Deleted && !allowDeleted {
+		return errf(http.StatusUnauthorized, "this device was removed from the user's authenticators")
+	}
+	return nil
+}
+
+// use re-reads, inside a transaction, the authenticator a proof names and
+// records the proof's nonce: a signature is good once.
+func (p *deviceProof) use(st Tx) (*Authenticator, error) {
+	a, err := st.AuthenticatorByKeyID(p.keyID)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDeviceKey(a, p.allowDeleted); err != nil {
+		return nil, err
+	}
+	if !a.PublicKey.Equal(p.key) || a.UserID != p.userID {
+		return nil, errf(http.StatusUnauthorized, "Device-Signature names an unknown key: this device is not registered")
+	}
+	fresh, err := st.UseNonce(p.nonce, p.until)
+	if err != nil {
+		return nil, err
+	}
+	if !fresh {
 		return nil, errf(http.StatusUnauthorized, "Device-Signature was already used (replay)")
 	}
-	if len(st.Nonces) > 4096 {
-		for n, until := range st.Nonces {
-			if now.After(until) {
-				delete(st.Nonces, n)
-			}
-		}
-	}
-	st.Nonces[sig.Claims.Nonce] = time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second)
 	return a, nil
+}
+
+// deviceAuth checks the Device-Signature of r and, in one transaction,
+// records its nonce; it returns the signing authenticator.
+func (s *Server) deviceAuth(r *http.Request, body []byte, allowDeleted bool) (*Authenticator, error) {
+	p, err := s.verifyDevice(r, body, allowDeleted)
+	if err != nil {
+		return nil, err
+	}
+	var a *Authenticator
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		a, err = p.use(st)
+		return err
+	})
+	return a, err
 }
 
 func (s *Server) handleDispatchTarget(w http.ResponseWriter, r *http.Request) {
@@ -430,9 +605,14 @@ func (s *Server) handleDispatchTarget(w http.ResponseWriter, r *http.Request) {
 		s.devFail(w, r, err)
 		return
 	}
+	proof, err := s.verifyDevice(r, body, false)
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
 	var id string
-	err = s.store.Update(r.Context(), func(st *State) error {
-		a, err := s.deviceAuth(r, st, body, false)
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		a, err := proof.use(st)
 		if err != nil {
 			return err
 		}
@@ -452,7 +632,7 @@ func (s *Server) handleDispatchTarget(w http.ResponseWriter, r *http.Request) {
 		}
 		a.DeviceID = req.DeviceID
 		id = a.ID
-		return nil
+		return st.PutAuthenticator(a)
 	})
 	if err != nil {
 		s.devFail(w, r, err)
@@ -467,43 +647,54 @@ func (s *Server) handleInbox(w http.ResponseWriter, r *http.Request) {
 		s.devFail(w, r, err)
 		return
 	}
-	var aid string
-	err = s.store.Update(r.Context(), func(st *State) error {
-		a, err := s.deviceAuth(r, st, nil, true)
-		if err != nil {
-			return err
-		}
-		aid = a.ID
-		return nil
-	})
+	a, err := s.deviceAuth(r, nil, true)
 	if err != nil {
 		s.devFail(w, r, err)
 		return
 	}
+	aid := a.ID
 	var items []deviceapi.InboxMessage
-	if s.longPoll(r.Context(), inboxWaitKey(aid), wait, func() (bool, time.Time) {
-		items = s.inboxOf(r, aid)
-		return len(items) > 0, time.Time{}
+	if !s.longPoll(r.Context(), inboxWaitKey(aid), wait, func() (bool, time.Time) {
+		items, err = s.inboxOf(r, aid)
+		return err != nil || len(items) > 0, time.Time{}
 	}) {
-		writeJSON(w, http.StatusOK, items)
+		return
 	}
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, items)
 }
 
-func (s *Server) inboxOf(r *http.Request, aid string) []deviceapi.InboxMessage {
+func (s *Server) inboxOf(r *http.Request, aid string) ([]deviceapi.InboxMessage, error) {
 	now := s.now()
 	out := []deviceapi.InboxMessage{}
-	_ = s.store.View(r.Context(), func(st *State) error {
-		for _, it := range st.Inbox[aid] {
+	err := s.store.View(r.Context(), func(st Tx) error {
+		items, err := st.Inbox(aid)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
 			if !now.Before(it.ExpiresAt) {
 				continue
 			}
-			if tx := st.Transactions[it.TransactionID]; it.TransactionID != "" && (tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending) {
-				continue
+			if it.TransactionID != "" {
+				tx, err := st.Transaction(it.TransactionID)
+				if err != nil {
+					return err
+				}
+				if tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending {
+					continue
+				}
 			}
 			m := deviceapi.InboxMessage{ID: it.ID, CreatedAt: it.CreatedAt, ExpiresAt: it.ExpiresAt,
 				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message}
 			if it.LoginRequestID != "" {
-				lr := st.LoginRequests[it.LoginRequestID]
+				lr, err := st.LoginRequest(it.LoginRequestID)
+				if err != nil {
+					return err
+				}
 				if lr == nil || lr.Status != trustapi.StatusPending || !now.Before(lr.ExpiresAt) {
 					continue
 				}
@@ -513,7 +704,7 @@ func (s *Server) inboxOf(r *http.Request, aid string) []deviceapi.InboxMessage {
 		}
 		return nil
 	})
-	return out
+	return out, err
 }
 
 func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
@@ -524,20 +715,30 @@ func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	var wake []string
-	err = s.store.Update(r.Context(), func(st *State) error {
-		dt := st.Tokens[req.Token]
+	// An approval is declined by its own device; an enrolment by whoever
+	// holds its single-use token (there is no device key yet). The
+	// signature, if any, is checked here; whether it is needed, inside.
+	proof, proofErr := s.verifyDevice(r, body, false)
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		dt, err := st.DispatchToken(req.Token)
+		if err != nil {
+			return err
+		}
 		if dt == nil || dt.TransactionID == "" {
 			return deverr(http.StatusNotFound, deviceapi.StatusRequestInvalid, "unknown dispatch token")
 		}
-		tx := st.Transactions[dt.TransactionID]
+		tx, err := st.Transaction(dt.TransactionID)
+		if err != nil {
+			return err
+		}
 		if tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending {
 			return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the operation is no longer pending (expired, declined or done)")
 		}
-		// An approval is declined by its own device; an enrolment by whoever
-		// holds its single-use token (there is no device key yet).
 		if tx.Kind == KindApproval {
-			a, err := s.deviceAuth(r, st, body, false)
+			if proofErr != nil {
+				return proofErr
+			}
+			a, err := proof.use(st)
 			if err != nil {
 				return err
 			}
@@ -550,21 +751,29 @@ func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
 			reason = "user declined"
 		}
 		dt.Redeemed = true
+		if err := st.PutDispatchToken(dt); err != nil {
+			return err
+		}
 		tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, reason, now
-		for sd, sess := range st.Sessions {
-			if sess.TransactionID == tx.ID {
-				delete(st.Sessions, sd)
+		if err := st.PutTransaction(tx); err != nil {
+			return err
+		}
+		sessions, err := st.TransactionSessions(tx.ID)
+		if err != nil {
+			return err
+		}
+		for _, sess := range sessions {
+			if err := st.DeleteSession(sess.ServerData); err != nil {
+				return err
 			}
 		}
-		wake = append(wake, txWaitKey(tx.ID))
-		wake = append(wake, s.dropInbox(st, tx.ID)...)
-		return nil
+		st.Wake(txWaitKey(tx.ID))
+		return dropInbox(st, tx.ID)
 	})
 	if err != nil {
 		s.devFail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	writeJSON(w, http.StatusOK, deviceapi.StatusBody{StatusCode: deviceapi.StatusOK})
 }
 
@@ -581,29 +790,30 @@ func (s *Server) handleDeregistration(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	var wake []string
-	err = s.store.Update(r.Context(), func(st *State) error {
-		a, err := s.deviceAuth(r, st, body, true)
+	proof, err := s.verifyDevice(r, body, true)
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		a, err := proof.use(st)
 		if err != nil {
 			return err
 		}
 		if len(dr.Authenticators) != 1 || dr.Authenticators[0].KeyID != a.KeyID || dr.Authenticators[0].AAID != a.AAID {
 			return errf(http.StatusForbidden, "a device may only deregister its own key")
 		}
-		for _, tx := range st.Transactions {
-			if tx.AuthenticatorID == a.ID && tx.Status == cloudapi.StatusPending {
-				tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, "authenticator deregistered", now
-				wake = append(wake, txWaitKey(tx.ID))
-			}
+		if err := failPending(st, "", a.ID, "authenticator deregistered", now); err != nil {
+			return err
 		}
-		delete(st.Authenticators, a.ID)
-		delete(st.Inbox, a.ID)
-		return nil
+		if err := st.DeleteAuthenticator(a.ID); err != nil {
+			return err
+		}
+		return st.ClearInbox(a.ID)
 	})
 	if err != nil {
 		s.devFail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	writeJSON(w, http.StatusOK, deviceapi.StatusBody{StatusCode: deviceapi.StatusOK})
 }

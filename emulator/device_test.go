@@ -570,7 +570,9 @@ func TestPurgedTransactionsReadUnknown(t *testing.T) {
 	if s := c.status(st); s != cloudapi.StatusFailed {
 		t.Fatalf("expired: %s", s)
 	}
-	c.enroll("new") // any new operation lets the cloud purge
+	if n, err := c.srv.Sweep(context.Background()); err != nil || n == 0 {
+		t.Fatalf("sweep removed %d (%v)", n, err)
+	}
 	if s := c.status(st); s != cloudapi.StatusUnknown {
 		t.Fatalf("purged: %s", s)
 	}

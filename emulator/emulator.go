@@ -43,10 +43,11 @@ type Server struct {
 	stopping chan struct{} // closed by Close: long-polls answer at once
 	stopOnce sync.Once
 
-	mu        sync.RWMutex
-	baseURL   string
-	lastPurge time.Time
-	httpSrv   *http.Server
+	unsubscribe func()
+
+	mu      sync.RWMutex
+	baseURL string
+	httpSrv *http.Server
 	ln        net.Listener
 }
 
@@ -70,6 +71,8 @@ type config struct {
 	accessTTL    time.Duration
 	clientID     string
 	pollInterval time.Duration
+
+	retention time.Duration
 }
 
 // Option configures a Server.
@@ -104,7 +107,7 @@ func New(opts ...Option) (*Server, error) {
 		logger: slog.New(slog.DiscardHandler), now: time.Now,
 		protocolVersions: []string{"v1_1", ProtocolV1_2}, maxData: DefaultMaxData, dataTimeout: 10 * time.Second,
 		loginTTL: trustapi.DefaultRequestTTL, accessTTL: trustapi.DefaultAccessTokenLifetime, clientID: trustapi.DefaultClientID,
-		pollInterval: trustapi.DefaultPollInterval,
+		pollInterval: trustapi.DefaultPollInterval, retention: Retention,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -118,54 +121,115 @@ func New(opts ...Option) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
 		dataClient: &http.Client{}, stopping: make(chan struct{})}
+	s.unsubscribe = s.store.Subscribe(func(key string) {
+		if key == issuerWaitKey {
+			s.reloadIssuer()
+		}
+		s.hub.Signal(key)
+	})
 	s.routes()
 	return s, nil
 }
 
 // loadIssuer takes the issuer and the generated access key from the store,
 // or makes and stores new ones: a restarted emulator with a file store keeps
-// verifying what it issued and keeps its access key.
+// verifying what it issued and keeps its access key, and replicas on one
+// database share them. The candidates are made before the transaction; the
+// first replica to commit wins and the others take its.
 func loadIssuer(cfg *config) (*issuer, error) {
 	ctx := context.Background()
-	var saved *IssuerState
-	var savedKey string
-	_ = cfg.store.View(ctx, func(st *State) error {
-		saved, savedKey = st.Issuer, st.AccessKey
-		return nil
-	})
-	var is *issuer
-	var err error
-	if saved != nil {
-		if is, err = issuerFrom(saved); err != nil {
-			return nil, fmt.Errorf("emulator: %w", err)
-		}
-	} else if is, err = newIssuer(); err != nil {
+	fresh, err := newIssuer()
+	if err != nil {
 		return nil, fmt.Errorf("emulator: make signing key: %w", err)
 	}
-	generated := ""
+	freshDoc, err := json.Marshal(fresh.export())
+	if err != nil {
+		return nil, fmt.Errorf("emulator: %w", err)
+	}
+	freshKey := ""
 	if cfg.accessKey == "" {
-		if savedKey != "" {
-			cfg.accessKey = savedKey
-		} else {
-			if generated, err = accessKeyJWT("authphone-emulator", cfg.now()); err != nil {
-				return nil, fmt.Errorf("emulator: make access key: %w", err)
-			}
-			cfg.accessKey = generated
+		if freshKey, err = accessKeyJWT("authphone-emulator", cfg.now()); err != nil {
+			return nil, fmt.Errorf("emulator: make access key: %w", err)
 		}
 	}
-	if saved == nil || generated != "" {
-		err = cfg.store.Update(ctx, func(st *State) error {
-			st.Issuer = is.export()
-			if generated != "" {
-				st.AccessKey = generated
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("emulator: keep the signing key: %w", err)
+	var doc, key []byte
+	err = cfg.store.Update(ctx, func(st Tx) error {
+		if doc, err = st.Meta(metaIssuer); err != nil {
+			return err
 		}
+		if doc == nil {
+			doc = freshDoc
+			if err := st.PutMeta(metaIssuer, doc); err != nil {
+				return err
+			}
+		}
+		if freshKey == "" {
+			return nil
+		}
+		if key, err = st.Meta(metaAccessKey); err != nil {
+			return err
+		}
+		if key == nil {
+			key = []byte(freshKey)
+			return st.PutMeta(metaAccessKey, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("emulator: keep the signing key: %w", err)
+	}
+	if freshKey != "" {
+		cfg.accessKey = string(key)
+	}
+	return issuerFromDoc(doc)
+}
+
+func issuerFromDoc(doc []byte) (*issuer, error) {
+	var saved IssuerState
+	if err := json.Unmarshal(doc, &saved); err != nil {
+		return nil, fmt.Errorf("emulator: the stored signing keys are damaged: %w", err)
+	}
+	is, err := issuerFrom(&saved)
+	if err != nil {
+		return nil, fmt.Errorf("emulator: %w", err)
 	}
 	return is, nil
+}
+
+// saveIssuer stores the issuer's keys (after a rotation) and wakes the
+// other replicas to reload them.
+func (s *Server) saveIssuer(ctx context.Context) error {
+	doc, err := json.Marshal(s.issuer.export())
+	if err != nil {
+		return err
+	}
+	return s.store.Update(ctx, func(st Tx) error {
+		st.Wake(issuerWaitKey)
+		return st.PutMeta(metaIssuer, doc)
+	})
+}
+
+// issuerWaitKey is woken when the signing keys change.
+const issuerWaitKey = "meta/issuer"
+
+// reloadIssuer takes the signing keys another replica stored.
+func (s *Server) reloadIssuer() {
+	var doc []byte
+	err := s.store.View(context.Background(), func(st Tx) error {
+		var err error
+		doc, err = st.Meta(metaIssuer)
+		return err
+	})
+	if err != nil || doc == nil {
+		s.cfg.logger.Warn("reload signing keys", "err", err)
+		return
+	}
+	is, err := issuerFromDoc(doc)
+	if err != nil {
+		s.cfg.logger.Warn("reload signing keys", "err", err)
+		return
+	}
+	s.issuer.replace(is)
 }
 
 // AccessKey is the backend access key.
@@ -198,6 +262,7 @@ func (s *Server) Start(addr string) error {
 	srv := s.httpSrv
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
+	go s.sweepLoop()
 	return nil
 }
 
@@ -210,7 +275,10 @@ func (s *Server) Close(ctx context.Context) error {
 	if srv == nil {
 		return nil
 	}
-	s.stopOnce.Do(func() { close(s.stopping) })
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.unsubscribe()
+	})
 	return srv.Shutdown(ctx)
 }
 
@@ -310,16 +378,35 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, cloudapi.ErrorBody{Status: status, Error: http.StatusText(status), Message: msg})
 }
 
-// fail answers err: an apiError as itself, anything else as a 500 without
-// details (they go to the log).
+// fail answers err: an apiError as itself, a store failure as a 503 with
+// a retry hint, anything else as a 500 without details (they go to the
+// log).
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		writeError(w, ae.status, ae.msg)
 		return
 	}
+	if s.unavailable(w, r, err) {
+		writeError(w, http.StatusServiceUnavailable, unavailableMsg)
+		return
+	}
 	s.cfg.logger.Error("internal error", "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal error; see the emulator's log")
+}
+
+// unavailableMsg is what a client reads when the store failed.
+const unavailableMsg = "the emulator could not save the change (nothing was changed); retry in a second"
+
+// unavailable logs a store failure and sets Retry-After; it reports whether
+// err is one.
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) bool {
+	if !errors.Is(err, ErrUnavailable) {
+		return false
+	}
+	s.cfg.logger.Error("store unavailable", "path", r.URL.Path, "err", err)
+	w.Header().Set("Retry-After", "1")
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -493,4 +580,14 @@ func jsonUnmarshal(b []byte, v any) error {
 		return errf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
 	}
 	return nil
+}
+
+// replace takes another issuer's keys and secret.
+func (is *issuer) replace(from *issuer) {
+	from.mu.RLock()
+	keys, secret := from.keys, from.secret
+	from.mu.RUnlock()
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	is.keys, is.secret = keys, secret
 }

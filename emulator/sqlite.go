@@ -2,179 +2,161 @@ package emulator
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"sync"
-	"time"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
 
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite", pure Go
 )
 
-// SQLiteStore keeps the state in memory and, after every change, in a
-// SQLite file (modernc.org/sqlite, no cgo), so an emulator restarted with
-// the same file loses nothing: users, keys, counters, pending operations,
-// tokens and the signing keys. The whole state is one JSON document in one
-// row, written in one statement per change: simple, atomic, and quick for
-// the thousands of objects a test run makes.
+// SQLiteStore keeps the state in a SQLite file (modernc.org/sqlite, no
+// cgo): one table per kind, in WAL mode, every transaction a SQLite
+// transaction, so an emulator restarted with the same file loses nothing it
+// acknowledged. Writes go through one connection (SQLite has one writer);
+// reads run on their own connections beside it.
 type SQLiteStore struct {
-	mu sync.RWMutex
-	st *State
-	db *sql.DB
+	path   string
+	writer *sql.DB
+	reader *sql.DB
+	seq    atomic.Int64
+	subs   subscribers
 }
 
-const sqliteSchema = `CREATE TABLE IF NOT EXISTS state (
-	id         INTEGER PRIMARY KEY CHECK (id = 1),
-	doc        TEXT NOT NULL,
-	updated_at TEXT NOT NULL
-)`
+// SQLiteOption configures OpenSQLite.
+type SQLiteOption func(*sqliteConfig)
 
-// OpenSQLite opens (or creates, mode 0600) the store at path.
-func OpenSQLite(path string) (*SQLiteStore, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+type sqliteConfig struct{ sync string }
+
+// WithSQLiteSync sets SQLite's synchronous pragma: "full" (the default:
+// a commit survives a power loss) or "normal" (faster; a commit survives a
+// crash of the process, not of the machine).
+func WithSQLiteSync(mode string) SQLiteOption { return func(c *sqliteConfig) { c.sync = mode } }
+
+// ErrBadSync is returned for a synchronous mode other than full or normal.
+var ErrBadSync = errors.New(`the sync mode must be "full" or "normal"`)
+
+// OpenSQLite opens (or creates) the store at path. Every file it creates
+// (the database, its -wal and -shm) is readable by the owner only from its
+// first byte: they hold the signing keys and the access key.
+func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
+	cfg := sqliteConfig{sync: "full"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.sync = strings.ToLower(cfg.sync)
+	if cfg.sync != "full" && cfg.sync != "normal" {
+		return nil, fmt.Errorf("%w, not %q", ErrBadSync, cfg.sync)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("database path %s: %w", path, err)
+	}
+	// SQLite gives the -wal and -shm files the database file's mode; the
+	// umask covers the moment each is created.
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(sqliteSchema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%s is not a usable SQLite database: %w", path, err)
+	f.Close()
+	s := &SQLiteStore{path: abs}
+	base := sqliteURI(abs) + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + cfg.sync + ")" +
+		"&_pragma=foreign_keys(0)"
+	if s.writer, err = sql.Open("sqlite", base+"&_txlock=immediate"); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	_ = os.Chmod(path, 0o600)
-	st := NewState()
-	var doc string
-	switch err := db.QueryRow(`SELECT doc FROM state WHERE id = 1`).Scan(&doc); {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		db.Close()
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	default:
-		if err := json.Unmarshal([]byte(doc), st); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("the state in %s is damaged (%v); move the file aside to start afresh", path, err)
+	s.writer.SetMaxOpenConns(1)
+	s.writer.SetConnMaxLifetime(0)
+	s.writer.SetMaxIdleConns(1)
+	ctx := context.Background()
+	if err := migrate(ctx, s.writer, sqliteDialect, ""); err != nil {
+		s.writer.Close()
+		if errors.Is(err, ErrSchemaTooNew) {
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		st.fill()
+		return nil, fmt.Errorf("%s is not a usable SQLite database (%v); move it aside to start afresh", path, err)
 	}
-	return &SQLiteStore{st: st, db: db}, nil
+	if s.reader, err = sql.Open("sqlite", base+"&_pragma=query_only(1)"); err != nil {
+		s.writer.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s.reader.SetMaxOpenConns(4)
+	s.reader.SetMaxIdleConns(4)
+	var seq sql.NullInt64
+	if err := s.writer.QueryRowContext(ctx, `SELECT MAX(seq) FROM inbox`).Scan(&seq); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	s.seq.Store(seq.Int64)
+	return s, nil
 }
 
-// fill makes the maps a decoded document left nil.
-func (s *State) fill() {
-	fresh := NewState()
-	if s.Users == nil {
-		s.Users = fresh.Users
+// sqliteURI makes a file: URI of an absolute path, escaping every byte
+// that is not plainly safe (so # ? % and spaces in a name stay in it).
+func sqliteURI(abs string) string {
+	var b strings.Builder
+	b.WriteString("file:")
+	for i := 0; i < len(abs); i++ {
+		c := abs[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte("/-._~", c) >= 0:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
 	}
-	if s.Authenticators == nil {
-		s.Authenticators = fresh.Authenticators
-	}
-	if s.Transactions == nil {
-		s.Transactions = fresh.Transactions
-	}
-	if s.Tokens == nil {
-		s.Tokens = fresh.Tokens
-	}
-	if s.Sessions == nil {
-		s.Sessions = fresh.Sessions
-	}
-	if s.Inbox == nil {
-		s.Inbox = fresh.Inbox
-	}
-	if s.Intents == nil {
-		s.Intents = fresh.Intents
-	}
-	if s.Nonces == nil {
-		s.Nonces = fresh.Nonces
-	}
-	if s.Revoked == nil {
-		s.Revoked = fresh.Revoked
-	}
-	if s.LoginRequests == nil {
-		s.LoginRequests = fresh.LoginRequests
-	}
-	if s.Pairings == nil {
-		s.Pairings = fresh.Pairings
-	}
-	if s.RefreshTokens == nil {
-		s.RefreshTokens = fresh.RefreshTokens
-	}
-	if s.Chains == nil {
-		s.Chains = fresh.Chains
-	}
+	return b.String()
 }
 
-// View runs fn with the state under a read lock.
-func (s *SQLiteStore) View(_ context.Context, fn func(*State) error) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return fn(s.st)
+// View runs fn in a read transaction: one consistent snapshot.
+func (s *SQLiteStore) View(ctx context.Context, fn func(Tx) error) error {
+	tx, err := s.reader.BeginTx(ctx, nil)
+	if err != nil {
+		return unavailable(err)
+	}
+	defer tx.Rollback()
+	return fn(&sqlTx{ctx: ctx, tx: tx, d: sqliteDialect, seq: &s.seq})
 }
 
-// Update runs fn under the write lock and, if it succeeds, writes the state.
-// The write does not stop for a cancelled request: a change the cloud made
-// is a change it keeps.
-func (s *SQLiteStore) Update(ctx context.Context, fn func(*State) error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := fn(s.st); err != nil {
+// Update runs fn in a write transaction and commits it. The transaction
+// runs to its end even if the request is cancelled: a change the cloud
+// began it finishes or undoes, never half does.
+func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
+	ctx = context.WithoutCancel(ctx)
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return unavailable(err)
+	}
+	t := &sqlTx{ctx: ctx, tx: tx, d: sqliteDialect, write: true, seq: &s.seq}
+	commit, err := keeps(fn(t))
+	if !commit {
+		_ = tx.Rollback()
 		return err
 	}
-	doc, err := json.Marshal(s.st)
-	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
+	if cerr := tx.Commit(); cerr != nil {
+		return unavailable(cerr)
 	}
-	_, err = s.db.ExecContext(context.WithoutCancel(ctx),
-		`INSERT INTO state (id, doc, updated_at) VALUES (1, ?, ?)
-		 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at`,
-		string(doc), time.Now().UTC().Format(time.RFC3339Nano))
-	if err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	return nil
+	s.subs.publish(t.wake)
+	return err
 }
+
+// Subscribe calls fn with the keys committed transactions wake.
+func (s *SQLiteStore) Subscribe(fn func(string)) func() { return s.subs.add(fn) }
+
+// Path is the database file.
+func (s *SQLiteStore) Path() string { return s.path }
 
 // Close closes the database.
-func (s *SQLiteStore) Close() error { return s.db.Close() }
-
-// authenticatorJSON is an Authenticator with its public key as bytes.
-type authenticatorJSON struct {
-	ID          string    `json:"id"`
-	UserID      string    `json:"userId"`
-	KeyID       string    `json:"keyId"`
-	AAID        string    `json:"aaid"`
-	PublicKey   []byte    `json:"publicKey"`
-	SignCounter uint32    `json:"signCounter"`
-	Name        string    `json:"name"`
-	DeviceID    string    `json:"deviceId,omitempty"`
-	Type        string    `json:"type"`
-	CreatedAt   time.Time `json:"createdAt"`
-	Deleted     bool      `json:"deleted,omitempty"`
-}
-
-// MarshalJSON stores the public key as its uncompressed bytes.
-func (a *Authenticator) MarshalJSON() ([]byte, error) {
-	pub, err := a.PublicKey.Bytes()
-	if err != nil {
-		return nil, err
+func (s *SQLiteStore) Close() error {
+	var err error
+	if s.reader != nil {
+		err = s.reader.Close()
 	}
-	return json.Marshal(authenticatorJSON{ID: a.ID, UserID: a.UserID, KeyID: a.KeyID, AAID: a.AAID, PublicKey: pub,
-		SignCounter: a.SignCounter, Name: a.Name, DeviceID: a.DeviceID, Type: a.Type, CreatedAt: a.CreatedAt, Deleted: a.Deleted})
-}
-
-// UnmarshalJSON reads what MarshalJSON wrote.
-func (a *Authenticator) UnmarshalJSON(b []byte) error {
-	var j authenticatorJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), j.PublicKey)
-	if err != nil {
-		return fmt.Errorf("authenticator %s: %w", j.ID, err)
-	}
-	*a = Authenticator{ID: j.ID, UserID: j.UserID, KeyID: j.KeyID, AAID: j.AAID, PublicKey: pub, SignCounter: j.SignCounter,
-		Name: j.Name, DeviceID: j.DeviceID, Type: j.Type, CreatedAt: j.CreatedAt, Deleted: j.Deleted}
-	return nil
+	return errors.Join(err, s.writer.Close())
 }

@@ -3,53 +3,145 @@ package emulator
 import (
 	"context"
 	"crypto/ecdsa"
-	"sync"
+	"errors"
 	"time"
 )
 
-// Store keeps the emulator's state. Every handler runs its reads in View and
-// its changes in Update; an implementation must run Update functions one at a
-// time and make their effects durable before returning (the in-memory store
-// has nothing to make durable). A function that returns an error must leave
-// the state unchanged: handlers validate before they mutate.
+// Store keeps the emulator's state. Handlers read in View and change in
+// Update, through the typed reads and writes of a Tx: by key and by index,
+// never the whole state. An Update commits all of its writes or none of
+// them: when fn returns an error (other than one made by commitWith), or
+// the commit fails, nothing it wrote is visible to anyone (then Update returns the error; a failed commit wraps
+// ErrUnavailable). An Update may run fn more than once (to retry a conflict
+// with a concurrent transaction), so fn must only set the results it
+// returns, not accumulate them.
 type Store interface {
-	View(ctx context.Context, fn func(*State) error) error
-	Update(ctx context.Context, fn func(*State) error) error
+	View(ctx context.Context, fn func(Tx) error) error
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Subscribe calls fn with every key a committed transaction woke (see
+	// Tx.Wake), including keys woken by other processes on the same
+	// database. The returned func stops the calls.
+	Subscribe(fn func(key string)) (cancel func())
+	Close() error
 }
 
-// State is everything the cloud knows.
-type State struct {
-	Users          map[string]*User          // by userId
-	Authenticators map[string]*Authenticator // by authenticatorId
-	Transactions   map[string]*Transaction   // by transactionId
-	Tokens         map[string]*DispatchToken // dispatch tokens, by token
-	Sessions       map[string]*Session       // UAF requests in flight, by serverData
-	Inbox          map[string][]*InboxItem   // by authenticatorId
-	Intents        map[string]*Intent        // by token
-	Nonces         map[string]time.Time      // Device-Signature nonces seen, until when
-	Revoked        map[string]time.Time      // revoked token ids (jti), until expiry
-	LoginRequests  map[string]*LoginRequest  // by requestId
-	Pairings       map[string]*Pairing       // by pairingId
-	RefreshTokens  map[string]*RefreshToken  // by token
-	Chains         map[string]*TokenChain    // refresh-token families, by id
+// commitWith makes a transaction's error keep its writes: Update commits
+// them and then returns err (a slow_down answer records the poll; a reused
+// refresh token revokes its chain and fails).
+func commitWith(err error) error { return &keepWrites{err} }
 
-	// Issuer and AccessKey (when generated) survive restarts with a file
-	// store.
-	Issuer    *IssuerState
-	AccessKey string
-}
+type keepWrites struct{ err error }
 
-// NewState returns an empty state.
-func NewState() *State {
-	return &State{
-		Users: map[string]*User{}, Authenticators: map[string]*Authenticator{},
-		Transactions: map[string]*Transaction{}, Tokens: map[string]*DispatchToken{},
-		Sessions: map[string]*Session{}, Inbox: map[string][]*InboxItem{},
-		Intents: map[string]*Intent{}, Nonces: map[string]time.Time{}, Revoked: map[string]time.Time{},
-		LoginRequests: map[string]*LoginRequest{}, Pairings: map[string]*Pairing{},
-		RefreshTokens: map[string]*RefreshToken{}, Chains: map[string]*TokenChain{},
+func (k *keepWrites) Error() string { return k.err.Error() }
+func (k *keepWrites) Unwrap() error { return k.err }
+
+// keeps splits fn's result: whether to commit, and the error to return.
+func keeps(err error) (commit bool, result error) {
+	var k *keepWrites
+	if errors.As(err, &k) {
+		return true, k.err
 	}
+	return err == nil, err
 }
+
+// ErrUnavailable marks a store failure the client may retry: the
+// transaction did not happen.
+var ErrUnavailable = errors.New("the emulator's store is unavailable")
+
+// Tx is one transaction. Reads return copies: a change is made by a Put
+// with the changed value. A read of an absent key returns nil and no error.
+// Lists come sorted as documented.
+type Tx interface {
+	User(id string) (*User, error)
+	UserByName(username string) (*User, error)
+	// Users lists every user, oldest first.
+	Users() ([]*User, error)
+	PutUser(*User) error
+	DeleteUser(id string) error
+
+	Authenticator(id string) (*Authenticator, error)
+	AuthenticatorByKeyID(keyID string) (*Authenticator, error)
+	// UserAuthenticators lists a user's authenticators, deleted ones too,
+	// oldest first.
+	UserAuthenticators(userID string) ([]*Authenticator, error)
+	PutAuthenticator(*Authenticator) error
+	DeleteAuthenticator(id string) error
+
+	Transaction(id string) (*Transaction, error)
+	// PendingTransactions lists the transactions whose status is pending
+	// and that belong to userID (when not empty) or are to be answered by
+	// authenticatorID (when not empty), oldest first.
+	PendingTransactions(userID, authenticatorID string) ([]*Transaction, error)
+	PutTransaction(*Transaction) error
+
+	DispatchToken(token string) (*DispatchToken, error)
+	PutDispatchToken(*DispatchToken) error
+
+	Session(serverData string) (*Session, error)
+	// TransactionSessions lists the sessions of a transaction.
+	TransactionSessions(txID string) ([]*Session, error)
+	PutSession(*Session) error
+	DeleteSession(serverData string) error
+
+	// Inbox lists an authenticator's messages, oldest first.
+	Inbox(authenticatorID string) ([]*InboxItem, error)
+	// InboxItems lists the messages of a transaction (txID) or of a login
+	// request (loginRequestID), whichever is not empty.
+	InboxItems(txID, loginRequestID string) ([]*InboxItem, error)
+	PutInboxItem(*InboxItem) error
+	DeleteInboxItem(id string) error
+	// ClearInbox deletes all of an authenticator's messages.
+	ClearInbox(authenticatorID string) error
+
+	Intent(token string) (*Intent, error)
+	PutIntent(*Intent) error
+
+	// UseNonce records a Device-Signature nonce until a time; it reports
+	// false if the nonce is already recorded.
+	UseNonce(nonce string, until time.Time) (fresh bool, err error)
+
+	// Revoke records a revoked token id until the token's expiry.
+	Revoke(jti string, until time.Time) error
+	IsRevoked(jti string) (bool, error)
+
+	LoginRequest(id string) (*LoginRequest, error)
+	PutLoginRequest(*LoginRequest) error
+
+	Pairing(id string) (*Pairing, error)
+	PutPairing(*Pairing) error
+
+	RefreshToken(token string) (*RefreshToken, error)
+	// ChainRefreshTokens lists the refresh tokens of a chain.
+	ChainRefreshTokens(chainID string) ([]*RefreshToken, error)
+	PutRefreshToken(*RefreshToken) error
+
+	Chain(id string) (*TokenChain, error)
+	PutChain(*TokenChain) error
+	// AddChainToken records an access or id token of a chain, until it
+	// expires; ChainTokens returns them.
+	AddChainToken(chainID, jti string, until time.Time) error
+	ChainTokens(chainID string) (map[string]time.Time, error)
+
+	// Meta and PutMeta keep small named values: the signing keys, the
+	// generated access key.
+	Meta(name string) ([]byte, error)
+	PutMeta(name string, value []byte) error
+
+	// Sweep forgets what expired: transactions, dispatch tokens, intents,
+	// login requests, pairings and inbox messages that expired before
+	// cutoff, and sessions, refresh tokens, revocations, nonces and chain
+	// tokens that expired before now. It returns how many it removed.
+	Sweep(now, cutoff time.Time) (int, error)
+
+	// Wake names a long-poll key to wake once the transaction commits.
+	Wake(keys ...string)
+}
+
+// Meta names.
+const (
+	metaIssuer    = "issuer"
+	metaAccessKey = "access-key"
+)
 
 // User is a user of the relying party.
 type User struct {
@@ -130,16 +222,19 @@ type Session struct {
 
 // InboxItem is a push message waiting for a device.
 type InboxItem struct {
-	ID             string
-	LoginRequestID string
-	Token          string
-	TransactionID  string
-	Kind           string
-	Payload        string
-	Notification   string
-	Message        string
-	CreatedAt      time.Time
-	ExpiresAt      time.Time
+	ID              string
+	AuthenticatorID string
+	LoginRequestID  string
+	Token           string
+	TransactionID   string
+	Kind            string
+	Payload         string
+	Notification    string
+	Message         string
+	CreatedAt       time.Time
+	ExpiresAt       time.Time
+	// Seq orders messages made at the same time; the store sets it.
+	Seq int64
 }
 
 // Intent is a single-use, one-user, one-operation credential.
@@ -203,59 +298,4 @@ type RefreshToken struct {
 type TokenChain struct {
 	ID      string
 	Revoked bool
-	JTIs    map[string]time.Time // access and id tokens, until expiry
-}
-
-// MemoryStore keeps state in memory, guarded by a lock. Its zero value is
-// not usable; call NewMemoryStore.
-type MemoryStore struct {
-	mu sync.RWMutex
-	st *State
-}
-
-// NewMemoryStore returns an empty in-memory store.
-func NewMemoryStore() *MemoryStore { return &MemoryStore{st: NewState()} }
-
-// View runs fn with the state under a read lock.
-func (m *MemoryStore) View(_ context.Context, fn func(*State) error) error {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return fn(m.st)
-}
-
-// Update runs fn with the state under the write lock.
-func (m *MemoryStore) Update(_ context.Context, fn func(*State) error) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return fn(m.st)
-}
-
-// userAuthenticators lists a user's active authenticators, oldest first.
-func (s *State) userAuthenticators(userID string) []*Authenticator {
-	var out []*Authenticator
-	for _, a := range s.Authenticators {
-		if a.UserID == userID && !a.Deleted {
-			out = append(out, a)
-		}
-	}
-	sortAuthenticators(out)
-	return out
-}
-
-func (s *State) authenticatorByKeyID(keyID string) *Authenticator {
-	for _, a := range s.Authenticators {
-		if a.KeyID == keyID {
-			return a
-		}
-	}
-	return nil
-}
-
-func (s *State) userByName(name string) *User {
-	for _, u := range s.Users {
-		if u.Username != "" && u.Username == name {
-			return u
-		}
-	}
-	return nil
 }

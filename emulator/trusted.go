@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
@@ -86,14 +87,9 @@ func remoteIP(r *http.Request) string {
 
 // trustedAuthenticators are a user's keys that may approve: active and with
 // a second factor.
-func (st *State) trustedAuthenticators(userID string) []*Authenticator {
-	var out []*Authenticator
-	for _, a := range st.userAuthenticators(userID) {
-		if a.AAID != deviceapi.AAIDHeadless {
-			out = append(out, a)
-		}
-	}
-	return out
+func trustedAuthenticators(st Tx, userID string) ([]*Authenticator, error) {
+	as, err := activeAuthenticators(st, userID)
+	return slices.DeleteFunc(as, func(a *Authenticator) bool { return a.AAID == deviceapi.AAIDHeadless }), err
 }
 
 func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request) {
@@ -115,18 +111,27 @@ func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request
 	lr := &LoginRequest{ID: uuid.NewString(), Identifier: req.Identifier, CodeChallenge: req.CodeChallenge,
 		PollToken: randomToken("pt_"), DeviceName: req.DeviceName, IP: remoteIP(r), BindingCode: bindingCode(),
 		Status: trustapi.StatusPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.loginTTL)}
-	var wake []string
-	err = s.store.Update(r.Context(), func(st *State) error {
-		s.maybePurge(st, now)
-		u := st.userByName(req.Identifier)
-		if u == nil {
-			return errf(http.StatusNotFound, "no user named %s", req.Identifier)
+	var proof *deviceProof
+	if r.Header.Get(devsig.HeaderName) != "" {
+		if proof, err = s.verifyDevice(r, body, false); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		lr.Status, lr.ApprovedBy, lr.SignedAt = trustapi.StatusPending, "", 0
+		u, err := lookupUser(st, "", req.Identifier)
+		if err != nil {
+			return err
 		}
 		lr.UserID = u.ID
-		trusted := st.trustedAuthenticators(u.ID)
-		if r.Header.Get(devsig.HeaderName) != "" {
+		trusted, err := trustedAuthenticators(st, u.ID)
+		if err != nil {
+			return err
+		}
+		if proof != nil {
 			// A device already trusted for the user is approved at once.
-			a, err := s.deviceAuth(r, st, body, false)
+			a, err := proof.use(st)
 			if err != nil {
 				return err
 			}
@@ -137,13 +142,18 @@ func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request
 		if lr.Status == trustapi.StatusPending && len(trusted) == 0 {
 			return errf(http.StatusConflict, "user %s has no trusted device to approve the login; enrol a phone first", req.Identifier)
 		}
-		st.LoginRequests[lr.ID] = lr
+		if err := st.PutLoginRequest(lr); err != nil {
+			return err
+		}
 		if lr.Status == trustapi.StatusPending {
 			for _, a := range trusted {
-				st.Inbox[a.ID] = append(st.Inbox[a.ID], &InboxItem{ID: uuid.NewString(), LoginRequestID: lr.ID,
+				err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, LoginRequestID: lr.ID,
 					Kind: string(deviceapi.InboxLoginRequest), Notification: "Log in on " + orUnnamed(lr.DeviceName) + "?",
 					CreatedAt: now, ExpiresAt: lr.ExpiresAt})
-				wake = append(wake, inboxWaitKey(a.ID))
+				if err != nil {
+					return err
+				}
+				st.Wake(inboxWaitKey(a.ID))
 			}
 		}
 		return nil
@@ -152,7 +162,6 @@ func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request
 		s.fail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	writeJSON(w, http.StatusCreated, trustapi.LoginRequestCreated{RequestID: lr.ID, PollToken: lr.PollToken,
 		ExpiresIn: int(s.cfg.loginTTL.Seconds()), Interval: max(1, int(s.cfg.pollInterval.Seconds())),
 		BindingCode: lr.BindingCode, Approved: lr.Status == trustapi.StatusApproved})
@@ -183,14 +192,23 @@ func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	now := s.now()
-	var wake []string
-	err = s.store.Update(r.Context(), func(st *State) error {
-		a, err := s.deviceAuth(r, st, body, false)
+	proof, err := s.verifyDevice(r, body, false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// The approval's signature is checked here, over the facts the checks
+	// below make sure of: the request is this one and is the device's user's.
+	sigOK := trustapi.Verify(proof.key, trustapi.SignedFacts(proof.userID, id, trustapi.EventLogin, req.Timestamp, req.Approved), req.Signature)
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		a, err := proof.use(st)
 		if err != nil {
 			return err
 		}
-		lr := st.LoginRequests[id]
+		lr, err := st.LoginRequest(id)
 		switch {
+		case err != nil:
+			return err
 		case lr == nil:
 			return errf(http.StatusNotFound, "no login request %s", id)
 		case lr.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
@@ -203,7 +221,7 @@ func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Reques
 		if err := s.freshSignature(req.Timestamp); err != nil {
 			return err
 		}
-		if !trustapi.Verify(a.PublicKey, trustapi.SignedFacts(lr.UserID, lr.ID, trustapi.EventLogin, req.Timestamp, req.Approved), req.Signature) {
+		if !sigOK || a.UserID != proof.userID {
 			return errf(http.StatusUnauthorized, "the approval's signature does not verify with this device's key")
 		}
 		lr.Status = trustapi.StatusRejected
@@ -211,17 +229,20 @@ func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Reques
 			lr.Status = trustapi.StatusApproved
 		}
 		lr.ApprovedBy, lr.Signature, lr.SignedAt, lr.UpdatedAt = a.ID, req.Signature, req.Timestamp, now
-		wake = append(wake, loginWaitKey(lr.ID))
-		for aid := range st.Inbox {
-			wake = append(wake, inboxWaitKey(aid))
+		if err := st.PutLoginRequest(lr); err != nil {
+			return err
 		}
-		return nil
+		st.Wake(loginWaitKey(lr.ID))
+		items, err := st.InboxItems("", lr.ID)
+		for _, it := range items {
+			st.Wake(inboxWaitKey(it.AuthenticatorID))
+		}
+		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	writeJSON(w, http.StatusOK, map[string]string{"status": map[bool]string{true: trustapi.StatusApproved, false: trustapi.StatusRejected}[req.Approved]})
 }
 
@@ -239,12 +260,18 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 	}
 	base := s.base(r)
 	var out *trustapi.TokenResponse
-	if !s.longPoll(r.Context(), loginWaitKey(id), wait, func() (bool, time.Time) {
-		var expiresAt time.Time
-		pending := false
-		err = s.store.Update(r.Context(), func(st *State) error {
+	var signed *signedTokens
+	var expiresAt time.Time
+	var pending bool
+	var approved *User
+	attempt := func() error {
+		return s.store.Update(r.Context(), func(st Tx) error {
 			now := s.now()
-			lr := st.LoginRequests[id]
+			out, pending, approved = nil, false, nil
+			lr, err := st.LoginRequest(id)
+			if err != nil {
+				return err
+			}
 			if lr == nil || subtle.ConstantTimeCompare([]byte(lr.PollToken), []byte(req.PollToken)) != 1 {
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "unknown login request or wrong poll token")
 			}
@@ -258,13 +285,16 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeExpired, "no trusted device answered in time; ask again")
 			case lr.Status == trustapi.StatusPending:
 				if wait == 0 {
-					if !lr.LastPoll.IsZero() && now.Sub(lr.LastPoll) < s.cfg.pollInterval {
-						lr.LastPoll = now
-						return oerr(http.StatusBadRequest, trustapi.ErrCodeSlowDown,
-							fmt.Sprintf("polling faster than the interval; wait %s between polls (or use ?wait=)", s.cfg.pollInterval))
-					}
+					last := lr.LastPoll
 					lr.LastPoll = now
-					return oerr(http.StatusBadRequest, trustapi.ErrCodePending, "no trusted device has answered yet")
+					if err := st.PutLoginRequest(lr); err != nil {
+						return err
+					}
+					if !last.IsZero() && now.Sub(last) < s.cfg.pollInterval {
+						return commitWith(oerr(http.StatusBadRequest, trustapi.ErrCodeSlowDown,
+							fmt.Sprintf("polling faster than the interval; wait %s between polls (or use ?wait=)", s.cfg.pollInterval)))
+					}
+					return commitWith(oerr(http.StatusBadRequest, trustapi.ErrCodePending, "no trusted device has answered yet"))
 				}
 				pending = true
 				return nil
@@ -272,20 +302,46 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 			if trustapi.CodeChallenge(req.CodeVerifier) != lr.CodeChallenge {
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "codeVerifier does not match the codeChallenge")
 			}
-			u := st.Users[lr.UserID]
+			u, err := st.User(lr.UserID)
+			if err != nil {
+				return err
+			}
 			if u == nil {
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the user was deleted")
 			}
-			tok, err := s.issueTokens(st, base, u, "", now)
+			if !signed.of(u) {
+				approved = u // sign outside, then come back
+				return nil
+			}
+			tok, err := s.recordTokens(st, signed, "", now)
 			if err != nil {
 				return err
 			}
 			lr.Issued, lr.UpdatedAt = true, now
+			if err := st.PutLoginRequest(lr); err != nil {
+				return err
+			}
 			out = &trustapi.TokenResponse{OAuthToken: tok, ID: lr.ID, CreatedAt: lr.CreatedAt, UpdatedAt: lr.UpdatedAt,
 				Approved: true, ClientUserID: u.Username, Event: trustapi.EventLogin, IP: lr.IP, Method: trustapi.MethodTrustedDevice,
 				Signature: lr.Signature, Timestamp: time.Unix(lr.SignedAt, 0).UTC().Format(time.RFC3339), UserID: u.ID}
 			return nil
 		})
+	}
+	if !s.longPoll(r.Context(), loginWaitKey(id), wait, func() (bool, time.Time) {
+		err = attempt()
+		for range 2 {
+			if err != nil || approved == nil {
+				break
+			}
+			// The tokens are signed outside the transaction, which then
+			// runs again to record them.
+			if signed, err = s.signTokens(base, approved, s.now()); err == nil {
+				err = attempt()
+			}
+		}
+		if err == nil && approved != nil {
+			err = fmt.Errorf("%w: the user changed while the tokens were made; poll again", ErrUnavailable)
+		}
 		return err != nil || !pending, expiresAt
 	}) {
 		return
@@ -301,14 +357,22 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// issueTokens makes access, id and refresh tokens for u in chain (a new
-// chain when empty).
-func (s *Server) issueTokens(st *State, base string, u *User, chainID string, now time.Time) (trustapi.OAuthToken, error) {
-	if chainID == "" {
-		chainID = uuid.NewString()
-		st.Chains[chainID] = &TokenChain{ID: chainID, JTIs: map[string]time.Time{}}
-	}
-	chain := st.Chains[chainID]
+// signedTokens are the access and id tokens of a sign-in, signed before the
+// transaction that records them.
+type signedTokens struct {
+	userID, username string
+	access, accessJTI string
+	id, idJTI         string
+	expires           time.Time
+}
+
+// of reports whether t was signed for u as u is now.
+func (t *signedTokens) of(u *User) bool {
+	return t != nil && t.userID == u.ID && t.username == u.Username
+}
+
+// signTokens signs access and id tokens for u.
+func (s *Server) signTokens(base string, u *User, now time.Time) (*signedTokens, error) {
 	access, ajti := newJWT(base, u.ID, s.cfg.clientID, "access", now, s.cfg.accessTTL)
 	_ = access.Set("authentication_method", trustapi.MethodTrustedDevice)
 	_ = access.Set("identifier", u.Username)
@@ -316,18 +380,37 @@ func (s *Server) issueTokens(st *State, base string, u *User, chainID string, no
 	_ = idt.Set("identifier", u.Username)
 	a, err := s.issuer.sign(access)
 	if err != nil {
-		return trustapi.OAuthToken{}, err
+		return nil, err
 	}
 	i, err := s.issuer.sign(idt)
 	if err != nil {
+		return nil, err
+	}
+	return &signedTokens{userID: u.ID, username: u.Username, access: a, accessJTI: ajti, id: i, idJTI: ijti,
+		expires: now.Add(s.cfg.accessTTL)}, nil
+}
+
+// recordTokens records signed tokens in chain (a new chain when empty) with
+// a new refresh token, and returns the whole answer.
+func (s *Server) recordTokens(st Tx, t *signedTokens, chainID string, now time.Time) (trustapi.OAuthToken, error) {
+	if chainID == "" {
+		chainID = uuid.NewString()
+		if err := st.PutChain(&TokenChain{ID: chainID}); err != nil {
+			return trustapi.OAuthToken{}, err
+		}
+	}
+	rt := &RefreshToken{Token: randomToken("rt_"), ChainID: chainID, UserID: t.userID, Username: t.username, ExpiresAt: now.Add(refreshTTL)}
+	if err := st.PutRefreshToken(rt); err != nil {
 		return trustapi.OAuthToken{}, err
 	}
-	rt := &RefreshToken{Token: randomToken("rt_"), ChainID: chainID, UserID: u.ID, Username: u.Username, ExpiresAt: now.Add(refreshTTL)}
-	st.RefreshTokens[rt.Token] = rt
-	chain.JTIs[ajti] = now.Add(s.cfg.accessTTL)
-	chain.JTIs[ijti] = now.Add(s.cfg.accessTTL)
-	return trustapi.OAuthToken{AccessToken: a, AuthMethod: trustapi.MethodTrustedDevice, ExpiresIn: int(s.cfg.accessTTL.Seconds()),
-		IDToken: i, RefreshToken: rt.Token, TokenType: "Bearer"}, nil
+	if err := st.AddChainToken(chainID, t.accessJTI, t.expires); err != nil {
+		return trustapi.OAuthToken{}, err
+	}
+	if err := st.AddChainToken(chainID, t.idJTI, t.expires); err != nil {
+		return trustapi.OAuthToken{}, err
+	}
+	return trustapi.OAuthToken{AccessToken: t.access, AuthMethod: trustapi.MethodTrustedDevice, ExpiresIn: int(s.cfg.accessTTL.Seconds()),
+		IDToken: t.id, RefreshToken: rt.Token, TokenType: "Bearer"}, nil
 }
 
 func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
@@ -341,32 +424,66 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := s.base(r)
+	token := r.PostForm.Get("refresh_token")
+	// The new tokens are signed before the transaction, for the user the
+	// refresh token names.
+	var signed *signedTokens
+	err := s.store.View(r.Context(), func(st Tx) error {
+		rt, err := st.RefreshToken(token)
+		if err != nil || rt == nil {
+			return err
+		}
+		u, err := st.User(rt.UserID)
+		if err != nil || u == nil {
+			return err
+		}
+		signed, err = s.signTokens(base, u, s.now())
+		return err
+	})
+	if err != nil {
+		s.oauthFail(w, r, err)
+		return
+	}
 	var out trustapi.RefreshResponse
-	var reuse bool
-	err := s.store.Update(r.Context(), func(st *State) error {
+	err = s.store.Update(r.Context(), func(st Tx) error {
 		now := s.now()
-		rt := st.RefreshTokens[r.PostForm.Get("refresh_token")]
+		rt, err := st.RefreshToken(token)
+		if err != nil {
+			return err
+		}
 		if rt == nil {
 			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "unknown refresh token")
 		}
-		chain := st.Chains[rt.ChainID]
+		chain, err := st.Chain(rt.ChainID)
 		switch {
+		case err != nil:
+			return err
 		case chain == nil || chain.Revoked:
 			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the refresh token was revoked")
 		case rt.Used:
 			// A rotated token came back: someone else holds the chain.
-			s.revokeChain(st, chain, now)
-			reuse = true
-			return nil
+			if err := revokeChain(st, chain); err != nil {
+				return err
+			}
+			return commitWith(oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "this refresh token was already used; the whole token chain is now revoked"))
 		case !now.Before(rt.ExpiresAt):
 			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the refresh token expired")
 		}
-		u := st.Users[rt.UserID]
+		u, err := st.User(rt.UserID)
+		if err != nil {
+			return err
+		}
 		if u == nil {
 			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the user was deleted")
 		}
+		if !signed.of(u) {
+			return fmt.Errorf("%w: the user changed during the refresh; send it again", ErrUnavailable)
+		}
 		rt.Used = true
-		tok, err := s.issueTokens(st, base, u, chain.ID, now)
+		if err := st.PutRefreshToken(rt); err != nil {
+			return err
+		}
+		tok, err := s.recordTokens(st, signed, chain.ID, now)
 		if err != nil {
 			return err
 		}
@@ -374,9 +491,6 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 			RefreshToken: tok.RefreshToken, IDToken: tok.IDToken}
 		return nil
 	})
-	if err == nil && reuse {
-		err = oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "this refresh token was already used; the whole token chain is now revoked")
-	}
 	if err != nil {
 		s.oauthFail(w, r, err)
 		return
@@ -386,16 +500,33 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // revokeChain revokes every token of a chain.
-func (s *Server) revokeChain(st *State, chain *TokenChain, now time.Time) {
+func revokeChain(st Tx, chain *TokenChain) error {
 	chain.Revoked = true
-	for jti, until := range chain.JTIs {
-		st.Revoked[jti] = until
+	if err := st.PutChain(chain); err != nil {
+		return err
 	}
-	for _, rt := range st.RefreshTokens {
-		if rt.ChainID == chain.ID {
-			rt.Used = true
+	jtis, err := st.ChainTokens(chain.ID)
+	if err != nil {
+		return err
+	}
+	for jti, until := range jtis {
+		if err := st.Revoke(jti, until); err != nil {
+			return err
 		}
 	}
+	rts, err := st.ChainRefreshTokens(chain.ID)
+	if err != nil {
+		return err
+	}
+	for _, rt := range rts {
+		if !rt.Used {
+			rt.Used = true
+			if err := st.PutRefreshToken(rt); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
@@ -414,11 +545,7 @@ func (s *Server) RotateSigningKey() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = s.store.Update(context.Background(), func(st *State) error {
-		st.Issuer = s.issuer.export()
-		return nil
-	})
-	return kid, err
+	return kid, s.saveIssuer(context.Background())
 }
 
 func (s *Server) handleRotateKey(w http.ResponseWriter, r *http.Request) {
@@ -461,16 +588,21 @@ func (s *Server) handleCreatePairing(w http.ResponseWriter, r *http.Request) {
 	p := &Pairing{ID: uuid.NewString(), PublicKey: req.PublicKey, KeyID: req.KeyID, DeviceName: req.DeviceName,
 		Status: trustapi.StatusPending, CreatedAt: now, ExpiresAt: now.Add(trustapi.PairingMaxAge)}
 	var out trustapi.PairingCreated
-	err := s.store.Update(r.Context(), func(st *State) error {
-		u := st.userByName(req.Identifier)
-		if u == nil {
-			return errf(http.StatusNotFound, "no user named %s", req.Identifier)
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		u, err := lookupUser(st, "", req.Identifier)
+		if err != nil {
+			return err
 		}
-		if st.authenticatorByKeyID(req.KeyID) != nil {
+		if dup, err := st.AuthenticatorByKeyID(req.KeyID); err != nil || dup != nil {
+			if err != nil {
+				return err
+			}
 			return errf(http.StatusConflict, "keyId is already registered")
 		}
 		p.UserID = u.ID
-		st.Pairings[p.ID] = p
+		if err := st.PutPairing(p); err != nil {
+			return err
+		}
 		out = trustapi.PairingCreated{PairingID: p.ID, UserID: u.ID, Username: u.Username, Timestamp: now.Unix(),
 			ExpiresIn: int(trustapi.PairingMaxAge.Seconds())}
 		return nil
@@ -492,13 +624,20 @@ func (s *Server) handlePairingStatus(w http.ResponseWriter, r *http.Request) {
 	var out trustapi.PairingStatus
 	if !s.longPoll(r.Context(), pairingWaitKey(id), wait, func() (bool, time.Time) {
 		var exp time.Time
-		err = s.store.View(r.Context(), func(st *State) error {
-			p := st.Pairings[id]
+		err = s.store.View(r.Context(), func(st Tx) error {
+			p, err := st.Pairing(id)
+			if err != nil {
+				return err
+			}
 			if p == nil {
 				return errf(http.StatusNotFound, "no pairing %s", id)
 			}
 			out = trustapi.PairingStatus{Status: p.Status, AuthenticatorID: p.AuthenticatorID, UserID: p.UserID}
-			if u := st.Users[p.UserID]; u != nil {
+			u, err := st.User(p.UserID)
+			if err != nil {
+				return err
+			}
+			if u != nil {
 				out.Username = u.Username
 			}
 			if p.Status == trustapi.StatusPending && !s.now().Before(p.ExpiresAt) {
@@ -527,14 +666,25 @@ func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
+	proof, err := s.verifyDevice(r, body, false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// Checked here over the facts the checks below make sure of: the
+	// pairing is the device's user's, and its key is the approved one.
+	sigOK := trustapi.Verify(proof.key, trustapi.SignedFacts(proof.userID, req.PublicKey, trustapi.EventEnrollTrustedDevice, req.Timestamp, true), req.Signature)
+	pub, keyErr := parseRawKey(req.PublicKey)
 	var out trustapi.PairingStatus
-	err = s.store.Update(r.Context(), func(st *State) error {
-		a, err := s.deviceAuth(r, st, body, false)
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		a, err := proof.use(st)
 		if err != nil {
 			return err
 		}
-		p := st.Pairings[id]
+		p, err := st.Pairing(id)
 		switch {
+		case err != nil:
+			return err
 		case p == nil:
 			return errf(http.StatusNotFound, "no pairing %s", id)
 		case p.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
@@ -549,46 +699,63 @@ func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
 		if err := s.freshSignature(req.Timestamp); err != nil {
 			return err
 		}
-		if !trustapi.Verify(a.PublicKey, trustapi.SignedFacts(p.UserID, p.PublicKey, trustapi.EventEnrollTrustedDevice, req.Timestamp, true), req.Signature) {
+		if !sigOK {
 			return errf(http.StatusUnauthorized, "the approval's signature does not verify with this device's key")
 		}
-		if len(st.userAuthenticators(p.UserID)) >= cloudapi.MaxAuthenticators {
-			return errf(http.StatusConflict, "the user already has the most authenticators allowed")
-		}
-		if st.authenticatorByKeyID(p.KeyID) != nil {
-			return errf(http.StatusConflict, "keyId is already registered")
-		}
-		pub, err := parseRawKey(p.PublicKey)
+		as, err := activeAuthenticators(st, p.UserID)
 		if err != nil {
 			return err
 		}
+		if len(as) >= cloudapi.MaxAuthenticators {
+			return errf(http.StatusConflict, "the user already has the most authenticators allowed")
+		}
+		if dup, err := st.AuthenticatorByKeyID(p.KeyID); err != nil || dup != nil {
+			if err != nil {
+				return err
+			}
+			return errf(http.StatusConflict, "keyId is already registered")
+		}
+		if keyErr != nil {
+			return keyErr
+		}
 		na := &Authenticator{ID: uuid.NewString(), UserID: p.UserID, KeyID: p.KeyID, AAID: deviceapi.AAIDPIN, PublicKey: pub,
 			Name: orUnnamed(p.DeviceName), Type: "cli", CreatedAt: now}
-		st.Authenticators[na.ID] = na
+		if err := st.PutAuthenticator(na); err != nil {
+			return err
+		}
 		p.Status, p.AuthenticatorID = trustapi.StatusApproved, na.ID
+		if err := st.PutPairing(p); err != nil {
+			return err
+		}
+		st.Wake(pairingWaitKey(id))
 		out = trustapi.PairingStatus{Status: p.Status, AuthenticatorID: na.ID, UserID: p.UserID}
-		if u := st.Users[p.UserID]; u != nil {
+		u, err := st.User(p.UserID)
+		if u != nil {
 			out.Username = u.Username
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.hub.Signal(pairingWaitKey(id))
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleListTrusted(w http.ResponseWriter, r *http.Request) {
 	var out []trustapi.TrustedDevice
-	err := s.store.Update(r.Context(), func(st *State) error {
-		a, err := s.deviceAuth(r, st, nil, false)
+	a, err := s.deviceAuth(r, nil, false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	err = s.store.View(r.Context(), func(st Tx) error {
+		out = []trustapi.TrustedDevice{}
+		ts, err := trustedAuthenticators(st, a.UserID)
 		if err != nil {
 			return err
 		}
-		out = []trustapi.TrustedDevice{}
-		for _, t := range st.trustedAuthenticators(a.UserID) {
+		for _, t := range ts {
 			out = append(out, trustapi.TrustedDevice{AuthenticatorID: t.ID, Name: t.Name, AAID: t.AAID, CreatedAt: t.CreatedAt})
 		}
 		return nil
@@ -615,29 +782,35 @@ func (s *Server) handleRemoveTrusted(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := s.base(r)
-	var wake []string
-	err = s.store.Update(r.Context(), func(st *State) error {
-		a, err := s.deviceAuth(r, st, body, false)
+	proof, err := s.verifyDevice(r, body, false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sigOK := trustapi.Verify(proof.key, trustapi.SignedFacts(proof.userID, id, trustapi.EventRemoveTrustedDevice, req.Timestamp, true), req.Signature)
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		a, err := proof.use(st)
 		if err != nil {
 			return err
 		}
-		target := st.Authenticators[id]
+		target, err := st.Authenticator(id)
+		if err != nil {
+			return err
+		}
 		if target == nil || target.Deleted || target.UserID != a.UserID {
 			return errf(http.StatusNotFound, "the user has no trusted device %s", id)
 		}
 		if err := s.freshSignature(req.Timestamp); err != nil {
 			return err
 		}
-		if !trustapi.Verify(a.PublicKey, trustapi.SignedFacts(a.UserID, id, trustapi.EventRemoveTrustedDevice, req.Timestamp, true), req.Signature) {
+		if !sigOK {
 			return errf(http.StatusUnauthorized, "the removal's signature does not verify with this device's key")
 		}
-		wake = s.removeAuthenticator(st, target, base, "This device was removed by another trusted device ("+a.Name+")")
-		return nil
+		return s.removeAuthenticator(st, target, base, "This device was removed by another trusted device ("+a.Name+")")
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.hub.Signal(wake...)
 	w.WriteHeader(http.StatusNoContent)
 }

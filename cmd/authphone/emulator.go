@@ -23,7 +23,8 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var dataTimeout time.Duration
 	var loginTTL, accessTTL, pollInterval time.Duration
 	var clientID string
-	var dbPath string
+	var dbPath, dbSync string
+	var retention time.Duration
 	cmd := &cobra.Command{
 		Use:   "emulator",
 		Short: "Run the local authentication cloud in the foreground",
@@ -42,6 +43,9 @@ with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
   authphone emulator --db ~/.local/share/authphone/cloud.db`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if retention <= 0 {
+				return fmt.Errorf("--retention %s is not a positive duration; use e.g. 1h", retention)
+			}
 			level := slog.LevelInfo
 			if quiet {
 				level = slog.LevelWarn
@@ -53,12 +57,12 @@ with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL),
 				emulator.WithProtocolVersions(versions...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout),
 				emulator.WithLoginTTL(loginTTL), emulator.WithAccessTokenTTL(accessTTL), emulator.WithClientID(clientID),
-				emulator.WithPollInterval(pollInterval)}
+				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
 			}
 			if dbPath != "" {
-				store, err := emulator.OpenSQLite(dbPath)
+				store, err := emulator.OpenSQLite(dbPath, emulator.WithSQLiteSync(dbSync))
 				if err != nil {
 					return fmt.Errorf("%w; pass another --db, or none to keep state in memory", err)
 				}
@@ -104,6 +108,8 @@ with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 	f.DurationVar(&enrollTTL, "enroll-ttl", 5*time.Minute, "how long an enrolment stays pending")
 	f.DurationVar(&approvalTTL, "approval-ttl", 2*time.Minute, "how long an approval stays pending")
 	f.StringVar(&dbPath, "db", "", "keep state in this SQLite file, so a restart loses nothing (default: memory)")
+	f.StringVar(&dbSync, "db-sync", "full", "SQLite commit durability: full (survives power loss) or normal (faster; survives a crash of the emulator)")
+	f.DurationVar(&retention, "retention", emulator.Retention, "how long finished or expired operations are kept before they are forgotten")
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
 	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")

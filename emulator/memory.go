@@ -1,0 +1,544 @@
+package emulator
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+// MemoryStore keeps the state in maps, with an index map per secondary key
+// kept up to date on every write and a min-heap of expiry times per kind for
+// the sweep. Update runs one transaction at a time under a lock and undoes
+// its writes if fn fails; View runs under a read lock. Its zero value is not
+// usable; call NewMemoryStore.
+type MemoryStore struct {
+	mu   sync.RWMutex
+	seq  int64
+	subs subscribers
+
+	users       *memTable[User]
+	auths       *memTable[Authenticator]
+	txs         *memTable[Transaction]
+	tokens      *memTable[DispatchToken]
+	sessions    *memTable[Session]
+	inbox       *memTable[InboxItem]
+	intents     *memTable[Intent]
+	nonces      *memTable[expiring]
+	revoked     *memTable[expiring]
+	logins      *memTable[LoginRequest]
+	pairings    *memTable[Pairing]
+	refresh     *memTable[RefreshToken]
+	chains      *memTable[TokenChain]
+	chainTokens *memTable[expiring]
+	meta        map[string][]byte
+	closed      bool
+}
+
+// expiring is a key kept until a time (nonces, revocations, chain tokens).
+type expiring struct {
+	Key   string
+	Group string // chain tokens: the chain
+	Until time.Time
+}
+
+// Index names.
+const (
+	byName   = "name"
+	byUser   = "user"
+	byKeyID  = "keyID"
+	byAuth   = "auth"
+	byTx     = "tx"
+	byLogin  = "login"
+	byChain  = "chain"
+	byGroup  = "group"
+	noExpiry = 0
+)
+
+// NewMemoryStore returns an empty in-memory store.
+func NewMemoryStore() *MemoryStore {
+	later := func(a, b time.Time) time.Time {
+		if a.After(b) {
+			return a
+		}
+		return b
+	}
+	m := &MemoryStore{meta: map[string][]byte{}}
+	m.users = newTable(func(u *User) string { return u.ID }, nil, nil, index(byName, func(u *User) string { return u.Username }))
+	m.auths = newTable(func(a *Authenticator) string { return a.ID }, nil, nil,
+		index(byKeyID, func(a *Authenticator) string { return a.KeyID }),
+		index(byUser, func(a *Authenticator) string { return a.UserID }))
+	pending := func(f func(*Transaction) string) func(*Transaction) string {
+		return func(t *Transaction) string {
+			if t.Status != "pending" {
+				return ""
+			}
+			return f(t)
+		}
+	}
+	m.txs = newTable(func(t *Transaction) string { return t.ID }, nil,
+		func(t *Transaction) (time.Time, bool) { return later(t.ExpiresAt, t.UpdatedAt), false },
+		index(byUser, pending(func(t *Transaction) string { return t.UserID })),
+		index(byAuth, pending(func(t *Transaction) string { return t.AuthenticatorID })))
+	m.tokens = newTable(func(t *DispatchToken) string { return t.Token }, nil,
+		func(t *DispatchToken) (time.Time, bool) { return t.ExpiresAt, false })
+	m.sessions = newTable(func(s *Session) string { return s.ServerData },
+		func(s *Session) *Session { c := *s; c.Policy = slices.Clone(s.Policy); return &c },
+		func(s *Session) (time.Time, bool) { return s.ExpiresAt, true },
+		index(byTx, func(s *Session) string { return s.TransactionID }))
+	m.inbox = newTable(func(i *InboxItem) string { return i.ID }, nil,
+		func(i *InboxItem) (time.Time, bool) { return i.ExpiresAt, false },
+		index(byAuth, func(i *InboxItem) string { return i.AuthenticatorID }),
+		index(byTx, func(i *InboxItem) string { return i.TransactionID }),
+		index(byLogin, func(i *InboxItem) string { return i.LoginRequestID }))
+	m.intents = newTable(func(i *Intent) string { return i.Token }, nil,
+		func(i *Intent) (time.Time, bool) { return i.ExpiresAt, false })
+	untilNow := func(e *expiring) (time.Time, bool) { return e.Until, true }
+	m.nonces = newTable(func(e *expiring) string { return e.Key }, nil, untilNow)
+	m.revoked = newTable(func(e *expiring) string { return e.Key }, nil, untilNow)
+	m.chainTokens = newTable(func(e *expiring) string { return e.Key }, nil, untilNow,
+		index(byGroup, func(e *expiring) string { return e.Group }))
+	m.logins = newTable(func(l *LoginRequest) string { return l.ID }, nil,
+		func(l *LoginRequest) (time.Time, bool) { return l.ExpiresAt, false })
+	m.pairings = newTable(func(p *Pairing) string { return p.ID }, nil,
+		func(p *Pairing) (time.Time, bool) { return p.ExpiresAt, false })
+	m.refresh = newTable(func(r *RefreshToken) string { return r.Token }, nil,
+		func(r *RefreshToken) (time.Time, bool) { return r.ExpiresAt, true },
+		index(byChain, func(r *RefreshToken) string { return r.ChainID }))
+	m.chains = newTable(func(c *TokenChain) string { return c.ID }, nil, nil)
+	return m
+}
+
+var errReadOnly = errors.New("emulator store: a write inside View")
+
+// View runs fn under the read lock.
+func (m *MemoryStore) View(_ context.Context, fn func(Tx) error) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return fn(&memTx{m: m})
+}
+
+// Update runs fn under the write lock; if fn fails, its writes are undone.
+func (m *MemoryStore) Update(_ context.Context, fn func(Tx) error) error {
+	m.mu.Lock()
+	tx := &memTx{m: m, write: true}
+	commit, err := keeps(fn(tx))
+	if !commit {
+		tx.rollback()
+	}
+	m.mu.Unlock()
+	if commit {
+		m.subs.publish(tx.wake)
+	}
+	return err
+}
+
+// Subscribe calls fn with the keys committed transactions wake.
+func (m *MemoryStore) Subscribe(fn func(string)) func() { return m.subs.add(fn) }
+
+// Close does nothing: the state goes with the process.
+func (m *MemoryStore) Close() error { return nil }
+
+// subscribers is the list of Subscribe callbacks.
+type subscribers struct {
+	mu  sync.Mutex
+	n   int
+	fns map[int]func(string)
+}
+
+func (s *subscribers) add(fn func(string)) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fns == nil {
+		s.fns = map[int]func(string){}
+	}
+	s.n++
+	id := s.n
+	s.fns[id] = fn
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.fns, id)
+	}
+}
+
+func (s *subscribers) publish(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	s.mu.Lock()
+	fns := slices.Collect(maps.Values(s.fns))
+	s.mu.Unlock()
+	for _, fn := range fns {
+		for _, k := range keys {
+			fn(k)
+		}
+	}
+}
+
+// memTable is one kind: rows by primary key, secondary indexes, and a heap
+// of expiry times.
+type memTable[V any] struct {
+	rows  map[string]*V
+	key   func(*V) string
+	clone func(*V) *V
+	// expiry gives when a row expires; retained kinds are swept only once
+	// the retention has passed since.
+	expiry   func(*V) time.Time
+	retained bool
+	idx      map[string]*memIndex[V]
+	heap     expHeap
+}
+
+type memIndex[V any] struct {
+	of func(*V) string
+	m  map[string]map[string]struct{}
+}
+
+func index[V any](name string, of func(*V) string) func(map[string]*memIndex[V]) {
+	return func(m map[string]*memIndex[V]) { m[name] = &memIndex[V]{of: of, m: map[string]map[string]struct{}{}} }
+}
+
+func newTable[V any](key func(*V) string, clone func(*V) *V, expiry func(*V) (time.Time, bool), idx ...func(map[string]*memIndex[V])) *memTable[V] {
+	if clone == nil {
+		clone = func(v *V) *V { c := *v; return &c }
+	}
+	t := &memTable[V]{rows: map[string]*V{}, key: key, clone: clone, idx: map[string]*memIndex[V]{}}
+	if expiry != nil {
+		t.expiry = func(v *V) time.Time { at, _ := expiry(v); return at }
+		_, now := expiry(new(V))
+		t.retained = !now
+	}
+	for _, f := range idx {
+		f(t.idx)
+	}
+	return t
+}
+
+// set stores v (nil: deletes) at k, keeping the indexes and the heap.
+func (t *memTable[V]) set(k string, v *V) {
+	if old := t.rows[k]; old != nil {
+		for _, ix := range t.idx {
+			if ik := ix.of(old); ik != "" {
+				delete(ix.m[ik], k)
+				if len(ix.m[ik]) == 0 {
+					delete(ix.m, ik)
+				}
+			}
+		}
+	}
+	if v == nil {
+		delete(t.rows, k)
+		return
+	}
+	t.rows[k] = v
+	for _, ix := range t.idx {
+		if ik := ix.of(v); ik != "" {
+			set := ix.m[ik]
+			if set == nil {
+				set = map[string]struct{}{}
+				ix.m[ik] = set
+			}
+			set[k] = struct{}{}
+		}
+	}
+	if t.expiry != nil {
+		heap.Push(&t.heap, expEntry{at: t.expiry(v), key: k})
+	}
+}
+
+func (t *memTable[V]) get(k string) *V {
+	if v := t.rows[k]; v != nil {
+		return t.clone(v)
+	}
+	return nil
+}
+
+// by lists the rows whose index name has the value ik, sorted by less.
+func (t *memTable[V]) by(name, ik string, less func(a, b *V) int) []*V {
+	var out []*V
+	for k := range t.idx[name].m[ik] {
+		out = append(out, t.clone(t.rows[k]))
+	}
+	if less != nil {
+		slices.SortFunc(out, less)
+	}
+	return out
+}
+
+// sweep removes the rows whose expiry is before now (or, for kinds kept
+// for the retention, before cutoff), in the order they expire.
+func (t *memTable[V]) sweep(tx *memTx, now, cutoff time.Time) int {
+	if t.expiry == nil {
+		return 0
+	}
+	limit := now
+	if t.retained {
+		limit = cutoff
+	}
+	n := 0
+	for len(t.heap) > 0 && t.heap[0].at.Before(limit) {
+		e := heap.Pop(&t.heap).(expEntry)
+		old := t.rows[e.key]
+		if old == nil || !t.expiry(old).Equal(e.at) {
+			continue // gone, or changed since: a later entry stands for it
+		}
+		t.set(e.key, nil)
+		tx.undo = append(tx.undo, func() { t.set(e.key, old) })
+		n++
+	}
+	return n
+}
+
+type expEntry struct {
+	at  time.Time
+	key string
+}
+
+type expHeap []expEntry
+
+func (h expHeap) Len() int           { return len(h) }
+func (h expHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expHeap) Push(x any)        { *h = append(*h, x.(expEntry)) }
+func (h *expHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// memTx is a transaction on a MemoryStore: writes apply at once (no one
+// else runs meanwhile) and are undone, newest first, if the transaction
+// fails.
+type memTx struct {
+	m     *MemoryStore
+	write bool
+	undo  []func()
+	wake  []string
+}
+
+func (tx *memTx) rollback() {
+	for i := len(tx.undo) - 1; i >= 0; i-- {
+		tx.undo[i]()
+	}
+	tx.undo = nil
+}
+
+func put[V any](tx *memTx, t *memTable[V], v *V) error {
+	if !tx.write {
+		return errReadOnly
+	}
+	k := t.key(v)
+	old := t.rows[k]
+	t.set(k, t.clone(v))
+	tx.undo = append(tx.undo, func() { t.set(k, old) })
+	return nil
+}
+
+func del[V any](tx *memTx, t *memTable[V], k string) error {
+	if !tx.write {
+		return errReadOnly
+	}
+	old := t.rows[k]
+	if old == nil {
+		return nil
+	}
+	t.set(k, nil)
+	tx.undo = append(tx.undo, func() { t.set(k, old) })
+	return nil
+}
+
+// first is the one row of a unique index.
+func first[V any](t *memTable[V], name, ik string) *V {
+	if ik == "" {
+		return nil
+	}
+	for k := range t.idx[name].m[ik] {
+		return t.clone(t.rows[k])
+	}
+	return nil
+}
+
+func byCreated[V any](created func(*V) time.Time, id func(*V) string) func(a, b *V) int {
+	return func(a, b *V) int {
+		if c := created(a).Compare(created(b)); c != 0 {
+			return c
+		}
+		return cmp.Compare(id(a), id(b))
+	}
+}
+
+var (
+	usersOrder = byCreated(func(u *User) time.Time { return u.CreatedAt }, func(u *User) string { return u.ID })
+	authsOrder = byCreated(func(a *Authenticator) time.Time { return a.CreatedAt }, func(a *Authenticator) string { return a.ID })
+	txsOrder   = byCreated(func(t *Transaction) time.Time { return t.CreatedAt }, func(t *Transaction) string { return t.ID })
+	inboxOrder = func(a, b *InboxItem) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	}
+	sessOrder = func(a, b *Session) int { return cmp.Compare(a.ServerData, b.ServerData) }
+	rtOrder   = func(a, b *RefreshToken) int { return cmp.Compare(a.Token, b.Token) }
+)
+
+func (tx *memTx) User(id string) (*User, error) { return tx.m.users.get(id), nil }
+func (tx *memTx) UserByName(n string) (*User, error) {
+	return first(tx.m.users, byName, n), nil
+}
+func (tx *memTx) Users() ([]*User, error) {
+	out := make([]*User, 0, len(tx.m.users.rows))
+	for _, u := range tx.m.users.rows {
+		out = append(out, tx.m.users.clone(u))
+	}
+	slices.SortFunc(out, usersOrder)
+	return out, nil
+}
+func (tx *memTx) PutUser(u *User) error      { return put(tx, tx.m.users, u) }
+func (tx *memTx) DeleteUser(id string) error { return del(tx, tx.m.users, id) }
+func (tx *memTx) Authenticator(id string) (*Authenticator, error) {
+	return tx.m.auths.get(id), nil
+}
+func (tx *memTx) AuthenticatorByKeyID(k string) (*Authenticator, error) {
+	return first(tx.m.auths, byKeyID, k), nil
+}
+func (tx *memTx) UserAuthenticators(userID string) ([]*Authenticator, error) {
+	return tx.m.auths.by(byUser, userID, authsOrder), nil
+}
+func (tx *memTx) PutAuthenticator(a *Authenticator) error { return put(tx, tx.m.auths, a) }
+func (tx *memTx) DeleteAuthenticator(id string) error     { return del(tx, tx.m.auths, id) }
+func (tx *memTx) Transaction(id string) (*Transaction, error) {
+	return tx.m.txs.get(id), nil
+}
+func (tx *memTx) PendingTransactions(userID, authID string) ([]*Transaction, error) {
+	if userID != "" {
+		out := tx.m.txs.by(byUser, userID, txsOrder)
+		if authID != "" {
+			out = slices.DeleteFunc(out, func(t *Transaction) bool { return t.AuthenticatorID != authID })
+		}
+		return out, nil
+	}
+	if authID == "" {
+		return nil, nil
+	}
+	return tx.m.txs.by(byAuth, authID, txsOrder), nil
+}
+func (tx *memTx) PutTransaction(t *Transaction) error { return put(tx, tx.m.txs, t) }
+func (tx *memTx) DispatchToken(t string) (*DispatchToken, error) {
+	return tx.m.tokens.get(t), nil
+}
+func (tx *memTx) PutDispatchToken(t *DispatchToken) error { return put(tx, tx.m.tokens, t) }
+func (tx *memTx) Session(sd string) (*Session, error)     { return tx.m.sessions.get(sd), nil }
+func (tx *memTx) TransactionSessions(txID string) ([]*Session, error) {
+	if txID == "" {
+		return nil, nil
+	}
+	return tx.m.sessions.by(byTx, txID, sessOrder), nil
+}
+func (tx *memTx) PutSession(s *Session) error   { return put(tx, tx.m.sessions, s) }
+func (tx *memTx) DeleteSession(sd string) error { return del(tx, tx.m.sessions, sd) }
+func (tx *memTx) Inbox(aid string) ([]*InboxItem, error) {
+	return tx.m.inbox.by(byAuth, aid, inboxOrder), nil
+}
+func (tx *memTx) InboxItems(txID, loginID string) ([]*InboxItem, error) {
+	switch {
+	case txID != "":
+		return tx.m.inbox.by(byTx, txID, inboxOrder), nil
+	case loginID != "":
+		return tx.m.inbox.by(byLogin, loginID, inboxOrder), nil
+	}
+	return nil, nil
+}
+func (tx *memTx) PutInboxItem(it *InboxItem) error {
+	if it.Seq == 0 {
+		if old := tx.m.inbox.rows[it.ID]; old != nil {
+			it.Seq = old.Seq
+		} else {
+			tx.m.seq++
+			it.Seq = tx.m.seq
+		}
+	}
+	return put(tx, tx.m.inbox, it)
+}
+func (tx *memTx) DeleteInboxItem(id string) error { return del(tx, tx.m.inbox, id) }
+func (tx *memTx) ClearInbox(aid string) error {
+	for k := range tx.m.inbox.idx[byAuth].m[aid] {
+		if err := del(tx, tx.m.inbox, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (tx *memTx) Intent(t string) (*Intent, error) { return tx.m.intents.get(t), nil }
+func (tx *memTx) PutIntent(i *Intent) error        { return put(tx, tx.m.intents, i) }
+func (tx *memTx) UseNonce(n string, until time.Time) (bool, error) {
+	if !tx.write {
+		return false, errReadOnly
+	}
+	if tx.m.nonces.rows[n] != nil {
+		return false, nil
+	}
+	return true, put(tx, tx.m.nonces, &expiring{Key: n, Until: until})
+}
+func (tx *memTx) Revoke(jti string, until time.Time) error {
+	return put(tx, tx.m.revoked, &expiring{Key: jti, Until: until})
+}
+func (tx *memTx) IsRevoked(jti string) (bool, error) { return tx.m.revoked.rows[jti] != nil, nil }
+func (tx *memTx) LoginRequest(id string) (*LoginRequest, error) {
+	return tx.m.logins.get(id), nil
+}
+func (tx *memTx) PutLoginRequest(l *LoginRequest) error { return put(tx, tx.m.logins, l) }
+func (tx *memTx) Pairing(id string) (*Pairing, error)   { return tx.m.pairings.get(id), nil }
+func (tx *memTx) PutPairing(p *Pairing) error           { return put(tx, tx.m.pairings, p) }
+func (tx *memTx) RefreshToken(t string) (*RefreshToken, error) {
+	return tx.m.refresh.get(t), nil
+}
+func (tx *memTx) ChainRefreshTokens(chainID string) ([]*RefreshToken, error) {
+	return tx.m.refresh.by(byChain, chainID, rtOrder), nil
+}
+func (tx *memTx) PutRefreshToken(r *RefreshToken) error { return put(tx, tx.m.refresh, r) }
+func (tx *memTx) Chain(id string) (*TokenChain, error)  { return tx.m.chains.get(id), nil }
+func (tx *memTx) PutChain(c *TokenChain) error          { return put(tx, tx.m.chains, c) }
+func (tx *memTx) AddChainToken(chainID, jti string, until time.Time) error {
+	return put(tx, tx.m.chainTokens, &expiring{Key: jti, Group: chainID, Until: until})
+}
+func (tx *memTx) ChainTokens(chainID string) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	for k := range tx.m.chainTokens.idx[byGroup].m[chainID] {
+		out[k] = tx.m.chainTokens.rows[k].Until
+	}
+	return out, nil
+}
+func (tx *memTx) Meta(name string) ([]byte, error) { return slices.Clone(tx.m.meta[name]), nil }
+func (tx *memTx) PutMeta(name string, v []byte) error {
+	if !tx.write {
+		return errReadOnly
+	}
+	old, had := tx.m.meta[name]
+	tx.m.meta[name] = slices.Clone(v)
+	tx.undo = append(tx.undo, func() {
+		if had {
+			tx.m.meta[name] = old
+		} else {
+			delete(tx.m.meta, name)
+		}
+	})
+	return nil
+}
+func (tx *memTx) Sweep(now, cutoff time.Time) (int, error) {
+	if !tx.write {
+		return 0, errReadOnly
+	}
+	m := tx.m
+	n := m.txs.sweep(tx, now, cutoff) + m.tokens.sweep(tx, now, cutoff) + m.sessions.sweep(tx, now, cutoff) +
+		m.inbox.sweep(tx, now, cutoff) + m.intents.sweep(tx, now, cutoff) + m.nonces.sweep(tx, now, cutoff) +
+		m.revoked.sweep(tx, now, cutoff) + m.logins.sweep(tx, now, cutoff) + m.pairings.sweep(tx, now, cutoff) +
+		m.refresh.sweep(tx, now, cutoff) + m.chainTokens.sweep(tx, now, cutoff)
+	return n, nil
+}
+func (tx *memTx) Wake(keys ...string) { tx.wake = append(tx.wake, keys...) }
