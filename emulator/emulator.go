@@ -48,7 +48,7 @@ type Server struct {
 	mu      sync.RWMutex
 	baseURL string
 	httpSrv *http.Server
-	ln        net.Listener
+	ln      net.Listener
 }
 
 type config struct {

@@ -299,7 +299,9 @@ func pubBytes(p *ecdsa.PublicKey) []byte {
 
 var (
 	sqlUsers = newKind("users", "id, username, created_at, updated_at, activated",
-		func(u *User) []any { return []any{u.ID, u.Username, nanos(u.CreatedAt), nanos(u.UpdatedAt), u.Activated} },
+		func(u *User) []any {
+			return []any{u.ID, u.Username, nanos(u.CreatedAt), nanos(u.UpdatedAt), u.Activated}
+		},
 		func(s scanner) (*User, error) {
 			var u User
 			var c, up int64
@@ -525,7 +527,7 @@ func (t *sqlTx) ClearInbox(aid string) error {
 	return err
 }
 func (t *sqlTx) Intent(tok string) (*Intent, error) { return getOne(t, sqlIntents, "token = ?", tok) }
-func (t *sqlTx) PutIntent(i *Intent) error            { return upsert(t, sqlIntents, i) }
+func (t *sqlTx) PutIntent(i *Intent) error          { return upsert(t, sqlIntents, i) }
 func (t *sqlTx) UseNonce(n string, until time.Time) (bool, error) {
 	r, err := t.exec("INSERT INTO nonces (nonce, until) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING", n, nanos(until))
 	if err != nil {

@@ -360,7 +360,7 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 // signedTokens are the access and id tokens of a sign-in, signed before the
 // transaction that records them.
 type signedTokens struct {
-	userID, username string
+	userID, username  string
 	access, accessJTI string
 	id, idJTI         string
 	expires           time.Time
