@@ -122,7 +122,12 @@ func New(opts ...Option) (*Server, error) {
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
 		dataClient: &http.Client{}, stopping: make(chan struct{})}
 	s.unsubscribe = s.store.Subscribe(func(key string) {
-		if key == issuerWaitKey {
+		switch key {
+		case wakeAllKey:
+			s.reloadIssuer()
+			s.hub.SignalAll()
+			return
+		case issuerWaitKey:
 			s.reloadIssuer()
 		}
 		s.hub.Signal(key)

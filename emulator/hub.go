@@ -33,3 +33,13 @@ func (h *hub) Signal(keys ...string) {
 		}
 	}
 }
+
+// SignalAll wakes every waiter.
+func (h *hub) SignalAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, c := range h.ch {
+		close(c)
+		delete(h.ch, k)
+	}
+}

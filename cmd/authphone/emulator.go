@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/authphone/authphone/emulator"
@@ -23,7 +24,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var dataTimeout time.Duration
 	var loginTTL, accessTTL, pollInterval time.Duration
 	var clientID string
-	var dbPath, dbSync string
+	var dbPath, dbSync, publicURL string
 	var retention time.Duration
 	cmd := &cobra.Command{
 		Use:   "emulator",
@@ -34,13 +35,16 @@ issuer. It prints its base URL and access key (with --json, one JSON line
 {"url":…,"accessKey":…}), logs each request, and stops cleanly on
 SIGINT/SIGTERM. State is kept in memory, or with --db in a SQLite file that
 a restart picks up again (users, keys, counters, tokens, the signing keys and
-the generated access key). getData calls go to --data-service
-with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
+the generated access key), or in PostgreSQL, where several emulators on one
+database (replicas, behind the proxy --public-url names) serve as one
+cloud. getData calls go to --data-service with a 60-second ES256 JWT the
+service verifies with /.well-known/jwks.json.`,
 		Example: `  authphone emulator
   authphone emulator --addr 127.0.0.1:0 --json
   authphone emulator --access-key dev-key --approval-ttl 30s
   authphone emulator --data-service http://127.0.0.1:9000/data
-  authphone emulator --db ~/.local/share/authphone/cloud.db`,
+  authphone emulator --db ~/.local/share/authphone/cloud.db
+  authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if retention <= 0 {
@@ -61,13 +65,28 @@ with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
 			}
-			if dbPath != "" {
+			switch {
+			case emulator.IsPostgresURL(dbPath):
+				store, err := emulator.OpenPostgres(cmd.Context(), dbPath)
+				if err != nil {
+					return fmt.Errorf("%w; check --db, or pass none to keep state in memory", err)
+				}
+				defer store.Close()
+				opts = append(opts, emulator.WithStore(store))
+			case dbPath != "":
 				store, err := emulator.OpenSQLite(dbPath, emulator.WithSQLiteSync(dbSync))
 				if err != nil {
 					return fmt.Errorf("%w; pass another --db, or none to keep state in memory", err)
 				}
 				defer store.Close()
 				opts = append(opts, emulator.WithStore(store))
+			}
+			if publicURL != "" {
+				u, err := url.Parse(publicURL)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("--public-url %q is not an http(s) URL such as https://auth.example.test", publicURL)
+				}
+				opts = append(opts, emulator.WithBaseURL(publicURL))
 			}
 			if a.accessKey != "" {
 				opts = append(opts, emulator.WithAccessKey(a.accessKey))
@@ -107,7 +126,8 @@ with a 60-second ES256 JWT the service verifies with /.well-known/jwks.json.`,
 	f.StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "fix the backend access key (default: a new HS512 JWT each start)")
 	f.DurationVar(&enrollTTL, "enroll-ttl", 5*time.Minute, "how long an enrolment stays pending")
 	f.DurationVar(&approvalTTL, "approval-ttl", 2*time.Minute, "how long an approval stays pending")
-	f.StringVar(&dbPath, "db", "", "keep state in this SQLite file, so a restart loses nothing (default: memory)")
+	f.StringVar(&dbPath, "db", "", "keep state in this SQLite file, or in PostgreSQL (postgres://user@host/db, shared by replicas); default: memory")
+	f.StringVar(&publicURL, "public-url", "", "the URL phones and backends reach the cloud at, written into payloads and tokens (replicas behind a proxy)")
 	f.StringVar(&dbSync, "db-sync", "full", "SQLite commit durability: full (survives power loss) or normal (faster; survives a crash of the emulator)")
 	f.DurationVar(&retention, "retention", emulator.Retention, "how long finished or expired operations are kept before they are forgotten")
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
