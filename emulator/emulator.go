@@ -247,6 +247,17 @@ func (s *Server) URL() string {
 	return s.baseURL
 }
 
+// Addr is the address a started server listens on (its URL may name a
+// proxy instead: WithBaseURL).
+func (s *Server) Addr() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
 // Handler serves the whole API. Without WithBaseURL or Start, the base URL is
 // taken from the first request's Host.
 func (s *Server) Handler() http.Handler { return s.logRequests(s.jsonErrors(s.mux)) }
