@@ -108,7 +108,7 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "token expired")
 		}
 		sess := &Session{ServerData: randomToken(""), Challenge: challenge(), TransactionID: dt.TransactionID}
-		hdr := uaf.Header{UPV: uaf.V1_1, AppID: appID, ServerData: sess.ServerData}
+		hdr := uaf.Header{UPV: s.cfg.uafVersion(), AppID: appID, ServerData: sess.ServerData}
 		var msg any
 		var tx *Transaction
 		if dt.TransactionID != "" {
@@ -225,7 +225,7 @@ func (s *Server) readUAF(w http.ResponseWriter, r *http.Request, op uaf.Operatio
 	if err := uaf.Decode(body.UAFResponse, &resp); err != nil {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, err.Error())
 	}
-	if resp.Header.Op != op || resp.Header.UPV != uaf.V1_1 {
+	if resp.Header.Op != op || resp.Header.UPV != s.cfg.uafVersion() {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "UAF header must be op "+string(op)+", version 1.1")
 	}
 	if len(resp.Assertions) != 1 || resp.Assertions[0].AssertionScheme != uaf.SchemeTLV {
@@ -486,7 +486,9 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if sigErr != nil {
 			return deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "authentication rejected: "+sigErr.Error())
 		}
-		if aa.SignedData.SignCounter <= a.SignCounter {
+		// Both zero: the authenticator does not implement a counter (UAF 1.1
+		// protocol, processing of authentication responses). Otherwise it must grow.
+		if counterless := aa.SignedData.SignCounter == 0 && a.SignCounter == 0; !counterless && aa.SignedData.SignCounter <= a.SignCounter {
 			return deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "sign counter did not grow: a cloned or replayed authenticator")
 		}
 		var want []byte

@@ -27,6 +27,7 @@ import (
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/trustapi"
+	"github.com/authphone/authphone/sdk/uaf"
 )
 
 // Server is an emulated authentication cloud. Create it with New; it is safe
@@ -73,6 +74,21 @@ type config struct {
 	pollInterval time.Duration
 
 	retention time.Duration
+
+	upv uaf.Version // zero: 1.1
+}
+
+// WithUAFVersion makes the cloud send its UAF requests (and expect the
+// answers) in protocol version v, 1.0 or 1.1 (the default), as a UAF 1.0
+// server does.
+func WithUAFVersion(v uaf.Version) Option { return func(c *config) { c.upv = v } }
+
+// uafVersion is the UAF version the cloud speaks.
+func (c *config) uafVersion() uaf.Version {
+	if c.upv == (uaf.Version{}) {
+		return uaf.V1_1
+	}
+	return c.upv
 }
 
 // Option configures a Server.
