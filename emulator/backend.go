@@ -426,7 +426,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) introspect(r *http.Request, tok string) (cloudapi.Introspection, error) {
 	now := s.now()
-	iss := s.base(r) + "/"
+	iss := s.base(r)
 	inactive := cloudapi.Introspection{}
 	if tok == s.cfg.accessKey {
 		out := cloudapi.Introspection{Active: true, Iss: iss, Sub: "backend", Scope: "backend"}

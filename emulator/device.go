@@ -347,7 +347,7 @@ func (s *Server) prepare(r *http.Request, serverData string, now time.Time) (pen
 
 // transactionToken signs the token a succeeded transaction carries.
 func (s *Server) transactionToken(r *http.Request, tx *Transaction, userID string, now time.Time) (string, error) {
-	tok, _ := newJWT(s.base(r)+"/", userID, "backend", tx.Kind, now, s.cfg.tokenTTL)
+	tok, _ := newJWT(s.base(r), userID, "backend", tx.Kind, now, s.cfg.tokenTTL)
 	_ = tok.Set("txn", tx.ID)
 	return s.issuer.sign(tok)
 }
