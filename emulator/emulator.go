@@ -71,6 +71,7 @@ type config struct {
 	loginTTL     time.Duration
 	accessTTL    time.Duration
 	clientID     string
+	otherClients []string
 	pollInterval time.Duration
 
 	retention time.Duration
