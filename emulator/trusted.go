@@ -658,9 +658,9 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	base := s.base(r)
 	writeJSON(w, http.StatusOK, trustapi.Discovery{Issuer: base, JWKSURI: base + trustapi.PathJWKS,
 		TokenEndpoint: base + trustapi.PathOAuthToken, IntrospectionEndpoint: base + cloudapi.PathIntrospect,
-		RevocationEndpoint: base + trustapi.PathOAuthRevoke,
-		TokenEndpointAuth:  []string{"none", "client_secret_basic", "client_secret_post"},
-		ClaimsSupported:    []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "identifier", "client_id"},
+		RevocationEndpoint:  base + trustapi.PathOAuthRevoke,
+		TokenEndpointAuth:   []string{"none", "client_secret_basic", "client_secret_post"},
+		ClaimsSupported:     []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "identifier", "client_id"},
 		GrantTypesSupported: []string{"refresh_token", "urn:authphone:trusted-device"}, IDTokenSigningAlgs: []string{"ES256"},
 		ResponseTypesSupported: []string{"token"}, SubjectTypesSupported: []string{"public"}})
 }
