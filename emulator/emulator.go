@@ -362,6 +362,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+trustapi.PathJWKS, s.handleJWKS)
 	m.HandleFunc("GET "+trustapi.PathDiscovery, s.handleDiscovery)
 	m.HandleFunc("POST "+trustapi.PathOAuthToken, s.handleOAuthToken)
+	m.HandleFunc("POST "+trustapi.PathOAuthRevoke, s.handleOAuthRevoke)
 	m.HandleFunc("POST "+trustapi.PathRotateKey, s.backendAuth(s.handleRotateKey))
 	m.HandleFunc("POST "+trustapi.PathLoginRequests, s.handleCreateLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/respond", s.handleRespondLoginRequest)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/authphone/authphone/emulator"
+	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/trustapi"
 )
 
@@ -192,5 +193,74 @@ func TestTokenEndpointRFC6749(t *testing.T) {
 	rt2 := c.signIn(t, d, "alice").RefreshToken
 	if resp, oe := post(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}, "client_id": {trustapi.DefaultClientID}}, ""); resp.StatusCode != 200 {
 		t.Fatalf("form client auth: %d %+v", resp.StatusCode, oe)
+	}
+}
+
+func (c *cloud) form(path string, hdr map[string]string, form url.Values, out any) int {
+	c.t.Helper()
+	req, _ := http.NewRequest("POST", c.url+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+func (c *cloud) active(tok string) bool {
+	c.t.Helper()
+	var in cloudapi.Introspection
+	if code := c.form(cloudapi.PathIntrospect, backendAuth, url.Values{"token": {tok}}, &in); code != 200 {
+		c.t.Fatalf("introspect: %d", code)
+	}
+	return in.Active
+}
+
+// TestRevocationRFC7009: discovery names the endpoint; revoking an access
+// token ends only it, revoking a refresh token ends its chain; unknown tokens
+// answer 200; a missing token is invalid_request.
+func TestRevocationRFC7009(t *testing.T) {
+	c := newCloud(t)
+	d := newDevice()
+	c.enrolled(d, "alice")
+	var disc trustapi.Discovery
+	c.do("GET", trustapi.PathDiscovery, nil, nil, &disc)
+	if disc.RevocationEndpoint != c.url+trustapi.PathOAuthRevoke || disc.IntrospectionEndpoint == "" ||
+		len(disc.ResponseTypesSupported) == 0 || len(disc.SubjectTypesSupported) == 0 || len(disc.IDTokenSigningAlgs) == 0 {
+		t.Fatalf("discovery %+v", disc)
+	}
+	a := c.signIn(t, d, "alice")
+	b := c.signIn(t, d, "alice")
+	if code := c.form(trustapi.PathOAuthRevoke, nil, url.Values{"token": {a.AccessToken}, "client_id": {trustapi.DefaultClientID}}, nil); code != 200 {
+		t.Fatalf("revoke access token: %d", code)
+	}
+	if c.active(a.AccessToken) || !c.active(a.RefreshToken) || !c.active(b.AccessToken) {
+		t.Fatal("access-token revocation: wrong tokens inactive")
+	}
+	if code := c.form(trustapi.PathOAuthRevoke, nil, url.Values{"token": {b.RefreshToken}, "token_type_hint": {"refresh_token"}}, nil); code != 200 {
+		t.Fatalf("revoke refresh token: %d", code)
+	}
+	if c.active(b.RefreshToken) || c.active(b.AccessToken) || !c.active(a.RefreshToken) {
+		t.Fatal("refresh-token revocation did not end exactly its chain")
+	}
+	var oe trustapi.OAuthError
+	if code := c.form(trustapi.PathOAuthToken, nil, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {b.RefreshToken}}, &oe); code != 400 || oe.Code != trustapi.ErrCodeInvalidGrant {
+		t.Fatalf("refresh with a revoked token: %d %+v", code, oe)
+	}
+	if code := c.form(trustapi.PathOAuthRevoke, nil, url.Values{"token": {"rt_nonsense"}}, nil); code != 200 {
+		t.Fatalf("unknown token: %d", code)
+	}
+	if code := c.form(trustapi.PathOAuthRevoke, nil, url.Values{}, &oe); code != 400 || oe.Code != trustapi.ErrCodeInvalidReq {
+		t.Fatalf("no token: %d %+v", code, oe)
+	}
+	if code := c.form(trustapi.PathOAuthRevoke, nil, url.Values{"token": {a.RefreshToken}, "client_id": {"mallory"}}, &oe); code != 401 || !c.active(a.RefreshToken) {
+		t.Fatalf("unknown client revoking: %d %+v", code, oe)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
@@ -565,6 +566,64 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// handleOAuthRevoke revokes an access or refresh token (RFC 7009): a refresh
+// token takes its whole chain with it; an unknown or invalid token is
+// answered 200 as the RFC says, so holders learn nothing.
+func (s *Server) handleOAuthRevoke(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	r.Body = http.MaxBytesReader(w, r.Body, cloudapi.MaxBody)
+	if err := r.ParseForm(); err != nil {
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "send a form: token=…"))
+		return
+	}
+	client, err := s.tokenClient(r)
+	if err != nil {
+		s.oauthFail(w, r, err)
+		return
+	}
+	token := r.PostForm.Get("token")
+	switch {
+	case token == "":
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "token is missing"))
+		return
+	case client != "" && client != s.cfg.clientID:
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the token was issued to another client"))
+		return
+	}
+	now := s.now()
+	var jti string
+	var exp time.Time
+	if !strings.HasPrefix(token, "rt_") {
+		t, err := s.issuer.parse(token, now)
+		if err != nil {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		jti, _ = t.JwtID()
+		exp, _ = t.Expiration()
+	}
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		if jti != "" {
+			return st.Revoke(jti, exp)
+		}
+		rt, err := st.RefreshToken(token)
+		if err != nil || rt == nil {
+			return err
+		}
+		chain, err := st.Chain(rt.ChainID)
+		if err != nil || chain == nil || chain.Revoked {
+			return err
+		}
+		return revokeChain(st, chain)
+	})
+	if err != nil {
+		s.oauthFail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
 // revokeChain revokes every token of a chain.
 func revokeChain(st Tx, chain *TokenChain) error {
 	chain.Revoked = true
@@ -599,6 +658,9 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	base := s.base(r)
 	writeJSON(w, http.StatusOK, trustapi.Discovery{Issuer: base, JWKSURI: base + trustapi.PathJWKS,
 		TokenEndpoint: base + trustapi.PathOAuthToken, IntrospectionEndpoint: base + cloudapi.PathIntrospect,
+		RevocationEndpoint:  base + trustapi.PathOAuthRevoke,
+		TokenEndpointAuth:   []string{"none", "client_secret_basic", "client_secret_post"},
+		ClaimsSupported:     []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "identifier", "client_id"},
 		GrantTypesSupported: []string{"refresh_token", "urn:authphone:trusted-device"}, IDTokenSigningAlgs: []string{"ES256"},
 		ResponseTypesSupported: []string{"token"}, SubjectTypesSupported: []string{"public"}})
 }

@@ -25,6 +25,7 @@ const (
 	PathPairings       = "/_app/pairings"
 	PathTrustedDevices = "/_app/trusted-devices"
 	PathOAuthToken     = "/oauth/token"
+	PathOAuthRevoke    = "/oauth/revoke" // RFC 7009
 	PathJWKS           = "/.well-known/jwks.json"
 	PathDiscovery      = "/.well-known/openid-configuration"
 	PathRotateKey      = "/api/v1/keys/rotate"
@@ -154,6 +155,9 @@ type Discovery struct {
 	JWKSURI                string   `json:"jwks_uri"`
 	TokenEndpoint          string   `json:"token_endpoint"`
 	IntrospectionEndpoint  string   `json:"introspection_endpoint"`
+	RevocationEndpoint     string   `json:"revocation_endpoint"`
+	TokenEndpointAuth      []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	ClaimsSupported        []string `json:"claims_supported,omitempty"`
 	GrantTypesSupported    []string `json:"grant_types_supported"`
 	IDTokenSigningAlgs     []string `json:"id_token_signing_alg_values_supported"`
 	ResponseTypesSupported []string `json:"response_types_supported"`
