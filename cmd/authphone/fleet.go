@@ -147,7 +147,7 @@ func (a *app) printFleetReport(r *fleet.Report) {
 	}
 	a.printf("\n  durability:   %s\n", r.Durability)
 	a.printf("  PIN KDF:      %s\n", kdfNote(r.KDF))
-	a.printf("  enrolment:    %.2f s\n", r.EnrolSeconds)
+	a.printf("  enrolment:    %.2f s; %.1f KiB heap per idle phone\n", r.EnrolSeconds, float64(r.HeapPerPhone)/1024)
 	a.printf("  approvals:    %d started in %.2f s: %d succeeded, %d failed, %d pending, %d errors\n", r.Started, r.Seconds,
 		r.Outcomes["succeeded"], r.Outcomes["failed"], r.Outcomes["pending"], r.Outcomes["error"])
 	a.printf("  lost:         %d   unexpected: %d\n", r.Lost, r.Unexpected)

@@ -173,11 +173,14 @@ type Report struct {
 	// CeilingPerSecond is the approvals per second this machine's cores
 	// could do if they did nothing but an approval's crypto (3 P-256
 	// signatures, 2 verifications), measured at start.
-	CeilingPerSecond float64  `json:"cryptoCeilingPerSecond"`
-	CeilingPercent   float64  `json:"cryptoCeilingPercent"`
-	Interrupted      bool     `json:"interrupted,omitempty"`
-	Kept             bool     `json:"keptUsers,omitempty"`
-	Errors           []string `json:"errors,omitempty"` // the first few
+	CeilingPerSecond float64 `json:"cryptoCeilingPerSecond"`
+	CeilingPercent   float64 `json:"cryptoCeilingPercent"`
+	// HeapPerPhone is the live heap each idle enrolled phone adds (with an
+	// in-process cloud, its share of the cloud's state included).
+	HeapPerPhone int64    `json:"heapPerIdlePhoneBytes"`
+	Interrupted  bool     `json:"interrupted,omitempty"`
+	Kept         bool     `json:"keptUsers,omitempty"`
+	Errors       []string `json:"errors,omitempty"` // the first few
 }
 
 // Latency holds percentiles of the backend's view: approval call → final status.
@@ -275,6 +278,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.CeilingPerSecond = CryptoCeiling(300 * time.Millisecond)
 
+	heap0 := heap()
 	t0 := time.Now()
 	err := r.enrol(ctx, dir)
 	defer r.cleanup()
@@ -282,6 +286,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	rep.HeapPerPhone = max(0, int64(heap())-int64(heap0)) / int64(cfg.Phones)
 
 	phoneCtx, stopPhones := context.WithCancel(context.WithoutCancel(ctx))
 	var pw sync.WaitGroup
@@ -609,6 +614,13 @@ func (r *run) note(s string) {
 	if len(r.errs) < 10 {
 		r.errs = append(r.errs, s)
 	}
+}
+
+func heap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 func cpuTime() time.Duration {
