@@ -108,7 +108,7 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "token expired")
 		}
 		sess := &Session{ServerData: randomToken(""), Challenge: challenge(), TransactionID: dt.TransactionID}
-		hdr := uaf.Header{UPV: uaf.V1_1, AppID: appID, ServerData: sess.ServerData}
+		hdr := uaf.Header{UPV: s.cfg.uafVersion(), AppID: appID, ServerData: sess.ServerData}
 		var msg any
 		var tx *Transaction
 		if dt.TransactionID != "" {
@@ -132,16 +132,45 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			hdr.Op, sess.Op, sess.Policy = uaf.OpReg, string(uaf.OpReg), registrationPolicy
 			msg = uaf.RegistrationRequest{Header: hdr, Challenge: sess.Challenge, Username: u.Username, Policy: policyOf(sess.Policy)}
 		case dispatch.Authentication:
-			a, err := st.Authenticator(tx.AuthenticatorID)
-			if err != nil {
-				return err
+			// Asked of one authenticator, or of any of the user's ("*"):
+			// then a pushed token names its authenticator, and an app-link
+			// token lets any of them answer.
+			ids := []string{tx.AuthenticatorID}
+			if tx.AuthenticatorID == AnyAuthenticator {
+				ids = []string{dt.AuthenticatorID}
+				if dt.AuthenticatorID == "" {
+					as, err := trustedAuthenticators(st, tx.UserID)
+					if err != nil {
+						return err
+					}
+					ids = ids[:0]
+					for _, a := range as {
+						ids = append(ids, a.ID)
+					}
+				}
 			}
-			if a == nil || a.Deleted {
+			var pol uaf.Policy
+			for _, id := range ids {
+				a, err := st.Authenticator(id)
+				if err != nil {
+					return err
+				}
+				if a == nil || a.Deleted {
+					continue
+				}
+				pol.Accepted = append(pol.Accepted, []uaf.MatchCriteria{{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}}})
+				if !slices.Contains(sess.Policy, a.AAID) {
+					sess.Policy = append(sess.Policy, a.AAID)
+				}
+			}
+			if len(pol.Accepted) == 0 {
 				return deverr(http.StatusGone, deviceapi.StatusRevokedAuthenticator, "the authenticator was removed")
 			}
-			hdr.Op, sess.Op, sess.AuthenticatorID, sess.Policy = uaf.OpAuth, string(uaf.OpAuth), a.ID, []string{a.AAID}
-			ar := uaf.AuthenticationRequest{Header: hdr, Challenge: sess.Challenge,
-				Policy: uaf.Policy{Accepted: [][]uaf.MatchCriteria{{{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}}}}}}
+			hdr.Op, sess.Op, sess.AuthenticatorID = uaf.OpAuth, string(uaf.OpAuth), tx.AuthenticatorID
+			if len(ids) == 1 {
+				sess.AuthenticatorID = ids[0]
+			}
+			ar := uaf.AuthenticationRequest{Header: hdr, Challenge: sess.Challenge, Policy: pol}
 			if tx.Message != "" {
 				ar.Transaction = []uaf.Transaction{{ContentType: "text/plain", Content: uaf.B64.EncodeToString([]byte(tx.Message))}}
 			}
@@ -183,10 +212,14 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			}
 			resp.LifetimeMillis = sess.ExpiresAt.Sub(now).Milliseconds()
 		}
-		if tx != nil {
-			if err := dropInbox(st, tx.ID); err != nil {
-				return err
-			}
+		if tx != nil && tx.AuthenticatorID == AnyAuthenticator {
+			// The others may still answer: withdraw only this device's item.
+			err = dropInboxOf(st, tx.ID, dt.Token)
+		} else if tx != nil {
+			err = dropInbox(st, tx.ID)
+		}
+		if err != nil {
+			return err
 		}
 		resp.StatusCode, resp.UAFRequest, resp.Op = deviceapi.StatusOK, enc, string(hdr.Op)
 		return nil
@@ -200,12 +233,19 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 }
 
 // dropInbox removes a transaction's push messages and wakes their inboxes.
-func dropInbox(st Tx, txID string) error {
+func dropInbox(st Tx, txID string) error { return dropInboxOf(st, txID, "") }
+
+// dropInboxOf removes a transaction's push messages (only the one carrying
+// token, if token is set) and wakes their inboxes.
+func dropInboxOf(st Tx, txID, token string) error {
 	items, err := st.InboxItems(txID, "")
 	if err != nil {
 		return err
 	}
 	for _, it := range items {
+		if token != "" && it.Token != token {
+			continue
+		}
 		if err := st.DeleteInboxItem(it.ID); err != nil {
 			return err
 		}
@@ -225,7 +265,7 @@ func (s *Server) readUAF(w http.ResponseWriter, r *http.Request, op uaf.Operatio
 	if err := uaf.Decode(body.UAFResponse, &resp); err != nil {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, err.Error())
 	}
-	if resp.Header.Op != op || resp.Header.UPV != uaf.V1_1 {
+	if resp.Header.Op != op || resp.Header.UPV != s.cfg.uafVersion() {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "UAF header must be op "+string(op)+", version 1.1")
 	}
 	if len(resp.Assertions) != 1 || resp.Assertions[0].AssertionScheme != uaf.SchemeTLV {
@@ -307,7 +347,7 @@ func (s *Server) prepare(r *http.Request, serverData string, now time.Time) (pen
 
 // transactionToken signs the token a succeeded transaction carries.
 func (s *Server) transactionToken(r *http.Request, tx *Transaction, userID string, now time.Time) (string, error) {
-	tok, _ := newJWT(s.base(r)+"/", userID, "backend", tx.Kind, now, s.cfg.tokenTTL)
+	tok, _ := newJWT(s.base(r), userID, "backend", tx.Kind, now, s.cfg.tokenTTL)
 	_ = tok.Set("txn", tx.ID)
 	return s.issuer.sign(tok)
 }
@@ -474,7 +514,7 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if a == nil || a.Deleted {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnknownKeyID, "unknown keyID: this key is not registered")
 		}
-		if a.ID != sess.AuthenticatorID {
+		if a.ID != sess.AuthenticatorID && !(sess.AuthenticatorID == AnyAuthenticator && a.UserID == tx.UserID && a.AAID != deviceapi.AAIDHeadless) {
 			return deverr(http.StatusForbidden, deviceapi.StatusUnacceptableAuthn, "this key was not asked to authenticate")
 		}
 		if aa.SignedData.AAID != a.AAID || !slices.Contains(sess.Policy, aa.SignedData.AAID) {
@@ -486,7 +526,9 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if sigErr != nil {
 			return deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "authentication rejected: "+sigErr.Error())
 		}
-		if aa.SignedData.SignCounter <= a.SignCounter {
+		// Both zero: the authenticator does not implement a counter (UAF 1.1
+		// protocol, processing of authentication responses). Otherwise it must grow.
+		if counterless := aa.SignedData.SignCounter == 0 && a.SignCounter == 0; !counterless && aa.SignedData.SignCounter <= a.SignCounter {
 			return deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "sign counter did not grow: a cloned or replayed authenticator")
 		}
 		var want []byte
@@ -743,7 +785,9 @@ func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			if a.ID != tx.AuthenticatorID {
+			asked := a.ID == tx.AuthenticatorID ||
+				(tx.AuthenticatorID == AnyAuthenticator && a.UserID == tx.UserID && (dt.AuthenticatorID == "" || dt.AuthenticatorID == a.ID))
+			if !asked {
 				return errf(http.StatusForbidden, "this device was not asked to approve that operation")
 			}
 		}

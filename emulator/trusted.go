@@ -12,7 +12,10 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
@@ -33,9 +36,15 @@ func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollI
 // WithAccessTokenTTL sets the life of access and id tokens (default 1 h).
 func WithAccessTokenTTL(d time.Duration) Option { return func(c *config) { c.accessTTL = d } }
 
-// WithClientID sets the audience of access and id tokens (default
-// "authphone-app").
-func WithClientID(id string) Option { return func(c *config) { c.clientID = id } }
+// WithClientID sets the OAuth client the cloud issues access and id tokens
+// to (their audience; default "authphone-app"); further ids are other known
+// clients of the token endpoint.
+func WithClientID(id string, others ...string) Option {
+	return func(c *config) { c.clientID, c.otherClients = id, others }
+}
+
+// clients are the OAuth clients the token endpoint knows.
+func (c *config) clients() []string { return append([]string{c.clientID}, c.otherClients...) }
 
 // refreshTTL is the life of a refresh token.
 const refreshTTL = 30 * 24 * time.Hour
@@ -376,13 +385,21 @@ func (t *signedTokens) of(u *User) bool {
 }
 
 // signTokens signs access and id tokens for u.
+// auth_time is now: the sign-in, or the refresh (ours: the store keeps no
+// sign-in time for a chain).
 func (s *Server) signTokens(base string, u *User, now time.Time) (*signedTokens, error) {
-	access, ajti := newJWT(base, u.ID, s.cfg.clientID, "access", now, s.cfg.accessTTL)
+	authTime := now
+	client := s.cfg.clientID
+	// RFC 9068: typ at+jwt, with client_id, iat, jti and auth_time.
+	access, ajti := newJWT(base, u.ID, client, "access", now, s.cfg.accessTTL)
 	_ = access.Set("authentication_method", trustapi.MethodTrustedDevice)
 	_ = access.Set("identifier", u.Username)
-	idt, ijti := newJWT(base, u.ID, s.cfg.clientID, "", now, s.cfg.accessTTL)
+	_ = access.Set("client_id", client)
+	_ = access.Set("auth_time", authTime.Unix())
+	idt, ijti := newJWT(base, u.ID, client, "", now, s.cfg.accessTTL)
 	_ = idt.Set("identifier", u.Username)
-	a, err := s.issuer.sign(access)
+	_ = idt.Set("auth_time", authTime.Unix())
+	a, err := s.issuer.signTyped(access, "at+jwt")
 	if err != nil {
 		return nil, err
 	}
@@ -417,22 +434,73 @@ func (s *Server) recordTokens(st Tx, t *signedTokens, chainID string, now time.T
 		IDToken: t.id, RefreshToken: rt.Token, TokenType: "Bearer"}, nil
 }
 
+// tokenClient is the client a token request authenticates as (RFC 6749
+// §2.3.1): HTTP Basic or the client_id form field; "" when it names none
+// (a public client may refresh without it, §6).
+func (s *Server) tokenClient(r *http.Request) (string, error) {
+	form := r.PostForm.Get("client_id")
+	id, _, basic := r.BasicAuth()
+	if basic {
+		if u, err := url.QueryUnescape(id); err == nil { // §2.3.1: form-encoded
+			id = u
+		}
+		if form != "" && form != id {
+			return "", oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "client_id in the form differs from the one in the Authorization header")
+		}
+	} else {
+		id = form
+	}
+	if id == "" && !basic {
+		return "", nil
+	}
+	if !slices.Contains(s.cfg.clients(), id) {
+		return "", oerr(http.StatusUnauthorized, "invalid_client", "unknown client "+strconv.Quote(id))
+	}
+	return id, nil
+}
+
 func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
+	// RFC 6749 §5.1: no caching of token answers, errors included.
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
 	r.Body = http.MaxBytesReader(w, r.Body, cloudapi.MaxBody)
 	if err := r.ParseForm(); err != nil {
 		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "send a form: grant_type=refresh_token&refresh_token=…"))
 		return
 	}
-	if gt := r.PostForm.Get("grant_type"); gt != "refresh_token" {
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "refresh_token":
+	case "":
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "grant_type is missing: send grant_type=refresh_token"))
+		return
+	default:
 		s.oauthFail(w, r, oerr(http.StatusBadRequest, "unsupported_grant_type", "only grant_type=refresh_token is served here"))
+		return
+	}
+	client, err := s.tokenClient(r)
+	if err != nil {
+		if oe := (*oauthErr)(nil); errors.As(err, &oe) && oe.status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="authphone"`)
+		}
+		s.oauthFail(w, r, err)
 		return
 	}
 	base := s.base(r)
 	token := r.PostForm.Get("refresh_token")
+	if token == "" {
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "refresh_token is missing"))
+		return
+	}
+	// Every refresh token is issued to the client login requests serve
+	// (the first of WithClientID); another client may not use it (§10.4).
+	if client != "" && client != s.cfg.clientID {
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the refresh token was issued to another client"))
+		return
+	}
 	// The new tokens are signed before the transaction, for the user the
 	// refresh token names.
 	var signed *signedTokens
-	err := s.store.View(r.Context(), func(st Tx) error {
+	err = s.store.View(r.Context(), func(st Tx) error {
 		rt, err := st.RefreshToken(token)
 		if err != nil || rt == nil {
 			return err
@@ -499,8 +567,65 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 		s.oauthFail(w, r, err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// handleOAuthRevoke revokes an access or refresh token (RFC 7009): a refresh
+// token takes its whole chain with it; an unknown or invalid token is
+// answered 200 as the RFC says, so holders learn nothing.
+func (s *Server) handleOAuthRevoke(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	r.Body = http.MaxBytesReader(w, r.Body, cloudapi.MaxBody)
+	if err := r.ParseForm(); err != nil {
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "send a form: token=…"))
+		return
+	}
+	client, err := s.tokenClient(r)
+	if err != nil {
+		s.oauthFail(w, r, err)
+		return
+	}
+	token := r.PostForm.Get("token")
+	switch {
+	case token == "":
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "token is missing"))
+		return
+	case client != "" && client != s.cfg.clientID:
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the token was issued to another client"))
+		return
+	}
+	now := s.now()
+	var jti string
+	var exp time.Time
+	if !strings.HasPrefix(token, "rt_") {
+		t, err := s.issuer.parse(token, now)
+		if err != nil {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		jti, _ = t.JwtID()
+		exp, _ = t.Expiration()
+	}
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		if jti != "" {
+			return st.Revoke(jti, exp)
+		}
+		rt, err := st.RefreshToken(token)
+		if err != nil || rt == nil {
+			return err
+		}
+		chain, err := st.Chain(rt.ChainID)
+		if err != nil || chain == nil || chain.Revoked {
+			return err
+		}
+		return revokeChain(st, chain)
+	})
+	if err != nil {
+		s.oauthFail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // revokeChain revokes every token of a chain.
@@ -537,6 +662,9 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	base := s.base(r)
 	writeJSON(w, http.StatusOK, trustapi.Discovery{Issuer: base, JWKSURI: base + trustapi.PathJWKS,
 		TokenEndpoint: base + trustapi.PathOAuthToken, IntrospectionEndpoint: base + cloudapi.PathIntrospect,
+		RevocationEndpoint:  base + trustapi.PathOAuthRevoke,
+		TokenEndpointAuth:   []string{"none", "client_secret_basic", "client_secret_post"},
+		ClaimsSupported:     []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "identifier", "client_id"},
 		GrantTypesSupported: []string{"refresh_token", "urn:authphone:trusted-device"}, IDTokenSigningAlgs: []string{"ES256"},
 		ResponseTypesSupported: []string{"token"}, SubjectTypesSupported: []string{"public"}})
 }

@@ -168,7 +168,7 @@ func (p *Phone) createHeadless(ctx context.Context) (*Account, error) {
 	if err := uaf.Decode(rr.UAFRequest, &req); err != nil {
 		return nil, fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
 	}
-	if !req.Policy.Accepts(deviceapi.AAIDHeadless) {
+	if !req.Policy.Accepts(deviceapi.Describe(deviceapi.AAIDHeadless, "")) {
 		return nil, fmt.Errorf("%w: the cloud's policy does not accept a headless authenticator", ErrRejected)
 	}
 	key, keyID, err := newDeviceKey()

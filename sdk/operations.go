@@ -88,8 +88,8 @@ func (p *Phone) redeem(ctx context.Context, pl dispatch.Payload, out any) (uaf.H
 		Header uaf.Header `json:"header"`
 	}
 	_ = uaf.Decode(rr.UAFRequest, &h)
-	if h.Header.UPV != uaf.V1_1 {
-		return uaf.Header{}, fmt.Errorf("the cloud speaks UAF %d.%d; authphone speaks 1.1", h.Header.UPV.Major, h.Header.UPV.Minor)
+	if !h.Header.UPV.Supported() {
+		return uaf.Header{}, fmt.Errorf("the cloud speaks UAF %d.%d; authphone speaks 1.0 and 1.1", h.Header.UPV.Major, h.Header.UPV.Minor)
 	}
 	return h.Header, nil
 }
@@ -133,7 +133,7 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 	if so.biometric {
 		aaid, kind = deviceapi.AAIDBiometric, "biometric"
 	}
-	if !req.Policy.Accepts(aaid) {
+	if !req.Policy.Accepts(deviceapi.Describe(aaid, "")) {
 		p.decline(ctx, pl, "no acceptable authenticator", nil)
 		return fmt.Errorf("%w: the cloud's policy does not accept a %s authenticator (%s)", ErrRejected, kind, aaid)
 	}
@@ -174,7 +174,7 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 	if err != nil {
 		return nil, err
 	}
-	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: uaf.V1_1, Op: uaf.OpReg, AppID: hdr.AppID, ServerData: hdr.ServerData},
+	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: hdr.UPV, Op: uaf.OpReg, AppID: hdr.AppID, ServerData: hdr.ServerData},
 		FCParams: fc, Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(assertion)}}})
 	if err != nil {
 		return nil, err
@@ -235,7 +235,7 @@ func (p *Phone) accountFor(base string, pol uaf.Policy, hint *Account) (*Account
 		return nil, err
 	}
 	for _, a := range accts {
-		if a.Cloud == base && pol.AcceptsKey(a.AAID, a.KeyID) {
+		if a.Cloud == base && pol.Matches(deviceapi.Describe(a.AAID, a.KeyID)) {
 			return a, nil
 		}
 	}
@@ -327,7 +327,7 @@ func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr
 	if err != nil {
 		return err
 	}
-	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: uaf.V1_1, Op: uaf.OpAuth, AppID: hdr.AppID, ServerData: hdr.ServerData},
+	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: hdr.UPV, Op: uaf.OpAuth, AppID: hdr.AppID, ServerData: hdr.ServerData},
 		FCParams: fc, Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(assertion)}}})
 	if err != nil {
 		return err

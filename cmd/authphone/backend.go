@@ -140,7 +140,8 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 		Short: "Ask a user's phone to approve a login or a transaction",
 		Example: `  authphone backend approve alice
   authphone backend approve alice --message 'Pay <b>100 EUR</b> to Bob' --wait 60s
-  authphone backend approve alice --channel app --json | jq -r .appLinkUri`,
+  authphone backend approve alice --channel app --json | jq -r .appLinkUri
+  authphone backend approve alice --authenticator "*" --wait 60s`,
 		Args: exactArgs(1, "a USERNAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.backend()
@@ -178,6 +179,8 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 	f.StringVar(&req.Message, "message", "", "transaction text shown on the phone (tags html b br em i strong u)")
 	f.StringVar(&req.NotificationMessage, "notification", "", "the push notification's text")
 	f.StringVar(&req.Channel, "channel", "push", "push (to the phone's inbox) or app (a QR code / app link)")
+	f.StringVar(&req.AuthenticatorID, "authenticator", "", "the authenticator ID to ask, or * for any of the user's (the first answer wins); default: the last registered")
+	f.BoolVar(&req.Prompt, "prompt", false, "set the request's prompt flag")
 	f.DurationVar(&wait, "wait", 0, "wait up to this long for the result (exit 3 if denied or rejected, 4 if it expired or is still pending)")
 	return cmd
 }

@@ -89,7 +89,7 @@ and can also act as the relying party's backend and run the cloud itself.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErrorf("%v", err) })
 
 	root.AddCommand(newScanCmd(a), newPendingCmd(a), newApproveCmd(a), newDenyCmd(a), newAccountsCmd(a),
-		newQRCmd(a), newGetDataCmd(a), newUpgradeCmd(a), newPINCmd(a), newLoginCmd(a), newTrustCmd(a), newBackendCmd(a), newEmulatorCmd(a), newDemoCmd(a), newVersionCmd(a))
+		newQRCmd(a), newGetDataCmd(a), newUpgradeCmd(a), newPINCmd(a), newLoginCmd(a), newTrustCmd(a), newBackendCmd(a), newEmulatorCmd(a), newDemoCmd(a), newFleetCmd(a), newVersionCmd(a))
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {

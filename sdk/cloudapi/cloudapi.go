@@ -126,8 +126,8 @@ type ApprovalRequest struct {
 	Channel             string `json:"channel,omitempty"`
 	Message             string `json:"message,omitempty"`
 	NotificationMessage string `json:"notificationMessage,omitempty"`
-	AuthenticatorID     string `json:"authenticatorId,omitempty"`
-	Prompt              string `json:"prompt,omitempty"`
+	AuthenticatorID     string `json:"authenticatorId,omitempty"` // "*": any of the user's
+	Prompt              bool   `json:"prompt,omitempty"`          // a JSON boolean, as in the public API reference
 }
 
 // ApprovalResponse answers POST /api/v1/approval.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authphone/authphone/sdk/trustapi"
+	"github.com/authphone/authphone/sdk/uaf"
 )
 
 // Paths of the device API.
@@ -73,6 +74,25 @@ const (
 	AAIDPIN       = "F1D0#0001"
 	AAIDBiometric = "F1D0#0003"
 )
+
+// Describe is how a policy sees the virtual phone's authenticator with the
+// given AAID and key (keyID empty for a key not made yet): a software key
+// (raw P-256 ECDSA, UAFV1TLV, surrogate attestation) inside the phone, which
+// verifies the user by passcode (F1D0#0001), fingerprint (F1D0#0003) or not
+// at all (headless, F1D0#0000).
+func Describe(aaid, keyID string) uaf.Authenticator {
+	uv := uaf.UserVerifyNone
+	switch aaid {
+	case AAIDPIN:
+		uv = uaf.UserVerifyPasscode
+	case AAIDBiometric:
+		uv = uaf.UserVerifyFingerprint
+	}
+	return uaf.Authenticator{AAID: aaid, KeyID: keyID, UserVerification: uv,
+		KeyProtection: uaf.KeyProtectionSoftware, MatcherProtection: uaf.MatcherProtectionSoftware,
+		AttachmentHint: uaf.AttachmentHintInternal, AuthenticationAlgorithm: uaf.AlgSecp256r1SHA256Raw,
+		AssertionScheme: uaf.SchemeUAFV1TLV, AttestationType: uaf.AttestationBasicSurrogate, Version: 1}
+}
 
 // RedeemRequest is the body of a redeem.
 type RedeemRequest struct {

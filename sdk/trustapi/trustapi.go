@@ -25,6 +25,7 @@ const (
 	PathPairings       = "/_app/pairings"
 	PathTrustedDevices = "/_app/trusted-devices"
 	PathOAuthToken     = "/oauth/token"
+	PathOAuthRevoke    = "/oauth/revoke" // RFC 7009
 	PathJWKS           = "/.well-known/jwks.json"
 	PathDiscovery      = "/.well-known/openid-configuration"
 	PathRotateKey      = "/api/v1/keys/rotate"
@@ -32,12 +33,12 @@ const (
 
 // Events a trusted device signs.
 const (
-	EventLogin                 = "LOGIN"
-	EventEnrollTrustedDevice   = "ENROLL_NEW_TRUSTED_DEVICE"
-	EventRemoveTrustedDevice   = "REMOVE_TRUSTED_DEVICE"
+	EventLogin               = "LOGIN"
+	EventEnrollTrustedDevice = "ENROLL_NEW_TRUSTED_DEVICE"
+	EventRemoveTrustedDevice = "REMOVE_TRUSTED_DEVICE"
 	// EventCancelPairing (ours) is signed by a new device that stops
 	// waiting for its pairing to be approved.
-	EventCancelPairing = "CANCEL_PAIRING"
+	EventCancelPairing         = "CANCEL_PAIRING"
 	MethodTrustedDevice        = "TRUSTED_DEVICE"
 	AlgorithmES256             = "ES256"
 	PairingQRType              = "authphone-pairing"
@@ -168,6 +169,9 @@ type Discovery struct {
 	JWKSURI                string   `json:"jwks_uri"`
 	TokenEndpoint          string   `json:"token_endpoint"`
 	IntrospectionEndpoint  string   `json:"introspection_endpoint"`
+	RevocationEndpoint     string   `json:"revocation_endpoint"`
+	TokenEndpointAuth      []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	ClaimsSupported        []string `json:"claims_supported,omitempty"`
 	GrantTypesSupported    []string `json:"grant_types_supported"`
 	IDTokenSigningAlgs     []string `json:"id_token_signing_alg_values_supported"`
 	ResponseTypesSupported []string `json:"response_types_supported"`
