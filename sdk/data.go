@@ -261,7 +261,7 @@ func (p *Phone) ChangePIN(ctx context.Context, ref string) (*flows.Flow, error) 
 		if err != nil {
 			return err
 		}
-		ver, err := newPINVerifier(pin)
+		ver, err := p.newPINVerifier(pin)
 		if err != nil {
 			return err
 		}

@@ -70,6 +70,7 @@ type pinVerifier struct {
 	Threads uint8  `json:"p"`
 	Salt    []byte `json:"salt"`
 	Hash    []byte `json:"hash"`
+	KDF     string `json:"kdf,omitempty"` // the profile's setting it was made with: standard or test
 }
 
 // Argon2id parameters (RFC 9106's second recommended option, lighter memory).
@@ -85,16 +86,6 @@ func ValidatePIN(pin string) error {
 		return ErrPINFormat
 	}
 	return nil
-}
-
-func newPINVerifier(pin string) ([]byte, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return nil, err
-	}
-	v := pinVerifier{Alg: "argon2id", Time: pinTime, Memory: pinMemory, Threads: pinThreads, Salt: salt,
-		Hash: argon2.IDKey([]byte(pin), salt, pinTime, pinMemory, pinThreads, 32)}
-	return json.Marshal(v)
 }
 
 func checkPIN(verifier []byte, pin string) (bool, error) {

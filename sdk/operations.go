@@ -191,7 +191,7 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 		}
 	}
 	if pin != "" {
-		ver, err := newPINVerifier(pin)
+		ver, err := p.newPINVerifier(pin)
 		if err != nil {
 			cleanup()
 			return nil, err

@@ -48,6 +48,7 @@ type Phone struct {
 
 	versions   []string
 	maxPayload int
+	kdf        KDF
 	headlessMu sync.Mutex // one headless account at a time
 }
 
@@ -62,6 +63,7 @@ type options struct {
 
 	versions   []string
 	maxPayload int
+	kdf        KDF
 }
 
 // Option configures a Phone.
@@ -112,7 +114,7 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 		return nil, fmt.Errorf("a phone needs a keystore")
 	}
 	o := options{cloud: DefaultCloud, now: time.Now, timeout: httplimit.DefaultTimeout,
-		versions: DefaultProtocolVersions, maxPayload: DefaultMaxPayload}
+		versions: DefaultProtocolVersions, maxPayload: DefaultMaxPayload, kdf: KDFStandard}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -141,7 +143,7 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 		logExchanges(r, o.verbose)
 	}
 	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now,
-		versions: o.versions, maxPayload: o.maxPayload}, nil
+		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf}, nil
 }
 
 // Profile is the phone's profile name.

@@ -238,7 +238,7 @@ func (p *Phone) StartPairing(ctx context.Context, identifier, pin string) (*Pair
 		return nil, err
 	}
 	pub := base64.RawURLEncoding.EncodeToString(uaf.PublicKeyRaw(&key.PublicKey))
-	ver, err := newPINVerifier(pin)
+	ver, err := p.newPINVerifier(pin)
 	if err != nil {
 		return nil, err
 	}

@@ -127,6 +127,7 @@ type Config struct {
 	// Biometric enrols with a simulated biometric; otherwise with PIN.
 	Biometric bool
 	PIN       string        // the phones' PIN (default 1234)
+	KDF       sdk.KDF       // the PIN verifiers' Argon2id cost (default sdk.KDFStandard)
 	Keep      bool          // keep the users at the end
 	Timeout   time.Duration // how long the backend waits for one answer (default 60 s)
 	// Transport is the one transport all phones and the backend share
@@ -159,6 +160,7 @@ type Report struct {
 	Inflight     int            `json:"inflight"`
 	Rate         float64        `json:"rate,omitempty"`
 	Durability   string         `json:"durability"`
+	KDF          string         `json:"kdf"`
 	EnrolSeconds float64        `json:"enrolSeconds"`
 	Seconds      float64        `json:"seconds"`
 	Started      int            `json:"started"`
@@ -243,6 +245,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.PIN == "" {
 		cfg.PIN = "1234"
 	}
+	if cfg.KDF.Time == 0 {
+		cfg.KDF = sdk.KDFStandard
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 60 * time.Second
 	}
@@ -264,7 +269,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("reach the cloud at %s: %w", cfg.Cloud, err)
 	}
 	rep := &Report{Phones: cfg.Phones, Answer: cfg.Approve, Think: cfg.Think.String(), Inflight: cfg.Inflight, Rate: cfg.Rate,
-		Durability: "full (each phone's accounts.json written atomically with fsync)", SecondFactor: "pin", Kept: cfg.Keep}
+		Durability: "full (each phone's accounts.json written atomically with fsync)", SecondFactor: "pin", Kept: cfg.Keep, KDF: cfg.KDF.Name}
 	if cfg.Biometric {
 		rep.SecondFactor = "biometric"
 	}
@@ -393,7 +398,7 @@ func (r *run) enrol(ctx context.Context, dir string) error {
 
 func (r *run) enrolOne(ctx context.Context, dir, username string) (*phone, error) {
 	p, err := sdk.New("fleet", keystore.NewMemory(), sdk.WithStateDir(dir), sdk.WithCloud(r.cfg.Cloud),
-		sdk.WithHTTPClient(r.client), sdk.WithDeviceName("authphone fleet phone "+username))
+		sdk.WithHTTPClient(r.client), sdk.WithKDF(r.cfg.KDF), sdk.WithDeviceName("authphone fleet phone "+username))
 	if err != nil {
 		return nil, err
 	}
@@ -451,7 +456,7 @@ func (r *run) answer(ctx context.Context, ph *phone) {
 		req, err := ph.p.Next(ctx, sdk.Select{Wait: 25 * time.Second})
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, sdk.ErrNoPending) {
-				r.fail(ctx, "phone " + ph.username + ": " + err.Error())
+				r.fail(ctx, "phone "+ph.username+": "+err.Error())
 				select {
 				case <-ctx.Done():
 				case <-time.After(100 * time.Millisecond):
@@ -472,7 +477,7 @@ func (r *run) answer(ctx context.Context, ph *phone) {
 			f, err := ph.p.Approve(ctx, req)
 			if err != nil {
 				ph.decided.Store(req.Message, "error")
-				r.fail(ctx, "phone " + ph.username + " approve: " + err.Error())
+				r.fail(ctx, "phone "+ph.username+" approve: "+err.Error())
 				continue
 			}
 			last := flows.Drive(f, flows.Answers{Confirm: true, PIN: r.cfg.PIN, Biometric: true}.Answer, nil)
@@ -486,7 +491,7 @@ func (r *run) answer(ctx context.Context, ph *phone) {
 			ph.decided.Store(req.Message, "denied")
 			if err := ph.p.Deny(ctx, req, "fleet policy"); err != nil {
 				ph.decided.Store(req.Message, "error")
-				r.fail(ctx, "phone " + ph.username + " deny: " + err.Error())
+				r.fail(ctx, "phone "+ph.username+" deny: "+err.Error())
 			}
 		}
 	}
