@@ -353,8 +353,11 @@ func (s *Server) statusOf(ctx context.Context, txID string) (cloudapi.StatusResp
 		if u != nil {
 			resp.Username = u.Username
 		}
+		if resp.Status == cloudapi.StatusFailed {
+			resp.Reason = tx.Reason
+		}
 		if resp.Status != tx.Status {
-			resp.LastUpdatedAt = tx.ExpiresAt
+			resp.LastUpdatedAt, resp.Reason = tx.ExpiresAt, cloudapi.ReasonExpired
 		}
 		exp = tx.ExpiresAt
 		return nil

@@ -731,7 +731,8 @@ func (s *Server) inboxOf(r *http.Request, aid string) ([]deviceapi.InboxMessage,
 				}
 			}
 			m := deviceapi.InboxMessage{ID: it.ID, CreatedAt: it.CreatedAt, ExpiresAt: it.ExpiresAt,
-				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message}
+				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message,
+				TransactionID: it.TransactionID}
 			if it.LoginRequestID != "" {
 				lr, err := st.LoginRequest(it.LoginRequestID)
 				if err != nil {

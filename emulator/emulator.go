@@ -367,6 +367,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+trustapi.PathLoginRequests, s.handleCreateLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/respond", s.handleRespondLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/token", s.handleLoginToken)
+	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/cancel", s.handleCancelLoginRequest)
+	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/cancel", s.handleCancelPairing)
 	m.HandleFunc("POST "+trustapi.PathPairings, s.handleCreatePairing)
 	m.HandleFunc("GET "+trustapi.PathPairings+"/{id}", s.handlePairingStatus)
 	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/approve", s.handleApprovePairing)

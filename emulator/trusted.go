@@ -222,6 +222,8 @@ func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Reques
 			return errf(http.StatusNotFound, "no login request %s", id)
 		case lr.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
 			return errf(http.StatusForbidden, "this device is not trusted for the user who asked")
+		case lr.Status == trustapi.StatusCancelled:
+			return errf(http.StatusConflict, "the login request was cancelled: the device that asked stopped waiting")
 		case lr.Status != trustapi.StatusPending:
 			return errf(http.StatusConflict, "the login request was already %s", lr.Status)
 		case !now.Before(lr.ExpiresAt):
@@ -290,6 +292,8 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the tokens of this login request were already handed out")
 			case lr.Status == trustapi.StatusRejected:
 				return oerr(http.StatusForbidden, trustapi.ErrCodeAccessDenied, "the trusted device rejected the login")
+			case lr.Status == trustapi.StatusCancelled:
+				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the login request was cancelled; ask again")
 			case lr.Status == trustapi.StatusPending && !now.Before(lr.ExpiresAt):
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeExpired, "no trusted device answered in time; ask again")
 			case lr.Status == trustapi.StatusPending:
@@ -817,6 +821,8 @@ func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
 			return errf(http.StatusNotFound, "no pairing %s", id)
 		case p.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
 			return errf(http.StatusForbidden, "this device is not trusted for the pairing's user")
+		case p.Status == trustapi.StatusCancelled:
+			return errf(http.StatusConflict, "the pairing was cancelled: the new device stopped waiting; ask it to show a new QR code")
 		case p.Status != trustapi.StatusPending:
 			return errf(http.StatusConflict, "the pairing was already %s", p.Status)
 		case !now.Before(p.ExpiresAt):
@@ -935,6 +941,101 @@ func (s *Server) handleRemoveTrusted(w http.ResponseWriter, r *http.Request) {
 			return errf(http.StatusUnauthorized, "the removal's signature does not verify with this device's key")
 		}
 		return s.removeAuthenticator(st, target, base, "This device was removed by another trusted device ("+a.Name+")")
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleCancelLoginRequest ends a pending login request for the device
+// that made it (its poll token and PKCE verifier prove it): the trusted
+// devices' inbox items go, and a trusted device answering later is told
+// it was cancelled.
+func (s *Server) handleCancelLoginRequest(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req trustapi.PollRequest
+	if err := readJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		lr, err := st.LoginRequest(id)
+		switch {
+		case err != nil:
+			return err
+		case lr == nil || subtle.ConstantTimeCompare([]byte(lr.PollToken), []byte(req.PollToken)) != 1 ||
+			trustapi.CodeChallenge(req.CodeVerifier) != lr.CodeChallenge:
+			return errf(http.StatusNotFound, "no login request %s with that poll token and code verifier", id)
+		case lr.Status == trustapi.StatusCancelled:
+			return nil
+		case lr.Status != trustapi.StatusPending:
+			return errf(http.StatusConflict, "the login request was already %s", lr.Status)
+		}
+		lr.Status, lr.UpdatedAt = trustapi.StatusCancelled, s.now()
+		if err := st.PutLoginRequest(lr); err != nil {
+			return err
+		}
+		items, err := st.InboxItems("", lr.ID)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if err := st.DeleteInboxItem(it.ID); err != nil {
+				return err
+			}
+			st.Wake(inboxWaitKey(it.AuthenticatorID))
+		}
+		st.Wake(loginWaitKey(lr.ID))
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleCancelPairing ends a pending pairing for the new device that made
+// it (signed with the pairing's key): no trusted device can approve it
+// afterwards, so no orphaned trusted device appears.
+func (s *Server) handleCancelPairing(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req trustapi.CancelPairing
+	if err := readJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.freshSignature(req.Timestamp); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		p, err := st.Pairing(id)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return errf(http.StatusNotFound, "no pairing %s", id)
+		}
+		pub, err := parseRawKey(p.PublicKey)
+		if err != nil || !trustapi.Verify(pub, trustapi.SignedFacts(p.UserID, p.ID, trustapi.EventCancelPairing, req.Timestamp, false), req.Signature) {
+			return errf(http.StatusUnauthorized, "the cancellation's signature does not verify with the pairing's key")
+		}
+		switch p.Status {
+		case trustapi.StatusCancelled:
+			return nil
+		case trustapi.StatusPending:
+		default:
+			return errf(http.StatusConflict, "the pairing was already %s", p.Status)
+		}
+		p.Status = trustapi.StatusCancelled
+		if err := st.PutPairing(p); err != nil {
+			return err
+		}
+		st.Wake(pairingWaitKey(id))
+		return nil
 	})
 	if err != nil {
 		s.fail(w, r, err)

@@ -108,7 +108,7 @@ func (p *Phone) Data(ctx context.Context, payload []byte, contentType string) (*
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("getData cancelled: %w", context.Cause(ctx))
 		}
-		return nil, fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, a.Cloud, errors.Unwrap(err))
+		return nil, transportError(ctx, err, a.Cloud)
 	}
 	out := &DataResponse{Status: resp.StatusCode(), ContentType: resp.Header().Get("Content-Type"), Body: resp.Body(), Account: a}
 	if resp.Header().Get(deviceapi.DataRelayedHeader) == "" {

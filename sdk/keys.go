@@ -8,8 +8,10 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 
+	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk/uaf"
 	"golang.org/x/crypto/argon2"
 )
@@ -42,6 +44,9 @@ func (p *Phone) storeKey(ctx context.Context, keyID string, key *ecdsa.PrivateKe
 
 func (p *Phone) loadKey(ctx context.Context, a *Account) (*ecdsa.PrivateKey, error) {
 	der, err := p.keys.Get(ctx, keyName(a.KeyID))
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, &keyGoneError{account: a, kind: p.keys.Kind()}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("the device key of %s is not in the %s keystore (%w); was the account made with another --keystore?", a.Name(), p.keys.Kind(), err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/authphone/authphone/flows"
 	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk/httplimit"
 	"github.com/go-resty/resty/v2"
 )
 
@@ -72,8 +73,14 @@ type Option func(*options)
 // $XDG_CONFIG_HOME/authphone/profiles/PROFILE).
 func WithStateDir(dir string) Option { return func(o *options) { o.dir = dir } }
 
-// WithHTTPClient sets the HTTP client (default: a client with a 90 s timeout).
+// WithHTTPClient sets the HTTP client (default: one that limits every
+// request to the WithTimeout limit, long-polls to their wait on top).
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithTimeout limits each call to the cloud, connecting included (default
+// 30 s); a long-poll gets its wait on top. A call past it fails with
+// ErrNoAnswer.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // WithCloud sets the cloud used when no dispatch payload names one.
 func WithCloud(url string) Option { return func(o *options) { o.cloud = strings.TrimRight(url, "/") } }
@@ -106,7 +113,7 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 	if keys == nil {
 		return nil, fmt.Errorf("a phone needs a keystore")
 	}
-	o := options{cloud: DefaultCloud, now: time.Now, timeout: 90 * time.Second,
+	o := options{cloud: DefaultCloud, now: time.Now, timeout: httplimit.DefaultTimeout,
 		versions: DefaultProtocolVersions, maxPayload: DefaultMaxPayload, kdf: KDFStandard}
 	for _, opt := range opts {
 		opt(&o)
@@ -129,7 +136,7 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 	if o.client != nil {
 		r = resty.NewWithClient(o.client)
 	} else {
-		r = resty.New().SetTimeout(o.timeout)
+		r = resty.NewWithClient(httplimit.Client(o.timeout))
 	}
 	r.SetHeader("User-Agent", "authphone-phone/1")
 	if o.verbose != nil {

@@ -155,7 +155,13 @@ type StatusResponse struct {
 	Token         string    `json:"token,omitempty"`
 	CreatedAt     time.Time `json:"createdAt,omitzero"`
 	LastUpdatedAt time.Time `json:"lastUpdatedAt,omitzero"`
+	// Reason (ours) says why a transaction failed: ReasonExpired, or the
+	// phone's or the cloud's words ("user declined", "wrong PIN", ...).
+	Reason string `json:"reason,omitempty"`
 }
+
+// ReasonExpired is the Reason of a transaction nobody answered in time.
+const ReasonExpired = "expired"
 
 // IntentRequest is the body of POST /api/v1/intent.
 type IntentRequest struct {

@@ -157,6 +157,9 @@ type InboxMessage struct {
 	// list a request without redeeming its token.
 	Kind    InboxKind `json:"kind,omitempty"`
 	Message string    `json:"message,omitempty"`
+	// TransactionID (ours) is the backend's transactionId of an approval,
+	// so the phone shows the id the backend knows.
+	TransactionID string `json:"transactionId,omitempty"`
 	// LoginRequest describes another device's login request (kind
 	// login-request), which has no dispatch payload.
 	LoginRequest *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`
