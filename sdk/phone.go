@@ -12,6 +12,7 @@
 package sdk
 
 import (
+	"crypto/ecdsa"
 	"fmt"
 	"io"
 	"net/http"
@@ -53,6 +54,12 @@ type Phone struct {
 	maxPayload int
 	kdf        KDF
 	headlessMu sync.Mutex // one headless account at a time
+
+	dkMu    sync.Mutex // guards the device key and unbound
+	dk      *ecdsa.PrivateKey
+	dkID    string
+	dkJWK   []byte
+	unbound map[string]bool // accounts the cloud does not read in a batch
 }
 
 type options struct {
