@@ -585,11 +585,11 @@ func (s *Server) verifyDevice(r *http.Request, body []byte, allowDeleted bool) (
 	if err := checkDeviceKey(a, allowDeleted); err != nil {
 		return nil, err
 	}
-	if err := sig.Verify(a.PublicKey, r.Method, r.URL.Path, body, s.now(), devsig.MaxAge); err != nil {
+	if err := sig.Verify(a.PublicKey, r.Method, r.URL.Path, body, s.deviceNow(), devsig.MaxAge); err != nil {
 		return nil, errf(http.StatusUnauthorized, "%v", err)
 	}
 	return &deviceProof{keyID: sig.KeyID, nonce: sig.Claims.Nonce, key: a.PublicKey, userID: a.UserID, allowDeleted: allowDeleted,
-		until: time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second)}, nil
+		until: time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second + s.offset())}, nil
 }
 
 func checkDeviceKey(a *Authenticator, allowDeleted bool) error {
