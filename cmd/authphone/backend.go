@@ -141,7 +141,8 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 		Example: `  authphone backend approve alice
   authphone backend approve alice --message 'Pay <b>100 EUR</b> to Bob' --wait 60s
   authphone backend approve alice --channel app --json | jq -r .appLinkUri
-  authphone backend approve alice --authenticator "*" --wait 60s`,
+  authphone backend approve alice --authenticator "*" --wait 60s
+  authphone backend approve alice --number-matching --wait 60s   # prints the number to show the user`,
 		Args: exactArgs(1, "a USERNAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.backend()
@@ -163,10 +164,17 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 					a.printf("app link:     %s\n", ap.AppLinkURI)
 				}
 				a.printf("transaction:  %s\nstatus token: %s\n", ap.TransactionID, ap.StatusToken)
+				if ap.Number != 0 {
+					a.printf("number:       %d\n", ap.Number)
+				}
 				return nil
 			}
 			if !a.json {
-				a.printf("transaction:  %s\nstatus token: %s\nwaiting up to %s for the phone...\n", ap.TransactionID, ap.StatusToken, wait)
+				a.printf("transaction:  %s\nstatus token: %s\n", ap.TransactionID, ap.StatusToken)
+				if ap.Number != 0 {
+					a.printf("number:       %d\n", ap.Number)
+				}
+				a.printf("waiting up to %s for the phone...\n", wait)
 			}
 			st, err := c.WaitStatus(cmd.Context(), ap.StatusToken, wait)
 			if err != nil {
@@ -181,6 +189,7 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 	f.StringVar(&req.Channel, "channel", "push", "push (to the phone's inbox) or app (a QR code / app link)")
 	f.StringVar(&req.AuthenticatorID, "authenticator", "", "the authenticator ID to ask, or * for any of the user's (the first answer wins); default: the last registered")
 	f.BoolVar(&req.Prompt, "prompt", false, "set the request's prompt flag")
+	f.BoolVar(&req.NumberMatching, "number-matching", false, "number matching: the answer carries a two-digit number for the user to pick on the phone (with --json, read it without --wait)")
 	f.DurationVar(&wait, "wait", 0, "wait up to this long for the result (exit 3 if denied or rejected, 4 if it expired or is still pending)")
 	return cmd
 }

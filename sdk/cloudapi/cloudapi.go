@@ -131,6 +131,10 @@ type ApprovalRequest struct {
 	NotificationMessage string `json:"notificationMessage,omitempty"`
 	AuthenticatorID     string `json:"authenticatorId,omitempty"` // "*": any of the user's
 	Prompt              bool   `json:"prompt,omitempty"`          // a JSON boolean, as in the public API reference
+	// NumberMatching (ours) asks for number matching: the answer carries a
+	// two-digit Number to show the user, and the phone must pick it from
+	// the three numbers it offers.
+	NumberMatching bool `json:"numberMatching,omitempty"`
 }
 
 // ApprovalResponse answers POST /api/v1/approval.
@@ -142,7 +146,13 @@ type ApprovalResponse struct {
 	CreatedAt     time.Time `json:"createdAt"`
 	QRCode        *QRCode   `json:"qrCode,omitempty"`
 	AppLinkURI    string    `json:"appLinkUri,omitempty"`
+	// Number is the number to show the user when NumberMatching was asked.
+	Number int `json:"number,omitempty"`
 }
+
+// ReasonWrongNumber is the Reason of an approval the user answered with the
+// wrong number (number matching).
+const ReasonWrongNumber = "wrong number"
 
 // StatusRequest is the body of POST /api/v1/status.
 type StatusRequest struct {
