@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
@@ -39,6 +40,7 @@ func (s *Server) devFail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &de):
+		refusal(w, de.msg)
 		writeJSON(w, de.status, deviceapi.StatusBody{StatusCode: de.code, Description: de.msg})
 	case s.unavailable(w, r, err):
 		writeJSON(w, http.StatusServiceUnavailable, deviceapi.StatusBody{StatusCode: deviceapi.StatusInternal, Description: unavailableMsg})
@@ -47,6 +49,7 @@ func (s *Server) devFail(w http.ResponseWriter, r *http.Request, err error) {
 		if code == 0 {
 			code = deviceapi.StatusBadRequest
 		}
+		refusal(w, ae.msg)
 		writeJSON(w, ae.status, deviceapi.StatusBody{StatusCode: code, Description: ae.msg})
 	default:
 		s.cfg.logger.Error("internal error", "path", r.URL.Path, "err", err)
@@ -444,6 +447,14 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutUser(u); err != nil {
 			return err
 		}
+		tx.UserID = u.ID
+		if err := s.emitTx(st, tx, tx.Status); err != nil {
+			return err
+		}
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventAuthenticatorRegistered, UserID: u.ID, Username: u.Username,
+			AuthenticatorID: a.ID, OperationID: tx.ID, Data: map[string]string{"aaid": a.AAID}}); err != nil {
+			return err
+		}
 		if tx.Kind == KindUpgrade {
 			// The PIN-protected key replaces the device-only one.
 			if err := st.DeleteAuthenticator(tx.AuthenticatorID); err != nil {
@@ -544,6 +555,9 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		}
 		a.SignCounter = aa.SignedData.SignCounter
 		if err := st.PutAuthenticator(a); err != nil {
+			return err
+		}
+		if err := s.emitTx(st, tx, tx.Status); err != nil {
 			return err
 		}
 		if err := st.DeleteSession(sess.ServerData); err != nil {
@@ -813,6 +827,9 @@ func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		st.Wake(txWaitKey(tx.ID))
+		if err := s.emitTx(st, tx, tx.Status); err != nil {
+			return err
+		}
 		return dropInbox(st, tx.ID)
 	})
 	if err != nil {
@@ -848,10 +865,14 @@ func (s *Server) handleDeregistration(w http.ResponseWriter, r *http.Request) {
 		if len(dr.Authenticators) != 1 || dr.Authenticators[0].KeyID != a.KeyID || dr.Authenticators[0].AAID != a.AAID {
 			return errf(http.StatusForbidden, "a device may only deregister its own key")
 		}
-		if err := failPending(st, "", a.ID, "authenticator deregistered", now); err != nil {
+		if err := s.failPending(st, "", a.ID, "authenticator deregistered", now); err != nil {
 			return err
 		}
 		if err := st.DeleteAuthenticator(a.ID); err != nil {
+			return err
+		}
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventAuthenticatorRemoved, UserID: a.UserID, AuthenticatorID: a.ID,
+			Reason: "deregistered by the device"}); err != nil {
 			return err
 		}
 		return st.ClearInbox(a.ID)
