@@ -201,6 +201,9 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	base, now := s.base(r), s.now()
 	tx := &Transaction{ID: uuid.NewString(), Kind: KindApproval, Status: cloudapi.StatusPending, Message: req.Message,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.approvalTTL)}
+	if req.NumberMatching {
+		tx.Number, tx.Choices = numberChoices()
+	}
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Authentication), TransactionID: tx.ID, ExpiresAt: tx.ExpiresAt}
 	payload := dispatch.New(base, dispatch.Authentication, dt.Token)
 	var out cloudapi.ApprovalResponse
@@ -286,6 +289,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		}
 		out.AppLinkURI = payload.AppLink(base)
 	}
+	out.Number = tx.Number
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/authphone/authphone/sdk/adminapi"
@@ -46,6 +47,9 @@ type Server struct {
 	stopOnce sync.Once
 
 	unsubscribe func()
+
+	// clockOffset (nanoseconds) is added to cfg.now: AdvanceClock moves it.
+	clockOffset atomic.Int64
 
 	mu      sync.RWMutex
 	baseURL string
@@ -76,6 +80,8 @@ type config struct {
 	pollInterval time.Duration
 
 	retention time.Duration
+
+	clockControl bool // POST /api/v1/admin/clock answers
 
 	upv uaf.Version // zero: 1.1
 }
@@ -331,7 +337,14 @@ func (s *Server) base(r *http.Request) string {
 	return s.baseURL
 }
 
-func (s *Server) now() time.Time { return s.cfg.now().UTC() }
+// now is the cloud's clock: TTLs, expiry and the tokens it issues.
+func (s *Server) now() time.Time { return s.cfg.now().Add(s.offset()).UTC() }
+
+// deviceNow is the devices' clock, which AdvanceClock does not move: the
+// freshness of their signed timestamps is checked against it.
+func (s *Server) deviceNow() time.Time { return s.cfg.now().UTC() }
+
+func (s *Server) offset() time.Duration { return time.Duration(s.clockOffset.Load()) }
 
 func (s *Server) routes() {
 	m := s.mux
@@ -365,6 +378,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+trustapi.PathOAuthToken, s.handleOAuthToken)
 	m.HandleFunc("POST "+trustapi.PathOAuthRevoke, s.handleOAuthRevoke)
 	m.HandleFunc("POST "+trustapi.PathRotateKey, s.backendAuth(s.handleRotateKey))
+	m.HandleFunc("GET "+cloudapi.PathClock, s.backendAuth(s.handleClock))
+	m.HandleFunc("POST "+cloudapi.PathClock, s.backendAuth(s.handleClock))
 	m.HandleFunc("POST "+trustapi.PathLoginRequests, s.handleCreateLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/respond", s.handleRespondLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/token", s.handleLoginToken)

@@ -194,7 +194,7 @@ func orUnnamed(s string) string {
 
 // freshSignature checks a trusted device's signed timestamp.
 func (s *Server) freshSignature(ts int64) error {
-	d := s.now().Sub(time.Unix(ts, 0))
+	d := s.deviceNow().Sub(time.Unix(ts, 0))
 	if d > devsig.MaxAge || d < -5*time.Second {
 		return errf(http.StatusUnauthorized, "the signed timestamp is too old or from the future")
 	}

@@ -271,20 +271,3 @@ func (p *Phone) ChangePIN(ctx context.Context, ref string) (*flows.Flow, error) 
 		return nil
 	})
 }
-
-// replaceAccount swaps the record with id for a.
-func (p *Phone) replaceAccount(id string, a *Account) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	accts, err := p.load()
-	if err != nil {
-		return err
-	}
-	for i, x := range accts {
-		if x.ID == id {
-			accts[i] = a
-			return p.save(accts)
-		}
-	}
-	return p.save(append(accts, a))
-}

@@ -34,6 +34,8 @@ type Request struct {
 	CreatedAt    time.Time           `json:"createdAt"`
 	ExpiresAt    time.Time           `json:"expiresAt"`
 	Account      *Account            `json:"account"`
+	// NumberChoices are the numbers a number-matching approval offers.
+	NumberChoices []int `json:"numberChoices,omitempty"`
 	// Login describes another device's login request (kind login-request).
 	Login   *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`
 	payload dispatch.Payload
@@ -134,7 +136,7 @@ func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Re
 			id = m.ID
 		}
 		out = append(out, Request{ID: id, TransactionID: m.TransactionID, ItemID: m.ID, Kind: m.Kind, Message: m.Message, Notification: m.NotificationMessage,
-			CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, payload: pl})
+			CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, NumberChoices: m.NumberChoices, payload: pl})
 	}
 	return out, nil
 }

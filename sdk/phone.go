@@ -5,8 +5,9 @@
 // (package flows) that reports its progress and waits for the user's
 // answers.
 //
-// A Phone is one simulated device (a profile): its accounts are kept as JSON
-// in a state directory, and its private keys and PIN verifiers in a
+// A Phone is one simulated device (a profile): its accounts are kept in
+// memory and in a state directory (accounts.json, and a write-ahead log of
+// the sign counters), and its private keys and PIN verifiers in a
 // keystore.Store. The backend side of the cloud's API is in sdk/backend.
 package sdk
 
@@ -36,15 +37,17 @@ const FacetID = "authphone:cli"
 // Phone is one simulated phone. It is safe for concurrent use; it runs one
 // flow at a time.
 type Phone struct {
-	profile string
-	dir     string
-	keys    keystore.Store
-	http    *resty.Client
-	cloud   string
-	name    string
-	now     func() time.Time
-	runner  flows.Runner
-	mu      sync.Mutex // guards the state file
+	profile    string
+	dir        string
+	keys       keystore.Store
+	http       *resty.Client
+	cloud      string
+	name       string
+	now        func() time.Time
+	runner     flows.Runner
+	mu         sync.Mutex // guards st and the state files
+	st         state
+	durability Durability
 
 	versions   []string
 	maxPayload int
@@ -64,6 +67,7 @@ type options struct {
 	versions   []string
 	maxPayload int
 	kdf        KDF
+	durability Durability
 }
 
 // Option configures a Phone.
@@ -143,7 +147,7 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 		logExchanges(r, o.verbose)
 	}
 	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now,
-		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf}, nil
+		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf, durability: o.durability}, nil
 }
 
 // Profile is the phone's profile name.

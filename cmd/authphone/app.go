@@ -208,6 +208,9 @@ func (a *app) printUpdate(u flows.Update) {
 		for _, k := range keys {
 			line += fmt.Sprintf("  %s=%q", k, in.Details[k])
 		}
+		if len(in.Numbers) > 0 {
+			line += "  numbers=" + flows.JoinNumbers(in.Numbers)
+		}
 		if u.PreviousResult == flows.PINFail {
 			line += fmt.Sprintf("  (wrong PIN, %d attempts left)", in.RetriesLeft)
 		}
@@ -224,6 +227,7 @@ type answers struct {
 	newPIN    string   // to set
 	deny      bool
 	biometric bool
+	number    int // picked at a number-matching CONFIRM
 }
 
 // answerer is the CLI's user: it confirms (or declines with deny), answers
@@ -244,6 +248,14 @@ func (a *app) answerer(ans answers) flows.Answerer {
 		}
 		switch in.Type {
 		case flows.Confirm, flows.ConfirmTransaction:
+			if !ans.deny && len(in.Numbers) > 0 {
+				if ans.number == 0 {
+					f.CancelWith(fmt.Errorf("%w: pass --number N (one of %s)", flows.ErrNumberRequired, flows.JoinNumbers(in.Numbers)))
+				} else if err := f.ConfirmNumber(ans.number); err != nil {
+					f.CancelWith(err)
+				}
+				return
+			}
 			_ = f.Confirm(!ans.deny)
 		case flows.VerifySecondFactor:
 			if len(ans.pins) > 0 {

@@ -46,7 +46,10 @@ func exitCode(err error) int {
 		return ce.code
 	case errors.Is(err, sdk.ErrPINRequired), errors.Is(err, flows.ErrBiometricRequired), errors.Is(err, flows.ErrPINRequired):
 		return exitUsage
-	case errors.Is(err, flows.ErrDeclined), errors.Is(err, flows.ErrLocked), errors.Is(err, flows.ErrWrongPIN):
+	case errors.Is(err, flows.ErrNumberRequired):
+		return exitUsage
+	case errors.Is(err, flows.ErrDeclined), errors.Is(err, flows.ErrLocked), errors.Is(err, flows.ErrWrongPIN),
+		errors.Is(err, flows.ErrWrongNumber), errors.Is(err, flows.ErrNotOffered):
 		return exitRefused
 	case errors.Is(err, sdk.ErrLoginRejected):
 		return exitRefused

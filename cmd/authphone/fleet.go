@@ -20,6 +20,7 @@ func newFleetCmd(a *app) *cobra.Command {
 		duration                        time.Duration
 		rate                            float64
 		answer, think, factor, pin, kdf string
+		durability                      string
 		keep                            bool
 	)
 	cmd := &cobra.Command{
@@ -42,7 +43,8 @@ are removed at the end (also after Ctrl-C, which prints the report of what
 ran) unless --keep.`,
 		Example: `  authphone fleet --phones 100 --count 2000 --inflight 16
   authphone fleet --phones 50 --duration 30s --rate 200 --answer mix:0.9 --think uniform:0-50ms
-  authphone fleet --cloud http://127.0.0.1:8722 --access-key $KEY --phones 10 --count 100 --second-factor pin --kdf test --json`,
+  authphone fleet --cloud http://127.0.0.1:8722 --access-key $KEY --phones 10 --count 100 --second-factor pin --kdf test --json
+  authphone fleet --phones 1000 --duration 1m --durability relaxed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			share, err := fleet.ParseAnswer(answer)
@@ -60,11 +62,15 @@ ran) unless --keep.`,
 			if err != nil {
 				return usageErrorf("--kdf: %v", err)
 			}
+			dur, err := sdk.ParseDurability(durability)
+			if err != nil {
+				return usageErrorf("--durability: %v", err)
+			}
 			if count == 0 && duration == 0 {
 				return usageErrorf("give --count N or --duration D (e.g. --count 1000)")
 			}
 			cfg := fleet.Config{Cloud: a.cloud, AccessKey: a.accessKey, Phones: phones, Count: count, Duration: duration,
-				Rate: rate, Inflight: inflight, Approve: share, Think: th, Biometric: factor == "biometric", PIN: pin, KDF: k, Keep: keep}
+				Rate: rate, Inflight: inflight, Approve: share, Think: th, Biometric: factor == "biometric", PIN: pin, KDF: k, Durability: dur, Keep: keep}
 			ctx := cmd.Context()
 			if !cmd.Flags().Changed("cloud") && os.Getenv("AUTHPHONE_CLOUD") == "" {
 				emu, err := emulator.New()
@@ -105,6 +111,7 @@ ran) unless --keep.`,
 	f.StringVar(&factor, "second-factor", "biometric", "biometric or pin")
 	f.StringVar(&pin, "pin", "1234", "the phones' PIN (with --second-factor pin)")
 	f.StringVar(&kdf, "kdf", "standard", "the PIN verifiers' Argon2id cost: standard, or test (load tests only, NOT FOR REAL KEYS)")
+	f.StringVar(&durability, "durability", "full", "how the phones write their sign counters: full (fsync each) or relaxed (no fsync, faster)")
 	f.BoolVar(&keep, "keep", false, "keep the enrolled users at the end")
 	f.StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "the cloud's access key, with --cloud (env AUTHPHONE_ACCESS_KEY)")
 	return cmd

@@ -185,6 +185,9 @@ func (a *app) printRequests(rs []sdk.Request) {
 		if msg == "" {
 			msg = r.Notification
 		}
+		if len(r.NumberChoices) > 0 {
+			msg = strings.TrimSpace(msg + " [numbers " + flows.JoinNumbers(r.NumberChoices) + "]")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Account.Name(), r.Kind, time.Until(r.ExpiresAt).Round(time.Second), strings.ReplaceAll(msg, "\n", " / "))
 	}
 	_ = tw.Flush()
@@ -258,6 +261,7 @@ func newApproveCmd(a *app) *cobra.Command {
 	var sel sdk.Select
 	var pins []string
 	var biometric bool
+	var number int
 	cmd := &cobra.Command{
 		Use:   "approve [ID]",
 		Short: "Approve the given, or the oldest, pending request",
@@ -267,11 +271,15 @@ request, with its binding code) or DEREGISTER. Without ID it takes the oldest;
 ID is the backend's transactionId (or a login request's id), or a prefix;
 --match keeps only requests whose message contains TEXT; --wait waits for one.
 --pin may be given more than once: after a wrong PIN the next one is tried,
-and each wrong one counts toward the lock-out, as on a phone. Nothing
+and each wrong one counts toward the lock-out, as on a phone. A
+number-matching request offers three numbers at CONFIRM: --number picks
+the one the service shows (a wrong one fails the approval, exit 3; none
+is a usage error, exit 2, and the request stays pending). Nothing
 pending: exit 4.`,
 		Example: `  authphone approve --pin 1234
   authphone approve --wait 30s --match 'Pay 100' --pin 1234 --json
-  authphone approve --pin 0000 --pin 1234   # a wrong PIN, then the right one`,
+  authphone approve --pin 0000 --pin 1234   # a wrong PIN, then the right one
+  authphone approve --number 42 --pin 1234  # number matching: the number the web page shows`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if biometric && len(pins) > 0 {
@@ -296,17 +304,21 @@ pending: exit 4.`,
 			if err := p.CheckRequest(cmd.Context(), r, a.factor(pins, biometric)); err != nil {
 				return err
 			}
+			if len(r.NumberChoices) > 0 && number == 0 {
+				return usageErrorf("%v: pass --number N (one of %s); the request is still pending", flows.ErrNumberRequired, flows.JoinNumbers(r.NumberChoices))
+			}
 			f, err := p.Approve(cmd.Context(), r)
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: pins, biometric: biometric})), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: pins, biometric: biometric, number: number})), false)
 		},
 	}
 	cmd.Flags().DurationVar(&sel.Wait, "wait", 0, "wait up to this long for a request to arrive")
 	cmd.Flags().StringVar(&sel.Match, "match", "", "only a request whose message contains TEXT")
 	cmd.Flags().StringArrayVar(&pins, "pin", nil, "the PIN (again for another try after a wrong one); or AUTHPHONE_PIN, or a prompt on a terminal")
 	cmd.Flags().BoolVar(&biometric, "biometric", false, "answer with the simulated biometric (accounts enrolled with --biometric)")
+	cmd.Flags().IntVar(&number, "number", 0, "number matching: the number the service shows (one of the three the request offers)")
 	return cmd
 }
 

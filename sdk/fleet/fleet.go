@@ -126,10 +126,13 @@ type Config struct {
 	Think    Think
 	// Biometric enrols with a simulated biometric; otherwise with PIN.
 	Biometric bool
-	PIN       string        // the phones' PIN (default 1234)
-	KDF       sdk.KDF       // the PIN verifiers' Argon2id cost (default sdk.KDFStandard)
-	Keep      bool          // keep the users at the end
-	Timeout   time.Duration // how long the backend waits for one answer (default 60 s)
+	PIN       string  // the phones' PIN (default 1234)
+	KDF       sdk.KDF // the PIN verifiers' Argon2id cost (default sdk.KDFStandard)
+	// Durability is how the phones write their sign counters: full (an
+	// fsync per approval, the default) or relaxed (no fsync).
+	Durability sdk.Durability
+	Keep       bool          // keep the users at the end
+	Timeout    time.Duration // how long the backend waits for one answer (default 60 s)
 	// Transport is the one transport all phones and the backend share
 	// (default: a new http.Transport sized for the fleet).
 	Transport http.RoundTripper
@@ -272,7 +275,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("reach the cloud at %s: %w", cfg.Cloud, err)
 	}
 	rep := &Report{Phones: cfg.Phones, Answer: cfg.Approve, Think: cfg.Think.String(), Inflight: cfg.Inflight, Rate: cfg.Rate,
-		Durability: "full (each phone's accounts.json written atomically with fsync)", SecondFactor: "pin", Kept: cfg.Keep, KDF: cfg.KDF.Name}
+		Durability: durabilityNote(cfg.Durability), SecondFactor: "pin", Kept: cfg.Keep, KDF: cfg.KDF.Name}
 	if cfg.Biometric {
 		rep.SecondFactor = "biometric"
 	}
@@ -341,6 +344,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+func durabilityNote(d sdk.Durability) string {
+	if d == sdk.DurabilityRelaxed {
+		return "relaxed (sign counter appended to each phone's counters.log without fsync)"
+	}
+	return "full (sign counter appended to each phone's counters.log and fsynced before it is used)"
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func latency(ls []time.Duration) Latency {
@@ -403,7 +413,7 @@ func (r *run) enrol(ctx context.Context, dir string) error {
 
 func (r *run) enrolOne(ctx context.Context, dir, username string) (*phone, error) {
 	p, err := sdk.New("fleet", keystore.NewMemory(), sdk.WithStateDir(dir), sdk.WithCloud(r.cfg.Cloud),
-		sdk.WithHTTPClient(r.client), sdk.WithKDF(r.cfg.KDF), sdk.WithDeviceName("authphone fleet phone "+username))
+		sdk.WithHTTPClient(r.client), sdk.WithKDF(r.cfg.KDF), sdk.WithDurability(r.cfg.Durability), sdk.WithDeviceName("authphone fleet phone "+username))
 	if err != nil {
 		return nil, err
 	}
