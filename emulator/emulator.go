@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/trustapi"
@@ -388,6 +389,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+trustapi.PathPairings+"/{id}", s.handlePairingStatus)
 	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/approve", s.handleApprovePairing)
 	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
+
+	m.HandleFunc("GET "+adminapi.PathEvents, s.backendAuth(s.handleEvents))
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
 
@@ -426,6 +429,7 @@ func errf(status int, format string, a ...any) error {
 
 // writeError writes the Spring-style error body.
 func writeError(w http.ResponseWriter, status int, msg string) {
+	refusal(w, msg)
 	writeJSON(w, status, cloudapi.ErrorBody{Status: status, Error: http.StatusText(status), Message: msg})
 }
 
@@ -536,6 +540,7 @@ func parseWait(r *http.Request) (time.Duration, error) {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	reason string // why the request was refused (see refusal)
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -555,6 +560,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		s.cfg.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		s.logRefusal(r, rec.status, rec.reason)
 	})
 }
 
