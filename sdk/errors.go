@@ -71,3 +71,11 @@ var keystoreNotFound = keystore.ErrNotFound
 // errStaleSignature matches the cloud's refusal of a Device-Signature made
 // at a time too far from its own (a skewed clock).
 var errStaleSignature = devsig.ErrStale
+
+// attemptsLeft is "1 attempt" or "N attempts".
+func attemptsLeft(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
+}

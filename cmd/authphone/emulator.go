@@ -18,7 +18,7 @@ import (
 func newEmulatorCmd(a *app) *cobra.Command {
 	var addr, readyFile string
 	var enrollTTL, approvalTTL time.Duration
-	var quiet bool
+	var quiet, clockControl bool
 	var dataService string
 	var versions []string
 	var maxData int64
@@ -46,6 +46,7 @@ at run time with 'authphone backend chaos').`,
 		Example: `  authphone emulator
   authphone emulator --addr 127.0.0.1:0 --json
   authphone emulator --access-key dev-key --approval-ttl 30s
+  authphone emulator --clock-control --approval-ttl 5s   # then: authphone backend clock --advance 6s
   authphone emulator --data-service http://127.0.0.1:9000/data
   authphone emulator --db ~/.local/share/authphone/cloud.db
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
@@ -73,6 +74,9 @@ at run time with 'authphone backend chaos').`,
 				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention), emulator.WithChaos(ch)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
+			}
+			if clockControl {
+				opts = append(opts, emulator.WithClockControl())
 			}
 			switch {
 			case emulator.IsPostgresURL(dbPath):
@@ -141,6 +145,7 @@ at run time with 'authphone backend chaos').`,
 	f.DurationVar(&retention, "retention", emulator.Retention, "how long finished or expired operations are kept before they are forgotten")
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
+	f.BoolVar(&clockControl, "clock-control", false, "for tests: let 'authphone backend clock --advance DUR' move this emulator's clock forward, expiring operations without waiting")
 	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")
 	f.StringSliceVar(&versions, "protocol-versions", []string{"v1_1", "v1_2"}, "second-factor server protocol versions served; headless accounts need v1_2")
 	f.Int64Var(&maxData, "max-data", emulator.DefaultMaxData, "largest getData payload, in bytes")
