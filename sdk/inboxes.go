@@ -165,6 +165,9 @@ func (p *Phone) inboxes(ctx context.Context, cloud string, accts []*Account, dk 
 		p.markUnbound(accts)
 		return p.each(ctx, accts)
 	}
+	if errors.As(err, &ce) && ce.HTTPStatus == http.StatusUnauthorized && errors.Is(err, errStaleSignature) {
+		return nil, fmt.Errorf("%w; is this machine's clock right?", err)
+	}
 	if err != nil {
 		return nil, err
 	}

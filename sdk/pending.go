@@ -34,6 +34,8 @@ type Request struct {
 	CreatedAt    time.Time           `json:"createdAt"`
 	ExpiresAt    time.Time           `json:"expiresAt"`
 	Account      *Account            `json:"account"`
+	// NumberChoices are the numbers a number-matching approval offers.
+	NumberChoices []int `json:"numberChoices,omitempty"`
 	// Login describes another device's login request (kind login-request).
 	Login   *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`
 	payload dispatch.Payload
@@ -128,7 +130,10 @@ func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Re
 	var msgs []deviceapi.InboxMessage
 	if err := p.call(ctx, http.MethodGet, a.Cloud, deviceapi.PathInbox, q, nil, &msgs, &signer{key, a.KeyID}); err != nil {
 		var ce *CloudError
-		if errors.As(err, &ce) && ce.HTTPStatus == http.StatusUnauthorized {
+		switch {
+		case errors.As(err, &ce) && ce.HTTPStatus == http.StatusUnauthorized && errors.Is(err, errStaleSignature):
+			return nil, fmt.Errorf("%w; is this machine's clock right?", err)
+		case errors.As(err, &ce) && ce.HTTPStatus == http.StatusUnauthorized:
 			return nil, fmt.Errorf("the cloud no longer knows the account %s (%s); remove it with `authphone accounts remove %s --force`", a.Name(), ce.Message, a.ID)
 		}
 		return nil, err
@@ -159,7 +164,7 @@ func toRequest(m deviceapi.InboxMessage, a *Account) (Request, error) {
 		id = m.ID
 	}
 	return Request{ID: id, TransactionID: m.TransactionID, ItemID: m.ID, Kind: m.Kind, Message: m.Message, Notification: m.NotificationMessage,
-		CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, payload: pl}, nil
+		CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, NumberChoices: m.NumberChoices, payload: pl}, nil
 }
 
 // Select says which pending request Next picks.

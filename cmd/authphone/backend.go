@@ -25,7 +25,7 @@ status, introspect, intent, users) with --cloud and --access-key
 	cmd.PersistentFlags().StringVar(&a.accessKey, "access-key", "", "the cloud's access key ("+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	cmd.AddCommand(newBackendEnrollCmd(a), newBackendApproveCmd(a), newBackendStatusCmd(a), newBackendIntrospectCmd(a),
 		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a), newBackendVerifyTokenCmd(a),
-		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a))
+		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a), newBackendClockCmd(a), newBackendChaosCmd(a))
 	return cmd
 }
 
@@ -141,7 +141,8 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 		Example: `  authphone backend approve alice
   authphone backend approve alice --message 'Pay <b>100 EUR</b> to Bob' --wait 60s
   authphone backend approve alice --channel app --json | jq -r .appLinkUri
-  authphone backend approve alice --authenticator "*" --wait 60s`,
+  authphone backend approve alice --authenticator "*" --wait 60s
+  authphone backend approve alice --number-matching --wait 60s   # prints the number to show the user`,
 		Args: exactArgs(1, "a USERNAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.backend()
@@ -163,10 +164,17 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 					a.printf("app link:     %s\n", ap.AppLinkURI)
 				}
 				a.printf("transaction:  %s\nstatus token: %s\n", ap.TransactionID, ap.StatusToken)
+				if ap.Number != 0 {
+					a.printf("number:       %d\n", ap.Number)
+				}
 				return nil
 			}
 			if !a.json {
-				a.printf("transaction:  %s\nstatus token: %s\nwaiting up to %s for the phone...\n", ap.TransactionID, ap.StatusToken, wait)
+				a.printf("transaction:  %s\nstatus token: %s\n", ap.TransactionID, ap.StatusToken)
+				if ap.Number != 0 {
+					a.printf("number:       %d\n", ap.Number)
+				}
+				a.printf("waiting up to %s for the phone...\n", wait)
 			}
 			st, err := c.WaitStatus(cmd.Context(), ap.StatusToken, wait)
 			if err != nil {
@@ -181,6 +189,7 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 	f.StringVar(&req.Channel, "channel", "push", "push (to the phone's inbox) or app (a QR code / app link)")
 	f.StringVar(&req.AuthenticatorID, "authenticator", "", "the authenticator ID to ask, or * for any of the user's (the first answer wins); default: the last registered")
 	f.BoolVar(&req.Prompt, "prompt", false, "set the request's prompt flag")
+	f.BoolVar(&req.NumberMatching, "number-matching", false, "number matching: the answer carries a two-digit number for the user to pick on the phone (with --json, read it without --wait)")
 	f.DurationVar(&wait, "wait", 0, "wait up to this long for the result (exit 3 if denied or rejected, 4 if it expired or is still pending)")
 	return cmd
 }
@@ -276,7 +285,7 @@ func newBackendIntentCmd(a *app) *cobra.Command {
 }
 
 func (a *app) printUser(u *cloudapi.User) {
-	a.printf("%s  %s  %s  %d authenticator(s)\n", u.UserID, orDash(u.Username), u.Status, len(u.Authenticators))
+	a.printf("%s  %s  %s  %s\n", u.UserID, orDash(u.Username), u.Status, plural(len(u.Authenticators), "authenticator"))
 	for _, au := range u.Authenticators {
 		a.printf("    %s  %s  %s  %s\n", au.AuthenticatorID, au.Name, au.Type, au.CreatedAt.Format(time.RFC3339))
 	}
@@ -472,4 +481,47 @@ func newBackendRotateKeyCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newBackendClockCmd(a *app) *cobra.Command {
+	var advance time.Duration
+	cmd := &cobra.Command{
+		Use:   "clock [--advance DUR]",
+		Short: "Read the emulator's clock, or move it forward so operations expire without waiting",
+		Long: `clock prints the emulator's time and how far ahead of real time it runs.
+--advance moves it forward (the emulator must run with --clock-control): an
+enrolment, approval, login request or pairing due to expire within DUR has
+expired at once, and waiting long-polls answer. Phones keep real time and
+go on working (their signatures' freshness is checked against the unmoved
+clock); tokens issued afterwards carry the moved time.`,
+		Example: `  authphone backend clock
+  authphone backend clock --advance 3m --json`,
+		Args: maxArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f := cmd.Flag("advance"); f.Changed && advance <= 0 {
+				return usageErrorf("--advance %s is not a positive duration: give e.g. 90s", advance)
+			}
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			var out *cloudapi.ClockResponse
+			if advance > 0 {
+				out, err = c.AdvanceClock(cmd.Context(), advance)
+			} else {
+				out, err = c.Clock(cmd.Context())
+			}
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(out)
+			} else {
+				a.printf("now:    %s\noffset: %s\n", out.Now.Format(time.RFC3339Nano), out.Offset)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&advance, "advance", 0, "move the clock forward by this much")
+	return cmd
 }

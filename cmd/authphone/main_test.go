@@ -65,6 +65,7 @@ func TestScripts(t *testing.T) {
 			"waitfile":  cmdWaitFile,
 			"exits":     cmdExits,
 			"blackhole": cmdBlackhole,
+			"otherthan": cmdOtherThan,
 		},
 	})
 }
@@ -97,6 +98,14 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 // lookup follows a dotted path through decoded JSON.
 func lookup(v any, path string) (any, bool) {
 	for _, k := range strings.Split(path, ".") {
+		if list, ok := v.([]any); ok { // a list: k is an index
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(list) {
+				return nil, false
+			}
+			v = list[i]
+			continue
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return nil, false
@@ -227,4 +236,21 @@ func cmdBlackhole(ts *testscript.TestScript, neg bool, args []string) {
 	}()
 	ts.Defer(func() { ln.Close() })
 	ts.Setenv(args[0], "http://"+ln.Addr().String())
+}
+
+// otherthan LIST N VAR: set VAR to the first number of the JSON list LIST
+// that is not N (a wrong but offered choice, for number matching).
+func cmdOtherThan(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: otherthan LIST N VAR")
+	}
+	var list []int
+	ts.Check(json.Unmarshal([]byte(args[0]), &list))
+	for _, n := range list {
+		if strconv.Itoa(n) != args[1] {
+			ts.Setenv(args[2], strconv.Itoa(n))
+			return
+		}
+	}
+	ts.Fatalf("%s has no number other than %s", args[0], args[1])
 }

@@ -116,6 +116,7 @@ leaves the QR code or request usable.`,
 	cmd.Flags().StringArrayVar(&pins, "pin", nil, "the PIN to set (enrolment) or to enter (approval); again for another try after a wrong one; or AUTHPHONE_PIN")
 	cmd.Flags().BoolVar(&deny, "deny", false, "decline instead of approving")
 	cmd.Flags().BoolVar(&biometric, "biometric", false, "use a simulated biometric as the second factor (enrols AAID F1D0#0003; answers its prompts)")
+	a.faultFlag(cmd)
 	return cmd
 }
 
@@ -185,6 +186,9 @@ func (a *app) printRequests(rs []sdk.Request) {
 		if msg == "" {
 			msg = r.Notification
 		}
+		if len(r.NumberChoices) > 0 {
+			msg = strings.TrimSpace(msg + " [numbers " + flows.JoinNumbers(r.NumberChoices) + "]")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Account.Name(), r.Kind, time.Until(r.ExpiresAt).Round(time.Second), strings.ReplaceAll(msg, "\n", " / "))
 	}
 	_ = tw.Flush()
@@ -251,13 +255,22 @@ func (a *app) next(cmd *cobra.Command, p *sdk.Phone, sel sdk.Select) (sdk.Reques
 	} else if !ok {
 		return sdk.Request{}, timedOut(fmt.Errorf("%w: this phone (profile %s) has no accounts; scan an enrolment QR first", sdk.ErrNoPending, a.profile))
 	}
-	return p.Next(cmd.Context(), sel)
+	r, err := p.Next(cmd.Context(), sel)
+	if errors.Is(err, sdk.ErrNoPending) {
+		hint := "nothing is waiting for this phone (profile " + a.profile + "); wait for a request with --wait DUR"
+		if sel.ID != "" || sel.Match != "" {
+			hint = "`authphone pending` lists what is waiting"
+		}
+		return r, timedOut(fmt.Errorf("%w: %s", err, hint))
+	}
+	return r, err
 }
 
 func newApproveCmd(a *app) *cobra.Command {
 	var sel sdk.Select
 	var pins []string
 	var biometric bool
+	var number int
 	cmd := &cobra.Command{
 		Use:   "approve [ID]",
 		Short: "Approve the given, or the oldest, pending request",
@@ -267,11 +280,16 @@ request, with its binding code) or DEREGISTER. Without ID it takes the oldest;
 ID is the backend's transactionId (or a login request's id), or a prefix;
 --match keeps only requests whose message contains TEXT; --wait waits for one.
 --pin may be given more than once: after a wrong PIN the next one is tried,
-and each wrong one counts toward the lock-out, as on a phone. Nothing
+and each wrong one counts toward the lock-out, as on a phone. A
+number-matching request offers three numbers at CONFIRM: --number picks
+the one the service shows (a wrong one fails the approval, exit 3; none
+is a usage error, exit 2, and the request stays pending). Nothing
 pending: exit 4.`,
 		Example: `  authphone approve --pin 1234
   authphone approve --wait 30s --match 'Pay 100' --pin 1234 --json
-  authphone approve --pin 0000 --pin 1234   # a wrong PIN, then the right one`,
+  authphone approve --pin 0000 --pin 1234   # a wrong PIN, then the right one
+  authphone approve --number 42 --pin 1234  # number matching: the number the web page shows
+  authphone approve --pin 1234 --fault stale-counter   # a cloned authenticator: the cloud refuses it`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if biometric && len(pins) > 0 {
@@ -296,17 +314,22 @@ pending: exit 4.`,
 			if err := p.CheckRequest(cmd.Context(), r, a.factor(pins, biometric)); err != nil {
 				return err
 			}
+			if len(r.NumberChoices) > 0 && number == 0 {
+				return usageErrorf("%v: pass --number N (one of %s); the request is still pending", flows.ErrNumberRequired, flows.JoinNumbers(r.NumberChoices))
+			}
 			f, err := p.Approve(cmd.Context(), r)
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: pins, biometric: biometric})), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: pins, biometric: biometric, number: number})), false)
 		},
 	}
 	cmd.Flags().DurationVar(&sel.Wait, "wait", 0, "wait up to this long for a request to arrive")
 	cmd.Flags().StringVar(&sel.Match, "match", "", "only a request whose message contains TEXT")
 	cmd.Flags().StringArrayVar(&pins, "pin", nil, "the PIN (again for another try after a wrong one); or AUTHPHONE_PIN, or a prompt on a terminal")
 	cmd.Flags().BoolVar(&biometric, "biometric", false, "answer with the simulated biometric (accounts enrolled with --biometric)")
+	cmd.Flags().IntVar(&number, "number", 0, "number matching: the number the service shows (one of the three the request offers)")
+	a.faultFlag(cmd)
 	return cmd
 }
 
