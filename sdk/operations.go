@@ -167,7 +167,7 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 // the keystore, then registers it with the cloud; if the cloud refuses, the
 // secrets are removed again.
 func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, aaid string, key *ecdsa.PrivateKey, keyID, pin string) (*Account, error) {
-	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
+	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: p.facetID()})
 	rawID, _ := uaf.B64.DecodeString(keyID)
 	mode := uaf.ModeUserVerified
 	assertion, err := uaf.BuildRegAssertion(key, uaf.KRD{AAID: aaid, Mode: mode, FinalChallenge: uaf.FinalChallenge(fc), KeyID: rawID})
@@ -307,7 +307,7 @@ func (p *Phone) verifySecondFactor(ctx context.Context, s *flows.Step, a *Accoun
 
 // sign builds, counts and sends the authentication assertion.
 func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr uaf.Header, challenge string, tx []uaf.Transaction) error {
-	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
+	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: p.facetID()})
 	th, err := uaf.TransactionHash(tx)
 	if err != nil {
 		return err

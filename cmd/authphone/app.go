@@ -15,6 +15,7 @@ import (
 	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/backend"
+	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -50,6 +51,7 @@ type app struct {
 	verbose   bool
 	accessKey string
 	versions  []string
+	facetID   string
 }
 
 func envOr(name, def string) string {
@@ -68,6 +70,9 @@ func (a *app) verboseWriter() io.Writer {
 
 // phone opens the profile's phone with its keystore.
 func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
+	if err := uaf.CheckFacetID(a.facetID); err != nil {
+		return nil, usageErrorf("--facet-id (or AUTHPHONE_FACET_ID): %v", err)
+	}
 	dir, err := sdk.ProfileDir(a.profile)
 	if err != nil {
 		return nil, err
@@ -77,7 +82,7 @@ func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud), sdk.WithAllowedProtocolVersions(a.versions...)}
+	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud), sdk.WithAllowedProtocolVersions(a.versions...), sdk.WithFacetID(a.facetID)}
 	if w := a.verboseWriter(); w != nil {
 		opts = append(opts, sdk.WithVerbose(w))
 	}

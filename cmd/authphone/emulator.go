@@ -10,7 +10,9 @@ import (
 
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/trustapi"
+	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/spf13/cobra"
 )
 
@@ -19,7 +21,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var enrollTTL, approvalTTL time.Duration
 	var quiet bool
 	var dataService string
-	var versions []string
+	var versions, facets []string
 	var maxData int64
 	var dataTimeout time.Duration
 	var loginTTL, accessTTL, pollInterval time.Duration
@@ -43,12 +45,18 @@ service verifies with /.well-known/jwks.json.`,
   authphone emulator --addr 127.0.0.1:0 --json
   authphone emulator --access-key dev-key --approval-ttl 30s
   authphone emulator --data-service http://127.0.0.1:9000/data
+  authphone emulator --trusted-facet android:apk-key-hash:c2hvcC1hcHA
   authphone emulator --db ~/.local/share/authphone/cloud.db
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if retention <= 0 {
 				return fmt.Errorf("--retention %s is not a positive duration; use e.g. 1h", retention)
+			}
+			for _, id := range facets {
+				if err := uaf.CheckFacetID(id); err != nil {
+					return usageErrorf("--trusted-facet: %v", err)
+				}
 			}
 			level := slog.LevelInfo
 			if quiet {
@@ -59,7 +67,7 @@ service verifies with /.well-known/jwks.json.`,
 				h = slog.NewJSONHandler(a.io.err, &slog.HandlerOptions{Level: level})
 			}
 			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL),
-				emulator.WithProtocolVersions(versions...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout),
+				emulator.WithProtocolVersions(versions...), emulator.WithTrustedFacets(facets...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout),
 				emulator.WithLoginTTL(loginTTL), emulator.WithAccessTokenTTL(accessTTL), emulator.WithClientID(clientID),
 				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention)}
 			if dataService != "" {
@@ -133,6 +141,7 @@ service verifies with /.well-known/jwks.json.`,
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
 	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")
+	f.StringSliceVar(&facets, "trusted-facet", []string{deviceapi.DefaultFacetID}, "facet IDs the cloud trusts besides its own origin (repeat or comma-separate), served at "+deviceapi.PathFacets)
 	f.StringSliceVar(&versions, "protocol-versions", []string{"v1_1", "v1_2"}, "second-factor server protocol versions served; headless accounts need v1_2")
 	f.Int64Var(&maxData, "max-data", emulator.DefaultMaxData, "largest getData payload, in bytes")
 	f.DurationVar(&dataTimeout, "data-timeout", 10*time.Second, "how long the data service may take")

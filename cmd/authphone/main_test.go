@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -59,6 +61,7 @@ func TestScripts(t *testing.T) {
 			"qrpng":     cmdQRPNG,
 			"sleep":     cmdSleep,
 			"waitfile":  cmdWaitFile,
+			"httpget":   cmdHTTPGet,
 		},
 	})
 }
@@ -172,5 +175,22 @@ func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s did not appear within 20s", args[0])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// httpget URL: GET the URL and print "Content-Type: …" and the body on
+// stdout; fails unless the answer is 200.
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: httpget URL")
+	}
+	resp, err := http.Get(args[0])
+	ts.Check(err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "Content-Type: %s\n%s", resp.Header.Get("Content-Type"), b)
+	if (resp.StatusCode == http.StatusOK) == neg {
+		ts.Fatalf("GET %s: %s", args[0], resp.Status)
 	}
 }
