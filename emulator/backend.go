@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/dispatch"
 	"github.com/authphone/authphone/sdk/qr"
@@ -165,6 +166,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutDispatchToken(dt); err != nil {
 			return err
 		}
+		if err := s.emitTx(st, tx, adminapi.EventCreated); err != nil {
+			return err
+		}
 		out, err = userJSON(st, u)
 		return err
 	})
@@ -197,9 +201,21 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	base, now := s.base(r), s.now()
 	tx := &Transaction{ID: uuid.NewString(), Kind: KindApproval, Status: cloudapi.StatusPending, Message: req.Message,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.approvalTTL)}
+	if req.NumberMatching {
+		tx.Number, tx.Choices = numberChoices()
+	}
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Authentication), TransactionID: tx.ID, ExpiresAt: tx.ExpiresAt}
 	payload := dispatch.New(base, dispatch.Authentication, dt.Token)
 	var out cloudapi.ApprovalResponse
+	dropped := map[string]bool{} // chaos drop-push, decided once per authenticator (Update may run fn again)
+	drop := func(id string) bool {
+		d, ok := dropped[id]
+		if !ok {
+			d = s.dropPush(id)
+			dropped[id] = d
+		}
+		return d
+	}
 	err := s.store.Update(r.Context(), func(st Tx) error {
 		// Credentials first: an unknown user is not told apart to strangers.
 		if err := s.authorize(r, st, cloudapi.OperationApprove, req.UserID, req.Username, now); err != nil {
@@ -231,6 +247,9 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 					if err := st.PutDispatchToken(adt); err != nil {
 						return err
 					}
+					if drop(a.ID) {
+						continue // chaos: the push never arrives
+					}
 					err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: adt.Token, TransactionID: tx.ID,
 						Kind: adt.Kind, Payload: dispatch.New(base, dispatch.Authentication, adt.Token).Encode(), Notification: req.NotificationMessage,
 						Message: req.Message, CreatedAt: now, ExpiresAt: tx.ExpiresAt})
@@ -242,7 +261,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 			}
 			out = cloudapi.ApprovalResponse{TransactionID: tx.ID, StatusToken: s.issuer.statusToken(tx.ID),
 				UserID: u.ID, Username: u.Username, CreatedAt: now}
-			return nil
+			return s.emitTx(st, tx, adminapi.EventCreated)
 		}
 		if req.AuthenticatorID != "" {
 			i := slices.IndexFunc(auths, func(a *Authenticator) bool { return a.ID == req.AuthenticatorID })
@@ -258,7 +277,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutDispatchToken(dt); err != nil {
 			return err
 		}
-		if req.Channel == cloudapi.ChannelPush {
+		if req.Channel == cloudapi.ChannelPush && !drop(a.ID) {
 			err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, TransactionID: tx.ID,
 				Kind: string(dispatch.Authentication), Payload: payload.Encode(), Notification: req.NotificationMessage,
 				Message: req.Message, CreatedAt: now, ExpiresAt: tx.ExpiresAt})
@@ -269,7 +288,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		}
 		out = cloudapi.ApprovalResponse{TransactionID: tx.ID, StatusToken: s.issuer.statusToken(tx.ID),
 			UserID: u.ID, Username: u.Username, CreatedAt: now}
-		return nil
+		return s.emitTx(st, tx, adminapi.EventCreated)
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -282,6 +301,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		}
 		out.AppLinkURI = payload.AppLink(base)
 	}
+	out.Number = tx.Number
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -353,8 +373,11 @@ func (s *Server) statusOf(ctx context.Context, txID string) (cloudapi.StatusResp
 		if u != nil {
 			resp.Username = u.Username
 		}
+		if resp.Status == cloudapi.StatusFailed {
+			resp.Reason = tx.Reason
+		}
 		if resp.Status != tx.Status {
-			resp.LastUpdatedAt = tx.ExpiresAt
+			resp.LastUpdatedAt, resp.Reason = tx.ExpiresAt, cloudapi.ReasonExpired
 		}
 		exp = tx.ExpiresAt
 		return nil
@@ -590,8 +613,13 @@ func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 		if other != nil && other.ID != u.ID {
 			return errf(http.StatusConflict, "username %s is taken by user %s", req.Username, other.ID)
 		}
+		old := u.Username
 		u.Username, u.UpdatedAt = req.Username, s.now()
 		if err := st.PutUser(u); err != nil {
+			return err
+		}
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventUserRenamed, UserID: u.ID, Username: u.Username,
+			Data: map[string]string{"from": old}}); err != nil {
 			return err
 		}
 		out, err = userJSON(st, u)
@@ -607,7 +635,12 @@ func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("userId")
 	err := s.store.Update(r.Context(), func(st Tx) error {
-		if _, err := lookupUser(st, id, ""); err != nil {
+		u, err := lookupUser(st, id, "")
+		if err != nil {
+			return err
+		}
+		// Logged first: the failed operations below still name the user.
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventUserDeleted, UserID: u.ID, Username: u.Username}); err != nil {
 			return err
 		}
 		if err := st.DeleteUser(id); err != nil {
@@ -625,7 +658,7 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		return failPending(st, id, "", "user deleted", s.now())
+		return s.failPending(st, id, "", "user deleted", s.now())
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -636,7 +669,7 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 
 // failPending fails the pending transactions of a user or an authenticator
 // and wakes their long-polls.
-func failPending(st Tx, userID, authenticatorID, reason string, now time.Time) error {
+func (s *Server) failPending(st Tx, userID, authenticatorID, reason string, now time.Time) error {
 	txs, err := st.PendingTransactions(userID, authenticatorID)
 	if err != nil {
 		return err
@@ -647,6 +680,9 @@ func failPending(st Tx, userID, authenticatorID, reason string, now time.Time) e
 			return err
 		}
 		st.Wake(txWaitKey(tx.ID))
+		if err := s.emitTx(st, tx, tx.Status); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -679,7 +715,18 @@ func (s *Server) removeAuthenticator(st Tx, a *Authenticator, base, why string) 
 	if err := st.PutAuthenticator(a); err != nil {
 		return err
 	}
-	if err := failPending(st, "", a.ID, "authenticator deleted", now); err != nil {
+	if err := s.failPending(st, "", a.ID, "authenticator deleted", now); err != nil {
+		return err
+	}
+	u, err := st.User(a.UserID)
+	if err != nil {
+		return err
+	}
+	e := adminapi.Event{Type: adminapi.EventAuthenticatorRemoved, UserID: a.UserID, AuthenticatorID: a.ID, Reason: why}
+	if u != nil {
+		e.Username = u.Username
+	}
+	if err := s.emit(st, e); err != nil {
 		return err
 	}
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Deregistration), AuthenticatorID: a.ID,
@@ -691,7 +738,7 @@ func (s *Server) removeAuthenticator(st Tx, a *Authenticator, base, why string) 
 		return err
 	}
 	p := dispatch.New(base, dispatch.Deregistration, dt.Token)
-	err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, Kind: dt.Kind, Payload: p.Encode(),
+	err = st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, Kind: dt.Kind, Payload: p.Encode(),
 		Message: why, CreatedAt: now, ExpiresAt: dt.ExpiresAt})
 	st.Wake(inboxWaitKey(a.ID))
 	return err

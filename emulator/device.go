@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
@@ -40,6 +43,7 @@ func (s *Server) devFail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &de):
+		refusal(w, de.msg)
 		writeJSON(w, de.status, deviceapi.StatusBody{StatusCode: de.code, Description: de.msg})
 	case s.unavailable(w, r, err):
 		writeJSON(w, http.StatusServiceUnavailable, deviceapi.StatusBody{StatusCode: deviceapi.StatusInternal, Description: unavailableMsg})
@@ -48,6 +52,7 @@ func (s *Server) devFail(w http.ResponseWriter, r *http.Request, err error) {
 		if code == 0 {
 			code = deviceapi.StatusBadRequest
 		}
+		refusal(w, ae.msg)
 		writeJSON(w, ae.status, deviceapi.StatusBody{StatusCode: code, Description: ae.msg})
 	default:
 		s.cfg.logger.Error("internal error", "path", r.URL.Path, "err", err)
@@ -223,6 +228,9 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		resp.StatusCode, resp.UAFRequest, resp.Op = deviceapi.StatusOK, enc, string(hdr.Op)
+		if tx != nil && tx.Number != 0 {
+			resp.NumberChoices = tx.Choices
+		}
 		return nil
 	})
 	if err != nil {
@@ -258,10 +266,22 @@ func dropInboxOf(st Tx, txID, token string) error {
 // readUAF reads a UAF response body and checks its header and fcParams
 // against the session it answers. It does not change state.
 func (s *Server) readUAF(w http.ResponseWriter, r *http.Request, op uaf.Operation) (*uaf.Response, []byte, error) {
+	resp, raw, _, err := s.readUAFBody(w, r, op)
+	return resp, raw, err
+}
+
+// readUAFBody is readUAF that also returns the body's context.
+func (s *Server) readUAFBody(w http.ResponseWriter, r *http.Request, op uaf.Operation) (*uaf.Response, []byte, json.RawMessage, error) {
 	var body deviceapi.UAFBody
 	if err := readJSON(w, r, &body); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	resp, raw, err := s.parseUAF(body, op)
+	return resp, raw, body.Context, err
+}
+
+// parseUAF checks a UAF response's header and returns its one assertion.
+func (s *Server) parseUAF(body deviceapi.UAFBody, op uaf.Operation) (*uaf.Response, []byte, error) {
 	var resp uaf.Response
 	if err := uaf.Decode(body.UAFResponse, &resp); err != nil {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, err.Error())
@@ -449,6 +469,14 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutUser(u); err != nil {
 			return err
 		}
+		tx.UserID = u.ID
+		if err := s.emitTx(st, tx, tx.Status); err != nil {
+			return err
+		}
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventAuthenticatorRegistered, UserID: u.ID, Username: u.Username,
+			AuthenticatorID: a.ID, OperationID: tx.ID, Data: map[string]string{"aaid": a.AAID}}); err != nil {
+			return err
+		}
 		if tx.Kind == KindUpgrade {
 			// The PIN-protected key replaces the device-only one.
 			if err := st.DeleteAuthenticator(tx.AuthenticatorID); err != nil {
@@ -472,7 +500,12 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
-	resp, raw, err := s.readUAF(w, r, uaf.OpAuth)
+	resp, raw, authCtx, err := s.readUAFBody(w, r, uaf.OpAuth)
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	picked, err := pickedNumber(authCtx)
 	if err != nil {
 		s.devFail(w, r, err)
 		return
@@ -544,11 +577,26 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if !bytes.Equal(aa.SignedData.TransactionHash, want) {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnacceptableContent, "transaction hash does not match the transaction text the cloud sent")
 		}
-		if err := succeed(st, pre, tx, now); err != nil {
-			return err
+		if tx.Number != 0 && picked == 0 {
+			return deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "this approval uses number matching: send the number the user picked (context.number)")
 		}
 		a.SignCounter = aa.SignedData.SignCounter
 		if err := st.PutAuthenticator(a); err != nil {
+			return err
+		}
+		if tx.Number != 0 && picked != tx.Number {
+			// A genuine answer with the wrong number: the approval fails,
+			// as if the user had declined, and the answer is used up.
+			if err := s.failTransaction(st, tx, cloudapi.ReasonWrongNumber, now); err != nil {
+				return err
+			}
+			return commitWith(deverr(http.StatusForbidden, deviceapi.StatusForbidden,
+				fmt.Sprintf("%s: %d is not the number the service showed; the approval failed", deviceapi.WrongNumber, picked)))
+		}
+		if err := succeed(st, pre, tx, now); err != nil {
+			return err
+		}
+		if err := s.emitTx(st, tx, tx.Status); err != nil {
 			return err
 		}
 		if err := st.DeleteSession(sess.ServerData); err != nil {
@@ -590,11 +638,11 @@ func (s *Server) verifyDevice(r *http.Request, body []byte, allowDeleted bool) (
 	if err := checkDeviceKey(a, allowDeleted); err != nil {
 		return nil, err
 	}
-	if err := sig.Verify(a.PublicKey, r.Method, r.URL.Path, body, s.now(), devsig.MaxAge); err != nil {
+	if err := sig.Verify(a.PublicKey, r.Method, r.URL.Path, body, s.deviceNow(), devsig.MaxAge); err != nil {
 		return nil, errf(http.StatusUnauthorized, "%v", err)
 	}
 	return &deviceProof{keyID: sig.KeyID, nonce: sig.Claims.Nonce, key: a.PublicKey, userID: a.UserID, allowDeleted: allowDeleted,
-		until: time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second)}, nil
+		until: time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second + s.offset())}, nil
 }
 
 func checkDeviceKey(a *Authenticator, allowDeleted bool) error {
@@ -726,6 +774,7 @@ func (s *Server) inboxOf(r *http.Request, aid string) ([]deviceapi.InboxMessage,
 			if !now.Before(it.ExpiresAt) {
 				continue
 			}
+			var choices []int
 			if it.TransactionID != "" {
 				tx, err := st.Transaction(it.TransactionID)
 				if err != nil {
@@ -734,9 +783,11 @@ func (s *Server) inboxOf(r *http.Request, aid string) ([]deviceapi.InboxMessage,
 				if tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending {
 					continue
 				}
+				choices = tx.Choices
 			}
 			m := deviceapi.InboxMessage{ID: it.ID, CreatedAt: it.CreatedAt, ExpiresAt: it.ExpiresAt,
-				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message}
+				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message,
+				TransactionID: it.TransactionID, NumberChoices: choices}
 			if it.LoginRequestID != "" {
 				lr, err := st.LoginRequest(it.LoginRequestID)
 				if err != nil {
@@ -803,21 +854,7 @@ func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutDispatchToken(dt); err != nil {
 			return err
 		}
-		tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, reason, now
-		if err := st.PutTransaction(tx); err != nil {
-			return err
-		}
-		sessions, err := st.TransactionSessions(tx.ID)
-		if err != nil {
-			return err
-		}
-		for _, sess := range sessions {
-			if err := st.DeleteSession(sess.ServerData); err != nil {
-				return err
-			}
-		}
-		st.Wake(txWaitKey(tx.ID))
-		return dropInbox(st, tx.ID)
+		return s.failTransaction(st, tx, reason, now)
 	})
 	if err != nil {
 		s.devFail(w, r, err)
@@ -852,10 +889,14 @@ func (s *Server) handleDeregistration(w http.ResponseWriter, r *http.Request) {
 		if len(dr.Authenticators) != 1 || dr.Authenticators[0].KeyID != a.KeyID || dr.Authenticators[0].AAID != a.AAID {
 			return errf(http.StatusForbidden, "a device may only deregister its own key")
 		}
-		if err := failPending(st, "", a.ID, "authenticator deregistered", now); err != nil {
+		if err := s.failPending(st, "", a.ID, "authenticator deregistered", now); err != nil {
 			return err
 		}
 		if err := st.DeleteAuthenticator(a.ID); err != nil {
+			return err
+		}
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventAuthenticatorRemoved, UserID: a.UserID, AuthenticatorID: a.ID,
+			Reason: "deregistered by the device"}); err != nil {
 			return err
 		}
 		return st.ClearInbox(a.ID)
@@ -865,4 +906,62 @@ func (s *Server) handleDeregistration(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, deviceapi.StatusBody{StatusCode: deviceapi.StatusOK})
+}
+
+// failTransaction ends a pending transaction as failed with reason: its
+// UAF requests in flight are forgotten and its push messages withdrawn.
+func (s *Server) failTransaction(st Tx, tx *Transaction, reason string, now time.Time) error {
+	tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, reason, now
+	if err := st.PutTransaction(tx); err != nil {
+		return err
+	}
+	if err := s.emitTx(st, tx, tx.Status); err != nil {
+		return err
+	}
+	sessions, err := st.TransactionSessions(tx.ID)
+	if err != nil {
+		return err
+	}
+	for _, sess := range sessions {
+		if err := st.DeleteSession(sess.ServerData); err != nil {
+			return err
+		}
+	}
+	st.Wake(txWaitKey(tx.ID))
+	return dropInbox(st, tx.ID)
+}
+
+// pickedNumber reads the number the user picked from an authentication
+// response's context (0: none).
+func pickedNumber(raw json.RawMessage) (int, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	var c deviceapi.AuthContext
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return 0, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "context must be a JSON object such as {\"number\":42}")
+	}
+	if c.Number < 0 || c.Number > 99 {
+		return 0, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "context.number must be a two-digit number")
+	}
+	return c.Number, nil
+}
+
+// numberChoices draws a number-matching approval's number (10-99) and the
+// three numbers the phone offers, the right one among two other ones, in a
+// random order.
+func numberChoices() (int, []int) {
+	draw := func() int { n, _ := rand.Int(rand.Reader, big.NewInt(90)); return int(n.Int64()) + 10 }
+	number := draw()
+	choices := []int{number}
+	for len(choices) < 3 {
+		if n := draw(); !slices.Contains(choices, n) {
+			choices = append(choices, n)
+		}
+	}
+	for i := len(choices) - 1; i > 0; i-- {
+		j, _ := rand.Int(rand.Reader, big.NewInt(int64(i+1)))
+		choices[i], choices[j.Int64()] = choices[j.Int64()], choices[i]
+	}
+	return number, choices
 }

@@ -22,8 +22,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/trustapi"
@@ -41,10 +43,15 @@ type Server struct {
 	// dataClient forwards getData to the data service.
 	dataClient *http.Client
 
+	chaos chaosState
+
 	stopping chan struct{} // closed by Close: long-polls answer at once
 	stopOnce sync.Once
 
 	unsubscribe func()
+
+	// clockOffset (nanoseconds) is added to cfg.now: AdvanceClock moves it.
+	clockOffset atomic.Int64
 
 	mu      sync.RWMutex
 	baseURL string
@@ -76,8 +83,12 @@ type config struct {
 
 	retention time.Duration
 
+	clockControl bool // POST /api/v1/admin/clock answers
+
 	upv    uaf.Version // zero: 1.1
 	facets []string
+
+	chaos cloudapi.Chaos
 }
 
 // WithTrustedFacets sets the facet IDs (besides the cloud's own origin) the
@@ -142,12 +153,15 @@ func New(opts ...Option) (*Server, error) {
 	if cfg.store == nil {
 		cfg.store = NewMemoryStore()
 	}
+	if err := cfg.chaos.Validate(); err != nil {
+		return nil, fmt.Errorf("emulator: %w", err)
+	}
 	is, err := loadIssuer(&cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
-		dataClient: &http.Client{}, stopping: make(chan struct{})}
+		dataClient: &http.Client{}, stopping: make(chan struct{}), chaos: chaosState{c: cfg.chaos}}
 	s.unsubscribe = s.store.Subscribe(func(key string) {
 		switch key {
 		case wakeAllKey:
@@ -287,7 +301,7 @@ func (s *Server) Addr() string {
 
 // Handler serves the whole API. Without WithBaseURL or Start, the base URL is
 // taken from the first request's Host.
-func (s *Server) Handler() http.Handler { return s.logRequests(s.jsonErrors(s.mux)) }
+func (s *Server) Handler() http.Handler { return s.logRequests(s.withChaos(s.jsonErrors(s.mux))) }
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
 // It returns once the listener is bound; URL then answers.
@@ -340,7 +354,14 @@ func (s *Server) base(r *http.Request) string {
 	return s.baseURL
 }
 
-func (s *Server) now() time.Time { return s.cfg.now().UTC() }
+// now is the cloud's clock: TTLs, expiry and the tokens it issues.
+func (s *Server) now() time.Time { return s.cfg.now().Add(s.offset()).UTC() }
+
+// deviceNow is the devices' clock, which AdvanceClock does not move: the
+// freshness of their signed timestamps is checked against it.
+func (s *Server) deviceNow() time.Time { return s.cfg.now().UTC() }
+
+func (s *Server) offset() time.Duration { return time.Duration(s.clockOffset.Load()) }
 
 func (s *Server) routes() {
 	m := s.mux
@@ -374,13 +395,20 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+trustapi.PathOAuthToken, s.handleOAuthToken)
 	m.HandleFunc("POST "+trustapi.PathOAuthRevoke, s.handleOAuthRevoke)
 	m.HandleFunc("POST "+trustapi.PathRotateKey, s.backendAuth(s.handleRotateKey))
+	m.HandleFunc("GET "+cloudapi.PathClock, s.backendAuth(s.handleClock))
+	m.HandleFunc("POST "+cloudapi.PathClock, s.backendAuth(s.handleClock))
 	m.HandleFunc("POST "+trustapi.PathLoginRequests, s.handleCreateLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/respond", s.handleRespondLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/token", s.handleLoginToken)
+	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/cancel", s.handleCancelLoginRequest)
+	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/cancel", s.handleCancelPairing)
 	m.HandleFunc("POST "+trustapi.PathPairings, s.handleCreatePairing)
 	m.HandleFunc("GET "+trustapi.PathPairings+"/{id}", s.handlePairingStatus)
 	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/approve", s.handleApprovePairing)
 	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
+
+	m.HandleFunc("GET "+adminapi.PathEvents, s.backendAuth(s.handleEvents))
+	s.steerRoutes()
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
 
@@ -419,6 +447,7 @@ func errf(status int, format string, a ...any) error {
 
 // writeError writes the Spring-style error body.
 func writeError(w http.ResponseWriter, status int, msg string) {
+	refusal(w, msg)
 	writeJSON(w, status, cloudapi.ErrorBody{Status: status, Error: http.StatusText(status), Message: msg})
 }
 
@@ -529,6 +558,7 @@ func parseWait(r *http.Request) (time.Duration, error) {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	reason string // why the request was refused (see refusal)
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -548,6 +578,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		s.cfg.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		s.logRefusal(r, rec.status, rec.reason)
 	})
 }
 

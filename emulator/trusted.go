@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
@@ -154,6 +155,14 @@ func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request
 		if err := st.PutLoginRequest(lr); err != nil {
 			return err
 		}
+		if err := s.emitLogin(st, lr, adminapi.EventLoginCreated); err != nil {
+			return err
+		}
+		if lr.Status == trustapi.StatusApproved {
+			if err := s.emitLogin(st, lr, adminapi.EventLoginApproved); err != nil {
+				return err
+			}
+		}
 		if lr.Status == trustapi.StatusPending {
 			for _, a := range trusted {
 				err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, LoginRequestID: lr.ID,
@@ -185,7 +194,7 @@ func orUnnamed(s string) string {
 
 // freshSignature checks a trusted device's signed timestamp.
 func (s *Server) freshSignature(ts int64) error {
-	d := s.now().Sub(time.Unix(ts, 0))
+	d := s.deviceNow().Sub(time.Unix(ts, 0))
 	if d > devsig.MaxAge || d < -5*time.Second {
 		return errf(http.StatusUnauthorized, "the signed timestamp is too old or from the future")
 	}
@@ -222,6 +231,8 @@ func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Reques
 			return errf(http.StatusNotFound, "no login request %s", id)
 		case lr.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
 			return errf(http.StatusForbidden, "this device is not trusted for the user who asked")
+		case lr.Status == trustapi.StatusCancelled:
+			return errf(http.StatusConflict, "the login request was cancelled: the device that asked stopped waiting")
 		case lr.Status != trustapi.StatusPending:
 			return errf(http.StatusConflict, "the login request was already %s", lr.Status)
 		case !now.Before(lr.ExpiresAt):
@@ -239,6 +250,9 @@ func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Reques
 		}
 		lr.ApprovedBy, lr.Signature, lr.SignedAt, lr.UpdatedAt = a.ID, req.Signature, req.Timestamp, now
 		if err := st.PutLoginRequest(lr); err != nil {
+			return err
+		}
+		if err := s.emitLogin(st, lr, map[bool]string{true: adminapi.EventLoginApproved, false: adminapi.EventLoginRejected}[req.Approved]); err != nil {
 			return err
 		}
 		st.Wake(loginWaitKey(lr.ID))
@@ -290,6 +304,8 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the tokens of this login request were already handed out")
 			case lr.Status == trustapi.StatusRejected:
 				return oerr(http.StatusForbidden, trustapi.ErrCodeAccessDenied, "the trusted device rejected the login")
+			case lr.Status == trustapi.StatusCancelled:
+				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the login request was cancelled; ask again")
 			case lr.Status == trustapi.StatusPending && !now.Before(lr.ExpiresAt):
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeExpired, "no trusted device answered in time; ask again")
 			case lr.Status == trustapi.StatusPending:
@@ -410,7 +426,9 @@ func (s *Server) signTokens(base string, u *User, now time.Time) (*signedTokens,
 // recordTokens records signed tokens in chain (a new chain when empty) with
 // a new refresh token, and returns the whole answer.
 func (s *Server) recordTokens(st Tx, t *signedTokens, chainID string, now time.Time) (trustapi.OAuthToken, error) {
+	typ := adminapi.EventTokenRefreshed
 	if chainID == "" {
+		typ = adminapi.EventTokenIssued
 		chainID = uuid.NewString()
 		if err := st.PutChain(&TokenChain{ID: chainID}); err != nil {
 			return trustapi.OAuthToken{}, err
@@ -418,6 +436,10 @@ func (s *Server) recordTokens(st Tx, t *signedTokens, chainID string, now time.T
 	}
 	rt := &RefreshToken{Token: randomToken("rt_"), ChainID: chainID, UserID: t.userID, Username: t.username, ExpiresAt: now.Add(refreshTTL)}
 	if err := st.PutRefreshToken(rt); err != nil {
+		return trustapi.OAuthToken{}, err
+	}
+	if err := s.emit(st, adminapi.Event{Type: typ, UserID: t.userID, Username: t.username,
+		Data: map[string]string{"chain": chainID, "jti": t.accessJTI}}); err != nil {
 		return trustapi.OAuthToken{}, err
 	}
 	if err := st.AddChainToken(chainID, t.accessJTI, t.expires); err != nil {
@@ -530,7 +552,7 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the refresh token was revoked")
 		case rt.Used:
 			// A rotated token came back: someone else holds the chain.
-			if err := revokeChain(st, chain); err != nil {
+			if err := s.revokeChain(st, chain, "a used refresh token came back"); err != nil {
 				return err
 			}
 			return commitWith(oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "this refresh token was already used; the whole token chain is now revoked"))
@@ -605,7 +627,11 @@ func (s *Server) handleOAuthRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	err = s.store.Update(r.Context(), func(st Tx) error {
 		if jti != "" {
-			return st.Revoke(jti, exp)
+			if err := st.Revoke(jti, exp); err != nil {
+				return err
+			}
+			return s.emit(st, adminapi.Event{Type: adminapi.EventTokenRevoked, Reason: "revoked by the client",
+				Data: map[string]string{"jti": jti}})
 		}
 		rt, err := st.RefreshToken(token)
 		if err != nil || rt == nil {
@@ -615,7 +641,7 @@ func (s *Server) handleOAuthRevoke(w http.ResponseWriter, r *http.Request) {
 		if err != nil || chain == nil || chain.Revoked {
 			return err
 		}
-		return revokeChain(st, chain)
+		return s.revokeChain(st, chain, "revoked by the client")
 	})
 	if err != nil {
 		s.oauthFail(w, r, err)
@@ -624,10 +650,13 @@ func (s *Server) handleOAuthRevoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// revokeChain revokes every token of a chain.
-func revokeChain(st Tx, chain *TokenChain) error {
+// revokeChain revokes every token of a chain, and logs why.
+func (s *Server) revokeChain(st Tx, chain *TokenChain, why string) error {
 	chain.Revoked = true
 	if err := st.PutChain(chain); err != nil {
+		return err
+	}
+	if err := s.emit(st, adminapi.Event{Type: adminapi.EventTokenRevoked, Reason: why, Data: map[string]string{"chain": chain.ID}}); err != nil {
 		return err
 	}
 	jtis, err := st.ChainTokens(chain.ID)
@@ -682,6 +711,7 @@ func (s *Server) handleRotateKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.emitNow(r.Context(), adminapi.Event{Type: adminapi.EventKeyRotated, Data: map[string]string{"kid": kid}})
 	writeJSON(w, http.StatusOK, map[string]string{"kid": kid})
 }
 
@@ -728,6 +758,10 @@ func (s *Server) handleCreatePairing(w http.ResponseWriter, r *http.Request) {
 			return errf(http.StatusConflict, "keyId is already registered")
 		}
 		p.UserID = u.ID
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventPairingCreated, UserID: u.ID, Username: u.Username, OperationID: p.ID,
+			Status: p.Status, Data: map[string]string{"device": p.DeviceName}}); err != nil {
+			return err
+		}
 		if err := st.PutPairing(p); err != nil {
 			return err
 		}
@@ -817,6 +851,8 @@ func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
 			return errf(http.StatusNotFound, "no pairing %s", id)
 		case p.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
 			return errf(http.StatusForbidden, "this device is not trusted for the pairing's user")
+		case p.Status == trustapi.StatusCancelled:
+			return errf(http.StatusConflict, "the pairing was cancelled: the new device stopped waiting; ask it to show a new QR code")
 		case p.Status != trustapi.StatusPending:
 			return errf(http.StatusConflict, "the pairing was already %s", p.Status)
 		case !now.Before(p.ExpiresAt):
@@ -858,10 +894,14 @@ func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
 		st.Wake(pairingWaitKey(id))
 		out = trustapi.PairingStatus{Status: p.Status, AuthenticatorID: na.ID, UserID: p.UserID}
 		u, err := st.User(p.UserID)
+		if err != nil {
+			return err
+		}
 		if u != nil {
 			out.Username = u.Username
 		}
-		return err
+		return s.emit(st, adminapi.Event{Type: adminapi.EventPairingApproved, UserID: p.UserID, Username: out.Username,
+			AuthenticatorID: na.ID, OperationID: p.ID, Status: p.Status})
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -941,4 +981,114 @@ func (s *Server) handleRemoveTrusted(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleCancelLoginRequest ends a pending login request for the device
+// that made it (its poll token and PKCE verifier prove it): the trusted
+// devices' inbox items go, and a trusted device answering later is told
+// it was cancelled.
+func (s *Server) handleCancelLoginRequest(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req trustapi.PollRequest
+	if err := readJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		lr, err := st.LoginRequest(id)
+		switch {
+		case err != nil:
+			return err
+		case lr == nil || subtle.ConstantTimeCompare([]byte(lr.PollToken), []byte(req.PollToken)) != 1 ||
+			trustapi.CodeChallenge(req.CodeVerifier) != lr.CodeChallenge:
+			return errf(http.StatusNotFound, "no login request %s with that poll token and code verifier", id)
+		case lr.Status == trustapi.StatusCancelled:
+			return nil
+		case lr.Status != trustapi.StatusPending:
+			return errf(http.StatusConflict, "the login request was already %s", lr.Status)
+		}
+		lr.Status, lr.UpdatedAt = trustapi.StatusCancelled, s.now()
+		if err := st.PutLoginRequest(lr); err != nil {
+			return err
+		}
+		if err := s.emitLogin(st, lr, adminapi.EventLoginCancelled); err != nil {
+			return err
+		}
+		items, err := st.InboxItems("", lr.ID)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if err := st.DeleteInboxItem(it.ID); err != nil {
+				return err
+			}
+			st.Wake(inboxWaitKey(it.AuthenticatorID))
+		}
+		st.Wake(loginWaitKey(lr.ID))
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleCancelPairing ends a pending pairing for the new device that made
+// it (signed with the pairing's key): no trusted device can approve it
+// afterwards, so no orphaned trusted device appears.
+func (s *Server) handleCancelPairing(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req trustapi.CancelPairing
+	if err := readJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.freshSignature(req.Timestamp); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		p, err := st.Pairing(id)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return errf(http.StatusNotFound, "no pairing %s", id)
+		}
+		pub, err := parseRawKey(p.PublicKey)
+		if err != nil || !trustapi.Verify(pub, trustapi.SignedFacts(p.UserID, p.ID, trustapi.EventCancelPairing, req.Timestamp, false), req.Signature) {
+			return errf(http.StatusUnauthorized, "the cancellation's signature does not verify with the pairing's key")
+		}
+		switch p.Status {
+		case trustapi.StatusCancelled:
+			return nil
+		case trustapi.StatusPending:
+		default:
+			return errf(http.StatusConflict, "the pairing was already %s", p.Status)
+		}
+		p.Status = trustapi.StatusCancelled
+		if err := st.PutPairing(p); err != nil {
+			return err
+		}
+		st.Wake(pairingWaitKey(id))
+		return s.emit(st, adminapi.Event{Type: adminapi.EventPairingCancelled, UserID: p.UserID, OperationID: p.ID, Status: p.Status})
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// emitLogin logs a login request's step.
+func (s *Server) emitLogin(st Tx, lr *LoginRequest, typ string) error {
+	e := adminapi.Event{Type: typ, UserID: lr.UserID, OperationID: lr.ID, Status: lr.Status, AuthenticatorID: lr.ApprovedBy,
+		Data: map[string]string{"device": lr.DeviceName, "ip": lr.IP}}
+	if u, err := st.User(lr.UserID); err != nil {
+		return err
+	} else if u != nil {
+		e.Username = u.Username
+	}
+	return s.emit(st, e)
 }

@@ -108,7 +108,7 @@ func (p *Phone) Data(ctx context.Context, payload []byte, contentType string) (*
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("getData cancelled: %w", context.Cause(ctx))
 		}
-		return nil, fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, a.Cloud, errors.Unwrap(err))
+		return nil, transportError(ctx, err, a.Cloud)
 	}
 	out := &DataResponse{Status: resp.StatusCode(), ContentType: resp.Header().Get("Content-Type"), Body: resp.Body(), Account: a}
 	if resp.Header().Get(deviceapi.DataRelayedHeader) == "" {
@@ -253,7 +253,7 @@ func (p *Phone) ChangePIN(ctx context.Context, ref string) (*flows.Flow, error) 
 		}
 		if err := s.VerifyPIN(ctx, MaxPINAttempts-a.PINFailures, p.pinCheck(a)); err != nil {
 			if errors.Is(err, flows.ErrWrongPIN) {
-				return fmt.Errorf("%w: %d attempts left before the account locks", err, MaxPINAttempts-a.PINFailures)
+				return fmt.Errorf("%w: %s left before the account locks", err, attemptsLeft(MaxPINAttempts-a.PINFailures))
 			}
 			return err
 		}
@@ -261,7 +261,7 @@ func (p *Phone) ChangePIN(ctx context.Context, ref string) (*flows.Flow, error) 
 		if err != nil {
 			return err
 		}
-		ver, err := newPINVerifier(pin)
+		ver, err := p.newPINVerifier(pin)
 		if err != nil {
 			return err
 		}
@@ -270,21 +270,4 @@ func (p *Phone) ChangePIN(ctx context.Context, ref string) (*flows.Flow, error) 
 		}
 		return nil
 	})
-}
-
-// replaceAccount swaps the record with id for a.
-func (p *Phone) replaceAccount(id string, a *Account) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	accts, err := p.load()
-	if err != nil {
-		return err
-	}
-	for i, x := range accts {
-		if x.ID == id {
-			accts[i] = a
-			return p.save(accts)
-		}
-	}
-	return p.save(append(accts, a))
 }

@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/authphone/authphone/flows"
 	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/backend"
+	"github.com/authphone/authphone/sdk/qr"
 	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -52,6 +55,38 @@ type app struct {
 	accessKey string
 	versions  []string
 	facetID   string
+	timeout   time.Duration
+	faults    []string // --fault: the phone misbehaves (tests)
+	// printed is set once a result document went to stdout with --json;
+	// an error after it then gets no second document.
+	printed bool
+}
+
+// defaultTimeout limits each call to the cloud (--timeout).
+const defaultTimeout = 30 * time.Second
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+// secretEnv names an environment variable that holds a secret, for --help:
+// whether it is set, never its value.
+func secretEnv(name string) string {
+	if os.Getenv(name) != "" {
+		return "env " + name + ": (set)"
+	}
+	return "env " + name
+}
+
+// accessKeyValue is --access-key, or AUTHPHONE_ACCESS_KEY.
+func (a *app) accessKeyValue() string {
+	if a.accessKey != "" {
+		return a.accessKey
+	}
+	return os.Getenv("AUTHPHONE_ACCESS_KEY")
 }
 
 func envOr(name, def string) string {
@@ -82,26 +117,42 @@ func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud), sdk.WithAllowedProtocolVersions(a.versions...), sdk.WithFacetID(a.facetID)}
+	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud), sdk.WithAllowedProtocolVersions(a.versions...),
+		sdk.WithTimeout(a.timeout), sdk.WithFacetID(a.facetID)}
 	if w := a.verboseWriter(); w != nil {
 		opts = append(opts, sdk.WithVerbose(w))
+	}
+	if len(a.faults) > 0 {
+		f, err := sdk.ParseFaults(a.faults...)
+		if err != nil {
+			return nil, usageErrorf("--fault: %v", err)
+		}
+		opts = append(opts, sdk.WithFaults(f))
 	}
 	return sdk.New(a.profile, ks, opts...)
 }
 
 func (a *app) backend() (*backend.Client, error) {
-	if a.accessKey == "" {
+	key := a.accessKeyValue()
+	if key == "" {
 		return nil, usageErrorf("the backend commands need the cloud's access key: pass --access-key or set AUTHPHONE_ACCESS_KEY (the emulator prints it when it starts)")
 	}
-	opts := []backend.Option{backend.WithAccessKey(a.accessKey)}
+	opts := []backend.Option{backend.WithAccessKey(key), backend.WithTimeout(a.timeout)}
 	if w := a.verboseWriter(); w != nil {
 		opts = append(opts, backend.WithVerbose(w))
 	}
 	return backend.New(a.cloud, opts...), nil
 }
 
-// printJSON writes one JSON document on a line.
+// printJSON writes the command's result as one JSON document on a line.
 func (a *app) printJSON(v any) {
+	a.printed = true
+	a.printLine(v)
+}
+
+// printLine writes one JSON line that is not the result (a FlowUpdate, a
+// binding code while a command waits).
+func (a *app) printLine(v any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintln(a.io.out, string(b))
 }
@@ -113,6 +164,10 @@ func (a *app) pin(flag, prompt string) (string, error) {
 	if flag != "" {
 		return flag, nil
 	}
+	return a.pinFromEnv(prompt)
+}
+
+func (a *app) pinFromEnv(prompt string) (string, error) {
 	if v := os.Getenv("AUTHPHONE_PIN"); v != "" {
 		return v, nil
 	}
@@ -124,8 +179,8 @@ func (a *app) pin(flag, prompt string) (string, error) {
 
 // needPIN fails early, before any token is used, when a flow will ask for a
 // PIN that nothing can supply.
-func (a *app) needPIN(flag string) error {
-	if flag != "" || os.Getenv("AUTHPHONE_PIN") != "" || (a.io.inTTY && a.io.readPIN != nil) {
+func (a *app) needPIN(flag ...string) error {
+	if (len(flag) > 0 && flag[0] != "") || os.Getenv("AUTHPHONE_PIN") != "" || (a.io.inTTY && a.io.readPIN != nil) {
 		return nil
 	}
 	return fmt.Errorf("%w: pass --pin or set AUTHPHONE_PIN (there is no terminal to ask); --biometric for a biometric account", sdk.ErrPINRequired)
@@ -150,7 +205,7 @@ func (a *app) printUpdate(u flows.Update) {
 		if u.Err != nil {
 			j.Error = u.Err.Error()
 		}
-		a.printJSON(j)
+		a.printLine(j)
 		return
 	}
 	line := fmt.Sprintf("%-17s %s", u.Type, u.State)
@@ -167,8 +222,11 @@ func (a *app) printUpdate(u flows.Update) {
 		for _, k := range keys {
 			line += fmt.Sprintf("  %s=%q", k, in.Details[k])
 		}
+		if len(in.Numbers) > 0 {
+			line += "  numbers=" + flows.JoinNumbers(in.Numbers)
+		}
 		if u.PreviousResult == flows.PINFail {
-			line += fmt.Sprintf("  (wrong PIN, %d attempts left)", in.RetriesLeft)
+			line += fmt.Sprintf("  (wrong PIN, %s left)", plural(in.RetriesLeft, "attempt"))
 		}
 	}
 	if u.Err != nil {
@@ -179,10 +237,11 @@ func (a *app) printUpdate(u flows.Update) {
 
 // answers is what the command line says for the user.
 type answers struct {
-	pin       string // to verify (and to set, when newPIN is empty on enrol)
-	newPIN    string // to set
+	pins      []string // to verify, in turn: each wrong one counts toward the lock-out
+	newPIN    string   // to set
 	deny      bool
 	biometric bool
+	number    int // picked at a number-matching CONFIRM
 }
 
 // answerer is the CLI's user: it confirms (or declines with deny), answers
@@ -190,6 +249,7 @@ type answers struct {
 // flag, the environment or the terminal. After a wrong PIN it asks the
 // terminal again, or gives up when there is none.
 func (a *app) answerer(ans answers) flows.Answerer {
+	tried := 0 // PINs of ans.pins used so far
 	return func(f *flows.Flow, u flows.Update) {
 		in := u.CurrentInteraction
 		if in.Details["method"] == flows.MethodBiometric {
@@ -202,13 +262,30 @@ func (a *app) answerer(ans answers) flows.Answerer {
 		}
 		switch in.Type {
 		case flows.Confirm, flows.ConfirmTransaction:
+			if !ans.deny && len(in.Numbers) > 0 {
+				if ans.number == 0 {
+					f.CancelWith(fmt.Errorf("%w: pass --number N (one of %s)", flows.ErrNumberRequired, flows.JoinNumbers(in.Numbers)))
+				} else if err := f.ConfirmNumber(ans.number); err != nil {
+					f.CancelWith(err)
+				}
+				return
+			}
 			_ = f.Confirm(!ans.deny)
 		case flows.VerifySecondFactor:
-			if u.PreviousResult == flows.PINFail && (ans.pin != "" || os.Getenv("AUTHPHONE_PIN") != "" || !a.io.inTTY) {
+			if len(ans.pins) > 0 {
+				if tried == len(ans.pins) {
+					f.CancelWith(flows.ErrWrongPIN) // no --pin left to try
+					return
+				}
+				tried++
+				_ = f.InputSecondFactor(ans.pins[tried-1])
+				return
+			}
+			if u.PreviousResult == flows.PINFail && (os.Getenv("AUTHPHONE_PIN") != "" || !a.io.inTTY) {
 				f.CancelWith(flows.ErrWrongPIN)
 				return
 			}
-			pin, err := a.pin(ans.pin, fmt.Sprintf("PIN (%d attempts left): ", in.RetriesLeft))
+			pin, err := a.pinFromEnv(fmt.Sprintf("PIN (%s left): ", plural(in.RetriesLeft, "attempt")))
 			if err != nil {
 				f.CancelWith(err)
 				return
@@ -233,8 +310,11 @@ func (a *app) runFlow(f *flows.Flow, ans flows.Answerer) flows.Update {
 // exactArgs and friends make argument errors usage errors (exit 2).
 func maxArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n && n == 0 {
+			return usageErrorf("%s takes no arguments, got %d: see '%s --help'", cmd.CommandPath(), len(args), cmd.CommandPath())
+		}
 		if len(args) > n {
-			return usageErrorf("%s takes at most %d argument(s), got %d; see --help", cmd.CommandPath(), n, len(args))
+			return usageErrorf("%s takes at most %s, got %d: see '%s --help'", cmd.CommandPath(), plural(n, "argument"), len(args), cmd.CommandPath())
 		}
 		return nil
 	}
@@ -243,7 +323,7 @@ func maxArgs(n int) cobra.PositionalArgs {
 func exactArgs(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageErrorf("%s needs %s; see --help", cmd.CommandPath(), names)
+			return usageErrorf("%s needs %s: see '%s --help'", cmd.CommandPath(), names, cmd.CommandPath())
 		}
 		return nil
 	}
@@ -265,15 +345,64 @@ func (a *app) readInput(args []string, what string) ([]byte, error) {
 	}
 	arg := args[0]
 	if !strings.ContainsAny(arg, "\n{") && len(arg) < 4096 {
-		if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
+		fi, err := os.Stat(arg)
+		switch {
+		case err == nil && fi.Mode().IsRegular():
 			b, err := os.ReadFile(arg)
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", arg, err)
+				return nil, fmt.Errorf("cannot read %s (%v): check its permissions, or give %s as text", arg, errors.Unwrap(err), what)
+			}
+			if isImageName(arg) && !qr.IsImage(b) {
+				return nil, fmt.Errorf("%s is not a PNG or JPEG image: give the image of the QR code, or its text", arg)
 			}
 			return b, nil
+		case err == nil:
+			return nil, fmt.Errorf("%s is not a file: give %s", arg, what)
+		case looksLikePath(arg):
+			return nil, fmt.Errorf("no such file %s: check the path, or give %s as text", arg, what)
 		}
 	}
 	return []byte(arg), nil
 }
 
+// looksLikePath tells a file name from payload text: base64url has no dot
+// or slash, app links and data: URIs are recognised by their scheme.
+func looksLikePath(s string) bool {
+	return !strings.Contains(s, "://") && !strings.HasPrefix(s, "data:") && strings.ContainsAny(s, "./\\")
+}
+
+func isImageName(s string) bool {
+	switch strings.ToLower(filepath.Ext(s)) {
+	case ".png", ".jpg", ".jpeg":
+		return true
+	}
+	return false
+}
+
 var errSilent = errors.New("silent")
+
+// faultFlag adds --fault to a command that answers an authentication.
+func (a *app) faultFlag(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&a.faults, "fault", nil, "for tests: answer like a broken or cloned authenticator, "+sdk.FaultNames+
+		" (repeat or comma-separate; the cloud must refuse the first three, skew beyond 60s; drop-answer and slow never reach it in time)")
+}
+
+// plural is "1 attempt", "0 arguments", "3 attempts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// readFile reads a file a flag names, saying which flag when it is missing.
+func readFile(path, flag string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("no such file %s: check %s", path, flag)
+	case err != nil:
+		return nil, fmt.Errorf("cannot read %s (%v): check %s", path, errors.Unwrap(err), flag)
+	}
+	return b, nil
+}

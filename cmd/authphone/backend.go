@@ -22,10 +22,10 @@ status, introspect, intent, users) with --cloud and --access-key
   authphone backend enroll alice --qr
   authphone backend approve alice --message 'Pay <b>10 EUR</b>' --wait 60s`,
 	}
-	cmd.PersistentFlags().StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "the cloud's access key (env AUTHPHONE_ACCESS_KEY)")
+	cmd.PersistentFlags().StringVar(&a.accessKey, "access-key", "", "the cloud's access key ("+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	cmd.AddCommand(newBackendEnrollCmd(a), newBackendApproveCmd(a), newBackendStatusCmd(a), newBackendIntrospectCmd(a),
 		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a), newBackendVerifyTokenCmd(a),
-		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a))
+		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a), newBackendClockCmd(a), newBackendChaosCmd(a))
 	return cmd
 }
 
@@ -96,25 +96,38 @@ func newBackendEnrollCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// statusResult prints a status and turns a final status into the exit code.
+// statusResult prints a status and turns it into the exit code: 0
+// succeeded, 3 failed (declined, rejected), 4 failed because it expired or
+// still pending (an answer, not an error), 1 unknown.
 func (a *app) statusResult(st *cloudapi.StatusResponse, waited time.Duration) error {
 	if a.json {
 		a.printJSON(st)
 	} else {
 		a.printf("status: %s\n", st.Status)
+		if st.Reason != "" {
+			a.printf("reason: %s\n", st.Reason)
+		}
 		if st.Token != "" {
 			a.printf("token:  %s\n", st.Token)
 		}
 	}
 	switch st.Status {
 	case cloudapi.StatusFailed:
-		return refused(fmt.Errorf("the transaction failed (declined, expired or rejected)"))
+		if st.Reason == cloudapi.ReasonExpired {
+			return timedOut(fmt.Errorf("the transaction expired: nobody answered it in time; start a new one"))
+		}
+		why := st.Reason
+		if why == "" {
+			why = "declined or rejected"
+		}
+		return refused(fmt.Errorf("the transaction failed (%s): the user or the phone said no", why))
 	case cloudapi.StatusPending:
 		if waited > 0 {
-			return timedOut(fmt.Errorf("still pending after %s", waited))
+			return timedOut(fmt.Errorf("still pending after %s: wait longer with --wait", waited))
 		}
+		return timedOut(fmt.Errorf("still pending: read it again, or wait with --wait"))
 	case cloudapi.StatusUnknown:
-		return fmt.Errorf("the cloud does not know this transaction (purged, or another cloud)")
+		return fmt.Errorf("the cloud does not know this transaction: it was purged, or the token is from another cloud")
 	}
 	return nil
 }
@@ -128,7 +141,8 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 		Example: `  authphone backend approve alice
   authphone backend approve alice --message 'Pay <b>100 EUR</b> to Bob' --wait 60s
   authphone backend approve alice --channel app --json | jq -r .appLinkUri
-  authphone backend approve alice --authenticator "*" --wait 60s`,
+  authphone backend approve alice --authenticator "*" --wait 60s
+  authphone backend approve alice --number-matching --wait 60s   # prints the number to show the user`,
 		Args: exactArgs(1, "a USERNAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.backend()
@@ -150,10 +164,17 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 					a.printf("app link:     %s\n", ap.AppLinkURI)
 				}
 				a.printf("transaction:  %s\nstatus token: %s\n", ap.TransactionID, ap.StatusToken)
+				if ap.Number != 0 {
+					a.printf("number:       %d\n", ap.Number)
+				}
 				return nil
 			}
 			if !a.json {
-				a.printf("transaction:  %s\nstatus token: %s\nwaiting up to %s for the phone...\n", ap.TransactionID, ap.StatusToken, wait)
+				a.printf("transaction:  %s\nstatus token: %s\n", ap.TransactionID, ap.StatusToken)
+				if ap.Number != 0 {
+					a.printf("number:       %d\n", ap.Number)
+				}
+				a.printf("waiting up to %s for the phone...\n", wait)
 			}
 			st, err := c.WaitStatus(cmd.Context(), ap.StatusToken, wait)
 			if err != nil {
@@ -168,7 +189,8 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 	f.StringVar(&req.Channel, "channel", "push", "push (to the phone's inbox) or app (a QR code / app link)")
 	f.StringVar(&req.AuthenticatorID, "authenticator", "", "the authenticator ID to ask, or * for any of the user's (the first answer wins); default: the last registered")
 	f.BoolVar(&req.Prompt, "prompt", false, "set the request's prompt flag")
-	f.DurationVar(&wait, "wait", 0, "wait up to this long for the result (exit 3 if it failed, 4 if still pending)")
+	f.BoolVar(&req.NumberMatching, "number-matching", false, "number matching: the answer carries a two-digit number for the user to pick on the phone (with --json, read it without --wait)")
+	f.DurationVar(&wait, "wait", 0, "wait up to this long for the result (exit 3 if denied or rejected, 4 if it expired or is still pending)")
 	return cmd
 }
 
@@ -176,7 +198,11 @@ func newBackendStatusCmd(a *app) *cobra.Command {
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "status STATUS_TOKEN",
-		Short: "Read a transaction's status (long-polls with --wait)",
+		Short: "Read a transaction's status at once (long-polls with --wait)",
+		Long: `status reads a transaction's status and answers at once: succeeded (exit
+0), failed (exit 3 when declined or rejected; exit 4 with reason expired),
+pending (exit 4: an answer, not an error), unknown (exit 1). With --wait it
+holds until the status leaves pending or the wait ends.`,
 		Example: `  authphone backend status st.4b1c...
   authphone backend status st.4b1c... --wait 30s --json`,
 		Args: exactArgs(1, "a STATUS_TOKEN"),
@@ -185,14 +211,19 @@ func newBackendStatusCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := c.WaitStatus(cmd.Context(), args[0], wait)
+			var st *cloudapi.StatusResponse
+			if wait > 0 {
+				st, err = c.WaitStatus(cmd.Context(), args[0], wait)
+			} else {
+				st, err = c.Status(cmd.Context(), args[0], 0) // answers at once
+			}
 			if err != nil {
 				return err
 			}
 			return a.statusResult(st, wait)
 		},
 	}
-	cmd.Flags().DurationVar(&wait, "wait", 0, "hold until the status leaves pending, up to this long")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "hold until the status leaves pending, up to this long (exit 4 if still pending)")
 	return cmd
 }
 
@@ -254,7 +285,7 @@ func newBackendIntentCmd(a *app) *cobra.Command {
 }
 
 func (a *app) printUser(u *cloudapi.User) {
-	a.printf("%s  %s  %s  %d authenticator(s)\n", u.UserID, orDash(u.Username), u.Status, len(u.Authenticators))
+	a.printf("%s  %s  %s  %s\n", u.UserID, orDash(u.Username), u.Status, plural(len(u.Authenticators), "authenticator"))
 	for _, au := range u.Authenticators {
 		a.printf("    %s  %s  %s  %s\n", au.AuthenticatorID, au.Name, au.Type, au.CreatedAt.Format(time.RFC3339))
 	}
@@ -386,7 +417,7 @@ func newBackendVerifyTokenCmd(a *app) *cobra.Command {
 			if issuer != "" {
 				opts = append(opts, backend.WithIssuer(issuer))
 			}
-			c := backend.New(a.cloud, opts...)
+			c := backend.New(a.cloud, append(opts, backend.WithTimeout(a.timeout))...)
 			claims, err := c.VerifyAccessToken(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -412,7 +443,7 @@ func newBackendRefreshCmd(a *app) *cobra.Command {
   authphone backend refresh rt_... --json | jq -r .refresh_token`,
 		Args: exactArgs(1, "a REFRESH_TOKEN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := backend.New(a.cloud)
+			c := backend.New(a.cloud, backend.WithTimeout(a.timeout))
 			out, err := c.Refresh(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -450,4 +481,47 @@ func newBackendRotateKeyCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newBackendClockCmd(a *app) *cobra.Command {
+	var advance time.Duration
+	cmd := &cobra.Command{
+		Use:   "clock [--advance DUR]",
+		Short: "Read the emulator's clock, or move it forward so operations expire without waiting",
+		Long: `clock prints the emulator's time and how far ahead of real time it runs.
+--advance moves it forward (the emulator must run with --clock-control): an
+enrolment, approval, login request or pairing due to expire within DUR has
+expired at once, and waiting long-polls answer. Phones keep real time and
+go on working (their signatures' freshness is checked against the unmoved
+clock); tokens issued afterwards carry the moved time.`,
+		Example: `  authphone backend clock
+  authphone backend clock --advance 3m --json`,
+		Args: maxArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f := cmd.Flag("advance"); f.Changed && advance <= 0 {
+				return usageErrorf("--advance %s is not a positive duration: give e.g. 90s", advance)
+			}
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			var out *cloudapi.ClockResponse
+			if advance > 0 {
+				out, err = c.AdvanceClock(cmd.Context(), advance)
+			} else {
+				out, err = c.Clock(cmd.Context())
+			}
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(out)
+			} else {
+				a.printf("now:    %s\noffset: %s\n", out.Now.Format(time.RFC3339Nano), out.Offset)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&advance, "advance", 0, "move the clock forward by this much")
+	return cmd
 }

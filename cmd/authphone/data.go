@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"unicode/utf8"
 
 	"github.com/authphone/authphone/sdk"
@@ -34,8 +33,8 @@ Ctrl-C cancels the call.`,
 			case file != "" && len(args) > 0:
 				return usageErrorf("give DATA or --file, not both")
 			case file != "":
-				if payload, err = os.ReadFile(file); err != nil {
-					return fmt.Errorf("read %s: %w", file, err)
+				if payload, err = readFile(file, "--file"); err != nil {
+					return err
 				}
 			case len(args) == 1 && args[0] != "-":
 				payload = []byte(args[0])
@@ -100,6 +99,9 @@ func newUpgradeCmd(a *app) *cobra.Command {
 			if err := a.needPIN(pin); err != nil {
 				return err
 			}
+			if err := checkNewPIN(pin, "--pin"); err != nil {
+				return err
+			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {
 				return err
@@ -108,7 +110,7 @@ func newUpgradeCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: pin, newPIN: pin})), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{newPIN: pin})), false)
 		},
 	}
 	cmd.Flags().StringVar(&pin, "pin", "", "the PIN to set; or AUTHPHONE_PIN")
@@ -138,6 +140,9 @@ func newPINCmd(a *app) *cobra.Command {
 					return usageErrorf("pin change needs --old and --new (there is no terminal to ask)")
 				}
 			}
+			if err := checkNewPIN(newPIN, "--new"); err != nil {
+				return err
+			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {
 				return err
@@ -146,11 +151,31 @@ func newPINCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: oldPIN, newPIN: newPIN})), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: nonEmpty(oldPIN), newPIN: newPIN})), false)
 		},
 	}
 	change.Flags().StringVar(&oldPIN, "old", "", "the current PIN")
 	change.Flags().StringVar(&newPIN, "new", "", "the new PIN")
 	cmd.AddCommand(change)
 	return cmd
+}
+
+// nonEmpty is a list of the one PIN a flag gave, or none.
+func nonEmpty(pin string) []string {
+	if pin == "" {
+		return nil
+	}
+	return []string{pin}
+}
+
+// checkNewPIN checks a PIN about to be set against the rules before
+// anything is sent (a usage error, exit 2).
+func checkNewPIN(pin, flag string) error {
+	if pin == "" {
+		return nil
+	}
+	if err := sdk.ValidatePIN(pin); err != nil {
+		return usageErrorf("%v: choose another %s", err, flag)
+	}
+	return nil
 }

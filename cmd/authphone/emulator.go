@@ -10,6 +10,7 @@ import (
 
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
@@ -19,7 +20,7 @@ import (
 func newEmulatorCmd(a *app) *cobra.Command {
 	var addr, readyFile string
 	var enrollTTL, approvalTTL time.Duration
-	var quiet bool
+	var quiet, clockControl bool
 	var dataService string
 	var versions, facets []string
 	var maxData int64
@@ -28,6 +29,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var clientID string
 	var dbPath, dbSync, publicURL string
 	var retention time.Duration
+	var chaos string
 	cmd := &cobra.Command{
 		Use:   "emulator",
 		Short: "Run the local authentication cloud in the foreground",
@@ -40,14 +42,18 @@ a restart picks up again (users, keys, counters, tokens, the signing keys and
 the generated access key), or in PostgreSQL, where several emulators on one
 database (replicas, behind the proxy --public-url names) serve as one
 cloud. getData calls go to --data-service with a 60-second ES256 JWT the
-service verifies with /.well-known/jwks.json.`,
+service verifies with /.well-known/jwks.json. For testing a backend's
+retries and timeouts, --chaos adds latency, 503s and lost pushes (switch it
+at run time with 'authphone backend chaos').`,
 		Example: `  authphone emulator
   authphone emulator --addr 127.0.0.1:0 --json
   authphone emulator --access-key dev-key --approval-ttl 30s
+  authphone emulator --clock-control --approval-ttl 5s   # then: authphone backend clock --advance 6s
   authphone emulator --data-service http://127.0.0.1:9000/data
   authphone emulator --trusted-facet android:apk-key-hash:c2hvcC1hcHA
   authphone emulator --db ~/.local/share/authphone/cloud.db
-  authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700`,
+  authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
+  authphone emulator --chaos latency=200ms,error-rate=0.05,drop-push=0.1`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if retention <= 0 {
@@ -57,6 +63,10 @@ service verifies with /.well-known/jwks.json.`,
 				if err := uaf.CheckFacetID(id); err != nil {
 					return usageErrorf("--trusted-facet: %v", err)
 				}
+			}
+			ch, err := cloudapi.ParseChaos(chaos)
+			if err != nil {
+				return usageErrorf("--chaos: %v", err)
 			}
 			level := slog.LevelInfo
 			if quiet {
@@ -69,9 +79,12 @@ service verifies with /.well-known/jwks.json.`,
 			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL),
 				emulator.WithProtocolVersions(versions...), emulator.WithTrustedFacets(facets...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout),
 				emulator.WithLoginTTL(loginTTL), emulator.WithAccessTokenTTL(accessTTL), emulator.WithClientID(clientID),
-				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention)}
+				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention), emulator.WithChaos(ch)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
+			}
+			if clockControl {
+				opts = append(opts, emulator.WithClockControl())
 			}
 			switch {
 			case emulator.IsPostgresURL(dbPath):
@@ -96,8 +109,8 @@ service verifies with /.well-known/jwks.json.`,
 				}
 				opts = append(opts, emulator.WithBaseURL(publicURL))
 			}
-			if a.accessKey != "" {
-				opts = append(opts, emulator.WithAccessKey(a.accessKey))
+			if k := a.accessKeyValue(); k != "" {
+				opts = append(opts, emulator.WithAccessKey(k))
 			}
 			emu, err := emulator.New(opts...)
 			if err != nil {
@@ -131,7 +144,7 @@ service verifies with /.well-known/jwks.json.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", "127.0.0.1:8722", "address to listen on (127.0.0.1:0 picks a free port)")
-	f.StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "fix the backend access key (default: a new HS512 JWT each start)")
+	f.StringVar(&a.accessKey, "access-key", "", "fix the backend access key (default: a new HS512 JWT each start; "+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	f.DurationVar(&enrollTTL, "enroll-ttl", 5*time.Minute, "how long an enrolment stays pending")
 	f.DurationVar(&approvalTTL, "approval-ttl", 2*time.Minute, "how long an approval stays pending")
 	f.StringVar(&dbPath, "db", "", "keep state in this SQLite file, or in PostgreSQL (postgres://user@host/db, shared by replicas); default: memory")
@@ -140,6 +153,7 @@ service verifies with /.well-known/jwks.json.`,
 	f.DurationVar(&retention, "retention", emulator.Retention, "how long finished or expired operations are kept before they are forgotten")
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
+	f.BoolVar(&clockControl, "clock-control", false, "for tests: let 'authphone backend clock --advance DUR' move this emulator's clock forward, expiring operations without waiting")
 	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")
 	f.StringSliceVar(&facets, "trusted-facet", []string{deviceapi.DefaultFacetID}, "facet IDs the cloud trusts besides its own origin (repeat or comma-separate), served at "+deviceapi.PathFacets)
 	f.StringSliceVar(&versions, "protocol-versions", []string{"v1_1", "v1_2"}, "second-factor server protocol versions served; headless accounts need v1_2")
@@ -149,5 +163,6 @@ service verifies with /.well-known/jwks.json.`,
 	f.DurationVar(&accessTTL, "access-token-ttl", trustapi.DefaultAccessTokenLifetime, "life of access and id tokens")
 	f.DurationVar(&pollInterval, "poll-interval", trustapi.DefaultPollInterval, "least time between token polls (faster: slow_down)")
 	f.StringVar(&clientID, "client-id", trustapi.DefaultClientID, "the audience (aud) of access and id tokens")
+	f.StringVar(&chaos, "chaos", "off", "for tests: misbehave like a flaky cloud, "+cloudapi.ChaosNames+": added latency, 503s (nothing done), pushes that never reach the inbox; the admin API is spared")
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authphone/authphone/emulator"
+	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/fleet"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -15,11 +16,12 @@ import (
 
 func newFleetCmd(a *app) *cobra.Command {
 	var (
-		phones, count, inflight    int
-		duration                   time.Duration
-		rate                       float64
-		answer, think, factor, pin string
-		keep                       bool
+		phones, count, inflight         int
+		duration                        time.Duration
+		rate                            float64
+		answer, think, factor, pin, kdf string
+		durability                      string
+		keep                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "fleet",
@@ -41,7 +43,8 @@ are removed at the end (also after Ctrl-C, which prints the report of what
 ran) unless --keep.`,
 		Example: `  authphone fleet --phones 100 --count 2000 --inflight 16
   authphone fleet --phones 50 --duration 30s --rate 200 --answer mix:0.9 --think uniform:0-50ms
-  authphone fleet --cloud http://127.0.0.1:8722 --access-key $KEY --phones 10 --count 100 --second-factor pin --json`,
+  authphone fleet --cloud http://127.0.0.1:8722 --access-key $KEY --phones 10 --count 100 --second-factor pin --kdf test --json
+  authphone fleet --phones 1000 --duration 1m --durability relaxed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			share, err := fleet.ParseAnswer(answer)
@@ -55,11 +58,19 @@ ran) unless --keep.`,
 			if factor != "biometric" && factor != "pin" {
 				return usageErrorf("--second-factor %q: use biometric or pin", factor)
 			}
+			k, err := sdk.ParseKDF(kdf)
+			if err != nil {
+				return usageErrorf("--kdf: %v", err)
+			}
+			dur, err := sdk.ParseDurability(durability)
+			if err != nil {
+				return usageErrorf("--durability: %v", err)
+			}
 			if count == 0 && duration == 0 {
 				return usageErrorf("give --count N or --duration D (e.g. --count 1000)")
 			}
-			cfg := fleet.Config{Cloud: a.cloud, AccessKey: a.accessKey, Phones: phones, Count: count, Duration: duration,
-				Rate: rate, Inflight: inflight, Approve: share, Think: th, Biometric: factor == "biometric", PIN: pin, Keep: keep}
+			cfg := fleet.Config{Cloud: a.cloud, AccessKey: a.accessKeyValue(), Phones: phones, Count: count, Duration: duration,
+				Rate: rate, Inflight: inflight, Approve: share, Think: th, Biometric: factor == "biometric", PIN: pin, KDF: k, Durability: dur, Keep: keep}
 			ctx := cmd.Context()
 			if !cmd.Flags().Changed("cloud") && os.Getenv("AUTHPHONE_CLOUD") == "" {
 				emu, err := emulator.New()
@@ -99,8 +110,10 @@ ran) unless --keep.`,
 	f.StringVar(&think, "think", "0", "the user's delay before answering: 0, a duration (50ms) or uniform:MIN-MAX")
 	f.StringVar(&factor, "second-factor", "biometric", "biometric or pin")
 	f.StringVar(&pin, "pin", "1234", "the phones' PIN (with --second-factor pin)")
+	f.StringVar(&kdf, "kdf", "standard", "the PIN verifiers' Argon2id cost: standard, or test (load tests only, NOT FOR REAL KEYS)")
+	f.StringVar(&durability, "durability", "full", "how the phones write their sign counters: full (fsync each) or relaxed (no fsync, faster)")
 	f.BoolVar(&keep, "keep", false, "keep the enrolled users at the end")
-	f.StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "the cloud's access key, with --cloud (env AUTHPHONE_ACCESS_KEY)")
+	f.StringVar(&a.accessKey, "access-key", "", "the cloud's access key, with --cloud ("+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	return cmd
 }
 
@@ -140,7 +153,8 @@ func (a *app) printFleetReport(r *fleet.Report) {
 		a.printf(", rate %.0f/s", r.Rate)
 	}
 	a.printf("\n  durability:   %s\n", r.Durability)
-	a.printf("  enrolment:    %.2f s\n", r.EnrolSeconds)
+	a.printf("  PIN KDF:      %s\n", kdfNote(r.KDF))
+	a.printf("  enrolment:    %.2f s; %.1f KiB heap per idle phone\n", r.EnrolSeconds, float64(r.HeapPerPhone)/1024)
 	a.printf("  approvals:    %d started in %.2f s: %d succeeded, %d failed, %d pending, %d errors\n", r.Started, r.Seconds,
 		r.Outcomes["succeeded"], r.Outcomes["failed"], r.Outcomes["pending"], r.Outcomes["error"])
 	a.printf("  lost:         %d   unexpected: %d\n", r.Lost, r.Unexpected)
@@ -157,4 +171,11 @@ func (a *app) printFleetReport(r *fleet.Report) {
 	for _, e := range r.Errors {
 		a.printf("  error: %s\n", e)
 	}
+}
+
+func kdfNote(name string) string {
+	if name == "test" {
+		return "test (Argon2id t=1 m=64KiB: NOT FOR REAL KEYS)"
+	}
+	return name + " (Argon2id t=2 m=19MiB)"
 }

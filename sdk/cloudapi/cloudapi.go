@@ -22,6 +22,9 @@ const (
 	PathIntent         = "/api/v1/intent"
 	PathUsers          = "/api/v1/users"
 	PathAuthenticators = "/api/v1/authenticators"
+	// PathClock reads (GET) or moves forward (POST) the emulator's clock
+	// (ours, for tests: see ClockRequest).
+	PathClock = "/api/v1/admin/clock"
 )
 
 // Channels of enroll and approval.
@@ -128,6 +131,10 @@ type ApprovalRequest struct {
 	NotificationMessage string `json:"notificationMessage,omitempty"`
 	AuthenticatorID     string `json:"authenticatorId,omitempty"` // "*": any of the user's
 	Prompt              bool   `json:"prompt,omitempty"`          // a JSON boolean, as in the public API reference
+	// NumberMatching (ours) asks for number matching: the answer carries a
+	// two-digit Number to show the user, and the phone must pick it from
+	// the three numbers it offers.
+	NumberMatching bool `json:"numberMatching,omitempty"`
 }
 
 // ApprovalResponse answers POST /api/v1/approval.
@@ -139,7 +146,13 @@ type ApprovalResponse struct {
 	CreatedAt     time.Time `json:"createdAt"`
 	QRCode        *QRCode   `json:"qrCode,omitempty"`
 	AppLinkURI    string    `json:"appLinkUri,omitempty"`
+	// Number is the number to show the user when NumberMatching was asked.
+	Number int `json:"number,omitempty"`
 }
+
+// ReasonWrongNumber is the Reason of an approval the user answered with the
+// wrong number (number matching).
+const ReasonWrongNumber = "wrong number"
 
 // StatusRequest is the body of POST /api/v1/status.
 type StatusRequest struct {
@@ -155,7 +168,13 @@ type StatusResponse struct {
 	Token         string    `json:"token,omitempty"`
 	CreatedAt     time.Time `json:"createdAt,omitzero"`
 	LastUpdatedAt time.Time `json:"lastUpdatedAt,omitzero"`
+	// Reason (ours) says why a transaction failed: ReasonExpired, or the
+	// phone's or the cloud's words ("user declined", "wrong PIN", ...).
+	Reason string `json:"reason,omitempty"`
 }
+
+// ReasonExpired is the Reason of a transaction nobody answered in time.
+const ReasonExpired = "expired"
 
 // IntentRequest is the body of POST /api/v1/intent.
 type IntentRequest struct {
@@ -236,4 +255,19 @@ func PlainText(m string) string {
 		}
 		return ""
 	})
+}
+
+// ClockRequest is the body of POST /api/v1/admin/clock (ours, the
+// emulator's test hook): Advance, a Go duration such as "90s", moves the
+// emulator's clock forward, so a test expires an operation at once instead
+// of sleeping past its TTL.
+type ClockRequest struct {
+	Advance string `json:"advance"`
+}
+
+// ClockResponse is the emulator's time after the call, and how far ahead of
+// its system clock it runs (a Go duration).
+type ClockResponse struct {
+	Now    time.Time `json:"now"`
+	Offset string    `json:"offset"`
 }

@@ -118,7 +118,20 @@ type RedeemResponse struct {
 	UAFRequest     string `json:"uafRequest"`
 	Op             string `json:"op"`
 	LifetimeMillis int64  `json:"lifetimeMillis"`
+	// NumberChoices (ours) are the numbers a number-matching approval
+	// offers the user; the one the backend shows is among them.
+	NumberChoices []int `json:"numberChoices,omitempty"`
 }
+
+// AuthContext is the context of an authentication response (ours): the
+// number the user picked, for a number-matching approval.
+type AuthContext struct {
+	Number int `json:"number,omitempty"`
+}
+
+// WrongNumber starts the description of the cloud's refusal of a
+// number-matching answer with the wrong number.
+const WrongNumber = "wrong number"
 
 // StatusBody is the cloud's answer to UAF posts and device API errors.
 type StatusBody struct {
@@ -170,6 +183,11 @@ type InboxMessage struct {
 	// list a request without redeeming its token.
 	Kind    InboxKind `json:"kind,omitempty"`
 	Message string    `json:"message,omitempty"`
+	// TransactionID (ours) is the backend's transactionId of an approval,
+	// so the phone shows the id the backend knows.
+	TransactionID string `json:"transactionId,omitempty"`
+	// NumberChoices (ours): a number-matching approval's choices.
+	NumberChoices []int `json:"numberChoices,omitempty"`
 	// LoginRequest describes another device's login request (kind
 	// login-request), which has no dispatch payload.
 	LoginRequest *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`

@@ -126,9 +126,13 @@ type Config struct {
 	Think    Think
 	// Biometric enrols with a simulated biometric; otherwise with PIN.
 	Biometric bool
-	PIN       string        // the phones' PIN (default 1234)
-	Keep      bool          // keep the users at the end
-	Timeout   time.Duration // how long the backend waits for one answer (default 60 s)
+	PIN       string  // the phones' PIN (default 1234)
+	KDF       sdk.KDF // the PIN verifiers' Argon2id cost (default sdk.KDFStandard)
+	// Durability is how the phones write their sign counters: full (an
+	// fsync per approval, the default) or relaxed (no fsync).
+	Durability sdk.Durability
+	Keep       bool          // keep the users at the end
+	Timeout    time.Duration // how long the backend waits for one answer (default 60 s)
 	// Transport is the one transport all phones and the backend share
 	// (default: a new http.Transport sized for the fleet).
 	Transport http.RoundTripper
@@ -159,6 +163,7 @@ type Report struct {
 	Inflight     int            `json:"inflight"`
 	Rate         float64        `json:"rate,omitempty"`
 	Durability   string         `json:"durability"`
+	KDF          string         `json:"kdf"`
 	EnrolSeconds float64        `json:"enrolSeconds"`
 	Seconds      float64        `json:"seconds"`
 	Started      int            `json:"started"`
@@ -171,11 +176,14 @@ type Report struct {
 	// CeilingPerSecond is the approvals per second this machine's cores
 	// could do if they did nothing but an approval's crypto (3 P-256
 	// signatures, 2 verifications), measured at start.
-	CeilingPerSecond float64  `json:"cryptoCeilingPerSecond"`
-	CeilingPercent   float64  `json:"cryptoCeilingPercent"`
-	Interrupted      bool     `json:"interrupted,omitempty"`
-	Kept             bool     `json:"keptUsers,omitempty"`
-	Errors           []string `json:"errors,omitempty"` // the first few
+	CeilingPerSecond float64 `json:"cryptoCeilingPerSecond"`
+	CeilingPercent   float64 `json:"cryptoCeilingPercent"`
+	// HeapPerPhone is the live heap each idle enrolled phone adds (with an
+	// in-process cloud, its share of the cloud's state included).
+	HeapPerPhone int64    `json:"heapPerIdlePhoneBytes"`
+	Interrupted  bool     `json:"interrupted,omitempty"`
+	Kept         bool     `json:"keptUsers,omitempty"`
+	Errors       []string `json:"errors,omitempty"` // the first few
 }
 
 // Latency holds percentiles of the backend's view: approval call → final status.
@@ -243,6 +251,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.PIN == "" {
 		cfg.PIN = "1234"
 	}
+	if cfg.KDF.Time == 0 {
+		cfg.KDF = sdk.KDFStandard
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 60 * time.Second
 	}
@@ -264,12 +275,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("reach the cloud at %s: %w", cfg.Cloud, err)
 	}
 	rep := &Report{Phones: cfg.Phones, Answer: cfg.Approve, Think: cfg.Think.String(), Inflight: cfg.Inflight, Rate: cfg.Rate,
-		Durability: "full (each phone's accounts.json written atomically with fsync)", SecondFactor: "pin", Kept: cfg.Keep}
+		Durability: durabilityNote(cfg.Durability), SecondFactor: "pin", Kept: cfg.Keep, KDF: cfg.KDF.Name}
 	if cfg.Biometric {
 		rep.SecondFactor = "biometric"
 	}
 	rep.CeilingPerSecond = CryptoCeiling(300 * time.Millisecond)
 
+	heap0 := heap()
 	t0 := time.Now()
 	err := r.enrol(ctx, dir)
 	defer r.cleanup()
@@ -277,6 +289,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	rep.HeapPerPhone = max(0, int64(heap())-int64(heap0)) / int64(cfg.Phones)
 
 	phoneCtx, stopPhones := context.WithCancel(context.WithoutCancel(ctx))
 	var pw sync.WaitGroup
@@ -329,6 +342,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+func durabilityNote(d sdk.Durability) string {
+	if d == sdk.DurabilityRelaxed {
+		return "relaxed (sign counter appended to each phone's counters.log without fsync)"
+	}
+	return "full (sign counter appended to each phone's counters.log and fsynced before it is used)"
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -393,7 +413,7 @@ func (r *run) enrol(ctx context.Context, dir string) error {
 
 func (r *run) enrolOne(ctx context.Context, dir, username string) (*phone, error) {
 	p, err := sdk.New("fleet", keystore.NewMemory(), sdk.WithStateDir(dir), sdk.WithCloud(r.cfg.Cloud),
-		sdk.WithHTTPClient(r.client), sdk.WithDeviceName("authphone fleet phone "+username))
+		sdk.WithHTTPClient(r.client), sdk.WithKDF(r.cfg.KDF), sdk.WithDurability(r.cfg.Durability), sdk.WithDeviceName("authphone fleet phone "+username))
 	if err != nil {
 		return nil, err
 	}
@@ -451,7 +471,7 @@ func (r *run) answer(ctx context.Context, ph *phone) {
 		req, err := ph.p.Next(ctx, sdk.Select{Wait: 25 * time.Second})
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, sdk.ErrNoPending) {
-				r.fail(ctx, "phone " + ph.username + ": " + err.Error())
+				r.fail(ctx, "phone "+ph.username+": "+err.Error())
 				select {
 				case <-ctx.Done():
 				case <-time.After(100 * time.Millisecond):
@@ -472,7 +492,7 @@ func (r *run) answer(ctx context.Context, ph *phone) {
 			f, err := ph.p.Approve(ctx, req)
 			if err != nil {
 				ph.decided.Store(req.Message, "error")
-				r.fail(ctx, "phone " + ph.username + " approve: " + err.Error())
+				r.fail(ctx, "phone "+ph.username+" approve: "+err.Error())
 				continue
 			}
 			last := flows.Drive(f, flows.Answers{Confirm: true, PIN: r.cfg.PIN, Biometric: true}.Answer, nil)
@@ -486,7 +506,7 @@ func (r *run) answer(ctx context.Context, ph *phone) {
 			ph.decided.Store(req.Message, "denied")
 			if err := ph.p.Deny(ctx, req, "fleet policy"); err != nil {
 				ph.decided.Store(req.Message, "error")
-				r.fail(ctx, "phone " + ph.username + " deny: " + err.Error())
+				r.fail(ctx, "phone "+ph.username+" deny: "+err.Error())
 			}
 		}
 	}
@@ -604,6 +624,13 @@ func (r *run) note(s string) {
 	if len(r.errs) < 10 {
 		r.errs = append(r.errs, s)
 	}
+}
+
+func heap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 func cpuTime() time.Duration {

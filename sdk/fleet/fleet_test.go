@@ -11,7 +11,7 @@ import (
 	"github.com/authphone/authphone/sdk/fleet"
 )
 
-func newCloud(t *testing.T) *emulator.Server {
+func newCloud(t testing.TB) *emulator.Server {
 	t.Helper()
 	emu, err := emulator.New()
 	if err != nil {
@@ -24,7 +24,7 @@ func newCloud(t *testing.T) *emulator.Server {
 	return emu
 }
 
-func users(t *testing.T, emu *emulator.Server) int {
+func users(t testing.TB, emu *emulator.Server) int {
 	t.Helper()
 	us, err := backend.New(emu.URL(), backend.WithAccessKey(emu.AccessKey())).Users(context.Background())
 	if err != nil {

@@ -33,9 +33,12 @@ const (
 
 // Events a trusted device signs.
 const (
-	EventLogin                 = "LOGIN"
-	EventEnrollTrustedDevice   = "ENROLL_NEW_TRUSTED_DEVICE"
-	EventRemoveTrustedDevice   = "REMOVE_TRUSTED_DEVICE"
+	EventLogin               = "LOGIN"
+	EventEnrollTrustedDevice = "ENROLL_NEW_TRUSTED_DEVICE"
+	EventRemoveTrustedDevice = "REMOVE_TRUSTED_DEVICE"
+	// EventCancelPairing (ours) is signed by a new device that stops
+	// waiting for its pairing to be approved.
+	EventCancelPairing         = "CANCEL_PAIRING"
 	MethodTrustedDevice        = "TRUSTED_DEVICE"
 	AlgorithmES256             = "ES256"
 	PairingQRType              = "authphone-pairing"
@@ -111,6 +114,17 @@ type Respond struct {
 type PollRequest struct {
 	PollToken    string `json:"pollToken"`
 	CodeVerifier string `json:"codeVerifier"`
+}
+
+// CancelPairing is the body of POST /_app/pairings/{id}/cancel (ours): the
+// new device's ES256 signature, with its pairing key, over
+// SignedFacts(userId, pairingId, EventCancelPairing, timestamp, false).
+// A login request is cancelled with POST /_app/login-requests/{id}/cancel
+// and its PollRequest (the poll token and the PKCE verifier prove the
+// caller made it).
+type CancelPairing struct {
+	Timestamp int64  `json:"timestamp"`
+	Signature string `json:"signature"`
 }
 
 // OAuthToken holds the tokens.
@@ -240,6 +254,8 @@ const (
 	StatusApproved = "approved"
 	StatusRejected = "rejected"
 	StatusExpired  = "expired"
+	// StatusCancelled (ours): the device that asked stopped waiting.
+	StatusCancelled = "cancelled"
 )
 
 // approvalFacts is the canonical JSON a trusted device signs (field order is
