@@ -83,6 +83,8 @@ type config struct {
 
 	clockControl bool // POST /api/v1/admin/clock answers
 
+	webhooks []adminapi.WebhookRequest // WithWebhook
+
 	upv uaf.Version // zero: 1.1
 }
 
@@ -157,6 +159,11 @@ func New(opts ...Option) (*Server, error) {
 		s.hub.Signal(key)
 	})
 	s.routes()
+	for _, h := range cfg.webhooks {
+		if _, err := s.AddWebhook(context.Background(), h.URL, h.Secret); err != nil {
+			return nil, fmt.Errorf("emulator: webhook: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -303,6 +310,7 @@ func (s *Server) Start(addr string) error {
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
 	go s.sweepLoop()
+	go s.webhookLoop()
 	return nil
 }
 
@@ -391,6 +399,15 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
 
 	m.HandleFunc("GET "+adminapi.PathEvents, s.backendAuth(s.handleEvents))
+	m.HandleFunc("GET "+adminapi.PathEventStream, s.backendAuth(s.handleEventStream))
+	m.HandleFunc("GET "+cloudapi.PathStatus+"/{token}/events", s.handleStatusStream)
+	m.HandleFunc("GET "+adminapi.PathState, s.backendAuth(s.handleState))
+	m.HandleFunc("GET "+adminapi.PathOperations, s.backendAuth(s.handleOperations))
+	m.HandleFunc("POST "+adminapi.PathOperations+"/{id}/expire", s.backendAuth(s.handleExpire))
+	m.HandleFunc("POST "+adminapi.PathReset, s.backendAuth(s.handleReset))
+	m.HandleFunc("GET "+adminapi.PathWebhooks, s.backendAuth(s.handleWebhooks))
+	m.HandleFunc("POST "+adminapi.PathWebhooks, s.backendAuth(s.handleAddWebhook))
+	m.HandleFunc("DELETE "+adminapi.PathWebhooks+"/{id}", s.backendAuth(s.handleRemoveWebhook))
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
 
