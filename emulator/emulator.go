@@ -43,6 +43,8 @@ type Server struct {
 	// dataClient forwards getData to the data service.
 	dataClient *http.Client
 
+	chaos chaosState
+
 	stopping chan struct{} // closed by Close: long-polls answer at once
 	stopOnce sync.Once
 
@@ -86,6 +88,8 @@ type config struct {
 	webhooks []adminapi.WebhookRequest // WithWebhook
 
 	upv uaf.Version // zero: 1.1
+
+	chaos cloudapi.Chaos
 }
 
 // WithUAFVersion makes the cloud send its UAF requests (and expect the
@@ -141,12 +145,15 @@ func New(opts ...Option) (*Server, error) {
 	if cfg.store == nil {
 		cfg.store = NewMemoryStore()
 	}
+	if err := cfg.chaos.Validate(); err != nil {
+		return nil, fmt.Errorf("emulator: %w", err)
+	}
 	is, err := loadIssuer(&cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
-		dataClient: &http.Client{}, stopping: make(chan struct{})}
+		dataClient: &http.Client{}, stopping: make(chan struct{}), chaos: chaosState{c: cfg.chaos}}
 	s.unsubscribe = s.store.Subscribe(func(key string) {
 		switch key {
 		case wakeAllKey:
@@ -291,7 +298,7 @@ func (s *Server) Addr() string {
 
 // Handler serves the whole API. Without WithBaseURL or Start, the base URL is
 // taken from the first request's Host.
-func (s *Server) Handler() http.Handler { return s.logRequests(s.jsonErrors(s.mux)) }
+func (s *Server) Handler() http.Handler { return s.logRequests(s.withChaos(s.jsonErrors(s.mux))) }
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
 // It returns once the listener is bound; URL then answers.
@@ -408,6 +415,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+adminapi.PathWebhooks, s.backendAuth(s.handleWebhooks))
 	m.HandleFunc("POST "+adminapi.PathWebhooks, s.backendAuth(s.handleAddWebhook))
 	m.HandleFunc("DELETE "+adminapi.PathWebhooks+"/{id}", s.backendAuth(s.handleRemoveWebhook))
+	s.steerRoutes()
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
 

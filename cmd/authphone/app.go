@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -53,6 +54,7 @@ type app struct {
 	accessKey string
 	versions  []string
 	timeout   time.Duration
+	faults    []string // --fault: the phone misbehaves (tests)
 	// printed is set once a result document went to stdout with --json;
 	// an error after it then gets no second document.
 	printed bool
@@ -114,6 +116,13 @@ func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
 		sdk.WithTimeout(a.timeout)}
 	if w := a.verboseWriter(); w != nil {
 		opts = append(opts, sdk.WithVerbose(w))
+	}
+	if len(a.faults) > 0 {
+		f, err := sdk.ParseFaults(a.faults...)
+		if err != nil {
+			return nil, usageErrorf("--fault: %v", err)
+		}
+		opts = append(opts, sdk.WithFaults(f))
 	}
 	return sdk.New(a.profile, ks, opts...)
 }
@@ -212,7 +221,7 @@ func (a *app) printUpdate(u flows.Update) {
 			line += "  numbers=" + flows.JoinNumbers(in.Numbers)
 		}
 		if u.PreviousResult == flows.PINFail {
-			line += fmt.Sprintf("  (wrong PIN, %d attempts left)", in.RetriesLeft)
+			line += fmt.Sprintf("  (wrong PIN, %s left)", plural(in.RetriesLeft, "attempt"))
 		}
 	}
 	if u.Err != nil {
@@ -271,7 +280,7 @@ func (a *app) answerer(ans answers) flows.Answerer {
 				f.CancelWith(flows.ErrWrongPIN)
 				return
 			}
-			pin, err := a.pinFromEnv(fmt.Sprintf("PIN (%d attempts left): ", in.RetriesLeft))
+			pin, err := a.pinFromEnv(fmt.Sprintf("PIN (%s left): ", plural(in.RetriesLeft, "attempt")))
 			if err != nil {
 				f.CancelWith(err)
 				return
@@ -296,8 +305,11 @@ func (a *app) runFlow(f *flows.Flow, ans flows.Answerer) flows.Update {
 // exactArgs and friends make argument errors usage errors (exit 2).
 func maxArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n && n == 0 {
+			return usageErrorf("%s takes no arguments, got %d: see '%s --help'", cmd.CommandPath(), len(args), cmd.CommandPath())
+		}
 		if len(args) > n {
-			return usageErrorf("%s takes at most %d argument(s), got %d; see --help", cmd.CommandPath(), n, len(args))
+			return usageErrorf("%s takes at most %s, got %d: see '%s --help'", cmd.CommandPath(), plural(n, "argument"), len(args), cmd.CommandPath())
 		}
 		return nil
 	}
@@ -306,7 +318,7 @@ func maxArgs(n int) cobra.PositionalArgs {
 func exactArgs(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageErrorf("%s needs %s; see --help", cmd.CommandPath(), names)
+			return usageErrorf("%s needs %s: see '%s --help'", cmd.CommandPath(), names, cmd.CommandPath())
 		}
 		return nil
 	}
@@ -333,7 +345,7 @@ func (a *app) readInput(args []string, what string) ([]byte, error) {
 		case err == nil && fi.Mode().IsRegular():
 			b, err := os.ReadFile(arg)
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", arg, err)
+				return nil, fmt.Errorf("cannot read %s (%v): check its permissions, or give %s as text", arg, errors.Unwrap(err), what)
 			}
 			if isImageName(arg) && !qr.IsImage(b) {
 				return nil, fmt.Errorf("%s is not a PNG or JPEG image: give the image of the QR code, or its text", arg)
@@ -363,3 +375,29 @@ func isImageName(s string) bool {
 }
 
 var errSilent = errors.New("silent")
+
+// faultFlag adds --fault to a command that answers an authentication.
+func (a *app) faultFlag(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&a.faults, "fault", nil, "for tests: answer like a broken or cloned authenticator, "+sdk.FaultNames+
+		" (repeat or comma-separate; the cloud must refuse the first three, skew beyond 60s; drop-answer and slow never reach it in time)")
+}
+
+// plural is "1 attempt", "0 arguments", "3 attempts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// readFile reads a file a flag names, saying which flag when it is missing.
+func readFile(path, flag string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("no such file %s: check %s", path, flag)
+	case err != nil:
+		return nil, fmt.Errorf("cannot read %s (%v): check %s", path, errors.Unwrap(err), flag)
+	}
+	return b, nil
+}

@@ -25,7 +25,7 @@ status, introspect, intent, users) with --cloud and --access-key
 	cmd.PersistentFlags().StringVar(&a.accessKey, "access-key", "", "the cloud's access key ("+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	cmd.AddCommand(newBackendEnrollCmd(a), newBackendApproveCmd(a), newBackendStatusCmd(a), newBackendIntrospectCmd(a),
 		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a), newBackendVerifyTokenCmd(a),
-		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a), newBackendClockCmd(a))
+		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a), newBackendClockCmd(a), newBackendChaosCmd(a))
 	return cmd
 }
 
@@ -285,7 +285,7 @@ func newBackendIntentCmd(a *app) *cobra.Command {
 }
 
 func (a *app) printUser(u *cloudapi.User) {
-	a.printf("%s  %s  %s  %d authenticator(s)\n", u.UserID, orDash(u.Username), u.Status, len(u.Authenticators))
+	a.printf("%s  %s  %s  %s\n", u.UserID, orDash(u.Username), u.Status, plural(len(u.Authenticators), "authenticator"))
 	for _, au := range u.Authenticators {
 		a.printf("    %s  %s  %s  %s\n", au.AuthenticatorID, au.Name, au.Type, au.CreatedAt.Format(time.RFC3339))
 	}
