@@ -381,6 +381,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+deviceapi.PathDeregistration, s.handleDeregistration)
 	m.HandleFunc("POST "+deviceapi.PathDispatchTargets, s.handleDispatchTarget)
 	m.HandleFunc("GET "+deviceapi.PathInbox, s.handleInbox)
+	m.HandleFunc("POST "+deviceapi.PathInboxes, s.handleInboxes)
 	m.HandleFunc("POST "+deviceapi.PathDecline, s.handleDecline)
 	m.HandleFunc("GET "+deviceapi.PathFacets, s.handleFacets)
 	m.HandleFunc("POST "+deviceapi.PathHeadless, s.handleHeadless)
@@ -630,12 +631,24 @@ func readSigned(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
 // expiry check reports, when sooner) and runs it again. It returns false if
 // the client went away. A server shutting down ends every wait.
 func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
+	return s.longPollAny(ctx, []string{key}, wait, check)
+}
+
+// longPollAny is longPoll woken by any of keys.
+func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
 	deadline := time.Now().Add(wait)
 	for {
-		woken := s.hub.Wait(key) // before check: a signal in between is not lost
+		var woken <-chan struct{}
+		forget := func() {}
+		if len(keys) == 1 {
+			woken = s.hub.Wait(keys[0]) // before check: a signal in between is not lost
+		} else {
+			woken, forget = s.hub.WaitAny(keys)
+		}
 		done, exp := check()
 		left := time.Until(deadline)
 		if done || left <= 0 {
+			forget()
 			return true
 		}
 		if !exp.IsZero() {
@@ -651,9 +664,11 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 			deadline = time.Now()
 		case <-ctx.Done():
 			t.Stop()
+			forget()
 			return false
 		}
 		t.Stop()
+		forget()
 	}
 }
 
