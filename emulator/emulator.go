@@ -45,6 +45,8 @@ type Server struct {
 
 	unsubscribe func()
 
+	loginLimit, deviceLimit *limiter
+
 	mu      sync.RWMutex
 	baseURL string
 	httpSrv *http.Server
@@ -73,6 +75,9 @@ type config struct {
 	pollInterval time.Duration
 
 	retention time.Duration
+
+	timeouts              Timeouts
+	loginRate, deviceRate rate
 }
 
 // Option configures a Server.
@@ -108,6 +113,8 @@ func New(opts ...Option) (*Server, error) {
 		protocolVersions: []string{"v1_1", ProtocolV1_2}, maxData: DefaultMaxData, dataTimeout: 10 * time.Second,
 		loginTTL: trustapi.DefaultRequestTTL, accessTTL: trustapi.DefaultAccessTokenLifetime, clientID: trustapi.DefaultClientID,
 		pollInterval: trustapi.DefaultPollInterval, retention: Retention,
+		timeouts:  Timeouts{Header: DefaultHeaderTimeout, Body: DefaultBodyTimeout, Idle: DefaultIdleTimeout},
+		loginRate: rate{DefaultLoginRate, DefaultLoginPer},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -120,7 +127,8 @@ func New(opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
-		dataClient: &http.Client{}, stopping: make(chan struct{})}
+		dataClient: &http.Client{}, stopping: make(chan struct{}),
+		loginLimit: newLimiter(cfg.loginRate, cfg.now), deviceLimit: newLimiter(cfg.deviceRate, cfg.now)}
 	s.unsubscribe = s.store.Subscribe(func(key string) {
 		switch key {
 		case wakeAllKey:
@@ -260,7 +268,9 @@ func (s *Server) Addr() string {
 
 // Handler serves the whole API. Without WithBaseURL or Start, the base URL is
 // taken from the first request's Host.
-func (s *Server) Handler() http.Handler { return s.logRequests(s.jsonErrors(s.mux)) }
+func (s *Server) Handler() http.Handler {
+	return s.logRequests(s.limitDevices(s.jsonErrors(s.mux)))
+}
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
 // It returns once the listener is bound; URL then answers.
@@ -274,7 +284,8 @@ func (s *Server) Start(addr string) error {
 		s.baseURL = "http://" + ln.Addr().String()
 	}
 	s.ln = ln
-	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	t := s.cfg.timeouts
+	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: t.Header, ReadTimeout: t.Body, IdleTimeout: t.Idle}
 	srv := s.httpSrv
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
