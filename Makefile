@@ -10,6 +10,7 @@ help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
 
 demo: ## walk through every flow against an in-process emulator
+	@echo "make demo: compiling authphone first (the first build on a fresh machine takes a few minutes)..."
 	$(GO) run ./cmd/authphone demo
 
 test: ## every test, race detector on (OS-keyring tests in a private D-Bus session)

@@ -197,15 +197,19 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	base, now := s.base(r), s.now()
 	tx := &Transaction{ID: uuid.NewString(), Kind: KindApproval, Status: cloudapi.StatusPending, Message: req.Message,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.approvalTTL)}
+	if req.NumberMatching {
+		tx.Number, tx.Choices = numberChoices()
+	}
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Authentication), TransactionID: tx.ID, ExpiresAt: tx.ExpiresAt}
 	payload := dispatch.New(base, dispatch.Authentication, dt.Token)
 	var out cloudapi.ApprovalResponse
 	err := s.store.Update(r.Context(), func(st Tx) error {
-		u, err := lookupUser(st, req.UserID, req.Username)
-		if err != nil {
+		// Credentials first: an unknown user is not told apart to strangers.
+		if err := s.authorize(r, st, cloudapi.OperationApprove, req.UserID, req.Username, now); err != nil {
 			return err
 		}
-		if err := s.authorize(r, st, cloudapi.OperationApprove, req.UserID, req.Username, now); err != nil {
+		u, err := lookupUser(st, req.UserID, req.Username)
+		if err != nil {
 			return err
 		}
 		auths, err := trustedAuthenticators(st, u.ID)
@@ -216,6 +220,33 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 			return errf(http.StatusBadRequest, "user %s has no active authenticator with a second factor; enrol a phone (or upgrade its headless account) first", u.name())
 		}
 		a := auths[len(auths)-1]
+		if req.AuthenticatorID == AnyAuthenticator {
+			tx.UserID, tx.AuthenticatorID = u.ID, AnyAuthenticator
+			if err := st.PutTransaction(tx); err != nil {
+				return err
+			}
+			if err := st.PutDispatchToken(dt); err != nil { // the app link's: any of them
+				return err
+			}
+			if req.Channel == cloudapi.ChannelPush {
+				for _, a := range auths {
+					adt := &DispatchToken{Token: uuid.NewString(), Kind: dt.Kind, TransactionID: tx.ID, AuthenticatorID: a.ID, ExpiresAt: tx.ExpiresAt}
+					if err := st.PutDispatchToken(adt); err != nil {
+						return err
+					}
+					err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: adt.Token, TransactionID: tx.ID,
+						Kind: adt.Kind, Payload: dispatch.New(base, dispatch.Authentication, adt.Token).Encode(), Notification: req.NotificationMessage,
+						Message: req.Message, CreatedAt: now, ExpiresAt: tx.ExpiresAt})
+					if err != nil {
+						return err
+					}
+					st.Wake(inboxWaitKey(a.ID))
+				}
+			}
+			out = cloudapi.ApprovalResponse{TransactionID: tx.ID, StatusToken: s.issuer.statusToken(tx.ID),
+				UserID: u.ID, Username: u.Username, CreatedAt: now}
+			return nil
+		}
 		if req.AuthenticatorID != "" {
 			i := slices.IndexFunc(auths, func(a *Authenticator) bool { return a.ID == req.AuthenticatorID })
 			if i < 0 {
@@ -254,8 +285,13 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		}
 		out.AppLinkURI = payload.AppLink(base)
 	}
+	out.Number = tx.Number
 	writeJSON(w, http.StatusOK, out)
 }
+
+// AnyAuthenticator as an approval's authenticatorId lets any of the user's
+// authenticators answer; the first answer wins.
+const AnyAuthenticator = "*"
 
 func inboxWaitKey(authenticatorID string) string { return "inbox/" + authenticatorID }
 func txWaitKey(txID string) string               { return "tx/" + txID }
@@ -321,8 +357,11 @@ func (s *Server) statusOf(ctx context.Context, txID string) (cloudapi.StatusResp
 		if u != nil {
 			resp.Username = u.Username
 		}
+		if resp.Status == cloudapi.StatusFailed {
+			resp.Reason = tx.Reason
+		}
 		if resp.Status != tx.Status {
-			resp.LastUpdatedAt = tx.ExpiresAt
+			resp.LastUpdatedAt, resp.Reason = tx.ExpiresAt, cloudapi.ReasonExpired
 		}
 		exp = tx.ExpiresAt
 		return nil
@@ -394,7 +433,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) introspect(r *http.Request, tok string) (cloudapi.Introspection, error) {
 	now := s.now()
-	iss := s.base(r) + "/"
+	iss := s.base(r)
 	inactive := cloudapi.Introspection{}
 	if tok == s.cfg.accessKey {
 		out := cloudapi.Introspection{Active: true, Iss: iss, Sub: "backend", Scope: "backend"}

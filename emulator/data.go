@@ -120,7 +120,7 @@ func (s *Server) startRegistration(w http.ResponseWriter, r *http.Request, tx *T
 		if u != nil {
 			username = u.Username
 		}
-		msg, err := uaf.Encode(uaf.RegistrationRequest{Header: uaf.Header{UPV: uaf.V1_1, Op: uaf.OpReg, AppID: s.appID(r), ServerData: sess.ServerData},
+		msg, err := uaf.Encode(uaf.RegistrationRequest{Header: uaf.Header{UPV: s.cfg.uafVersion(), Op: uaf.OpReg, AppID: s.appID(r), ServerData: sess.ServerData},
 			Challenge: sess.Challenge, Username: username, Policy: policyOf(aaids)})
 		if err != nil {
 			return err

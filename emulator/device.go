@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"slices"
 	"time"
@@ -108,7 +110,7 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "token expired")
 		}
 		sess := &Session{ServerData: randomToken(""), Challenge: challenge(), TransactionID: dt.TransactionID}
-		hdr := uaf.Header{UPV: uaf.V1_1, AppID: appID, ServerData: sess.ServerData}
+		hdr := uaf.Header{UPV: s.cfg.uafVersion(), AppID: appID, ServerData: sess.ServerData}
 		var msg any
 		var tx *Transaction
 		if dt.TransactionID != "" {
@@ -132,16 +134,45 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			hdr.Op, sess.Op, sess.Policy = uaf.OpReg, string(uaf.OpReg), registrationPolicy
 			msg = uaf.RegistrationRequest{Header: hdr, Challenge: sess.Challenge, Username: u.Username, Policy: policyOf(sess.Policy)}
 		case dispatch.Authentication:
-			a, err := st.Authenticator(tx.AuthenticatorID)
-			if err != nil {
-				return err
+			// Asked of one authenticator, or of any of the user's ("*"):
+			// then a pushed token names its authenticator, and an app-link
+			// token lets any of them answer.
+			ids := []string{tx.AuthenticatorID}
+			if tx.AuthenticatorID == AnyAuthenticator {
+				ids = []string{dt.AuthenticatorID}
+				if dt.AuthenticatorID == "" {
+					as, err := trustedAuthenticators(st, tx.UserID)
+					if err != nil {
+						return err
+					}
+					ids = ids[:0]
+					for _, a := range as {
+						ids = append(ids, a.ID)
+					}
+				}
 			}
-			if a == nil || a.Deleted {
+			var pol uaf.Policy
+			for _, id := range ids {
+				a, err := st.Authenticator(id)
+				if err != nil {
+					return err
+				}
+				if a == nil || a.Deleted {
+					continue
+				}
+				pol.Accepted = append(pol.Accepted, []uaf.MatchCriteria{{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}}})
+				if !slices.Contains(sess.Policy, a.AAID) {
+					sess.Policy = append(sess.Policy, a.AAID)
+				}
+			}
+			if len(pol.Accepted) == 0 {
 				return deverr(http.StatusGone, deviceapi.StatusRevokedAuthenticator, "the authenticator was removed")
 			}
-			hdr.Op, sess.Op, sess.AuthenticatorID, sess.Policy = uaf.OpAuth, string(uaf.OpAuth), a.ID, []string{a.AAID}
-			ar := uaf.AuthenticationRequest{Header: hdr, Challenge: sess.Challenge,
-				Policy: uaf.Policy{Accepted: [][]uaf.MatchCriteria{{{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}}}}}}
+			hdr.Op, sess.Op, sess.AuthenticatorID = uaf.OpAuth, string(uaf.OpAuth), tx.AuthenticatorID
+			if len(ids) == 1 {
+				sess.AuthenticatorID = ids[0]
+			}
+			ar := uaf.AuthenticationRequest{Header: hdr, Challenge: sess.Challenge, Policy: pol}
 			if tx.Message != "" {
 				ar.Transaction = []uaf.Transaction{{ContentType: "text/plain", Content: uaf.B64.EncodeToString([]byte(tx.Message))}}
 			}
@@ -183,12 +214,19 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			}
 			resp.LifetimeMillis = sess.ExpiresAt.Sub(now).Milliseconds()
 		}
-		if tx != nil {
-			if err := dropInbox(st, tx.ID); err != nil {
-				return err
-			}
+		if tx != nil && tx.AuthenticatorID == AnyAuthenticator {
+			// The others may still answer: withdraw only this device's item.
+			err = dropInboxOf(st, tx.ID, dt.Token)
+		} else if tx != nil {
+			err = dropInbox(st, tx.ID)
+		}
+		if err != nil {
+			return err
 		}
 		resp.StatusCode, resp.UAFRequest, resp.Op = deviceapi.StatusOK, enc, string(hdr.Op)
+		if tx != nil && tx.Number != 0 {
+			resp.NumberChoices = tx.Choices
+		}
 		return nil
 	})
 	if err != nil {
@@ -200,12 +238,19 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 }
 
 // dropInbox removes a transaction's push messages and wakes their inboxes.
-func dropInbox(st Tx, txID string) error {
+func dropInbox(st Tx, txID string) error { return dropInboxOf(st, txID, "") }
+
+// dropInboxOf removes a transaction's push messages (only the one carrying
+// token, if token is set) and wakes their inboxes.
+func dropInboxOf(st Tx, txID, token string) error {
 	items, err := st.InboxItems(txID, "")
 	if err != nil {
 		return err
 	}
 	for _, it := range items {
+		if token != "" && it.Token != token {
+			continue
+		}
 		if err := st.DeleteInboxItem(it.ID); err != nil {
 			return err
 		}
@@ -217,15 +262,27 @@ func dropInbox(st Tx, txID string) error {
 // readUAF reads a UAF response body and checks its header and fcParams
 // against the session it answers. It does not change state.
 func (s *Server) readUAF(w http.ResponseWriter, r *http.Request, op uaf.Operation) (*uaf.Response, []byte, error) {
+	resp, raw, _, err := s.readUAFBody(w, r, op)
+	return resp, raw, err
+}
+
+// readUAFBody is readUAF that also returns the body's context.
+func (s *Server) readUAFBody(w http.ResponseWriter, r *http.Request, op uaf.Operation) (*uaf.Response, []byte, json.RawMessage, error) {
 	var body deviceapi.UAFBody
 	if err := readJSON(w, r, &body); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	resp, raw, err := s.parseUAF(body, op)
+	return resp, raw, body.Context, err
+}
+
+// parseUAF checks a UAF response's header and returns its one assertion.
+func (s *Server) parseUAF(body deviceapi.UAFBody, op uaf.Operation) (*uaf.Response, []byte, error) {
 	var resp uaf.Response
 	if err := uaf.Decode(body.UAFResponse, &resp); err != nil {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, err.Error())
 	}
-	if resp.Header.Op != op || resp.Header.UPV != uaf.V1_1 {
+	if resp.Header.Op != op || resp.Header.UPV != s.cfg.uafVersion() {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "UAF header must be op "+string(op)+", version 1.1")
 	}
 	if len(resp.Assertions) != 1 || resp.Assertions[0].AssertionScheme != uaf.SchemeTLV {
@@ -307,7 +364,7 @@ func (s *Server) prepare(r *http.Request, serverData string, now time.Time) (pen
 
 // transactionToken signs the token a succeeded transaction carries.
 func (s *Server) transactionToken(r *http.Request, tx *Transaction, userID string, now time.Time) (string, error) {
-	tok, _ := newJWT(s.base(r)+"/", userID, "backend", tx.Kind, now, s.cfg.tokenTTL)
+	tok, _ := newJWT(s.base(r), userID, "backend", tx.Kind, now, s.cfg.tokenTTL)
 	_ = tok.Set("txn", tx.ID)
 	return s.issuer.sign(tok)
 }
@@ -427,7 +484,12 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
-	resp, raw, err := s.readUAF(w, r, uaf.OpAuth)
+	resp, raw, authCtx, err := s.readUAFBody(w, r, uaf.OpAuth)
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	picked, err := pickedNumber(authCtx)
 	if err != nil {
 		s.devFail(w, r, err)
 		return
@@ -474,7 +536,7 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if a == nil || a.Deleted {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnknownKeyID, "unknown keyID: this key is not registered")
 		}
-		if a.ID != sess.AuthenticatorID {
+		if a.ID != sess.AuthenticatorID && !(sess.AuthenticatorID == AnyAuthenticator && a.UserID == tx.UserID && a.AAID != deviceapi.AAIDHeadless) {
 			return deverr(http.StatusForbidden, deviceapi.StatusUnacceptableAuthn, "this key was not asked to authenticate")
 		}
 		if aa.SignedData.AAID != a.AAID || !slices.Contains(sess.Policy, aa.SignedData.AAID) {
@@ -486,7 +548,9 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if sigErr != nil {
 			return deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "authentication rejected: "+sigErr.Error())
 		}
-		if aa.SignedData.SignCounter <= a.SignCounter {
+		// Both zero: the authenticator does not implement a counter (UAF 1.1
+		// protocol, processing of authentication responses). Otherwise it must grow.
+		if counterless := aa.SignedData.SignCounter == 0 && a.SignCounter == 0; !counterless && aa.SignedData.SignCounter <= a.SignCounter {
 			return deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "sign counter did not grow: a cloned or replayed authenticator")
 		}
 		var want []byte
@@ -497,11 +561,23 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if !bytes.Equal(aa.SignedData.TransactionHash, want) {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnacceptableContent, "transaction hash does not match the transaction text the cloud sent")
 		}
-		if err := succeed(st, pre, tx, now); err != nil {
-			return err
+		if tx.Number != 0 && picked == 0 {
+			return deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "this approval uses number matching: send the number the user picked (context.number)")
 		}
 		a.SignCounter = aa.SignedData.SignCounter
 		if err := st.PutAuthenticator(a); err != nil {
+			return err
+		}
+		if tx.Number != 0 && picked != tx.Number {
+			// A genuine answer with the wrong number: the approval fails,
+			// as if the user had declined, and the answer is used up.
+			if err := failTransaction(st, tx, cloudapi.ReasonWrongNumber, now); err != nil {
+				return err
+			}
+			return commitWith(deverr(http.StatusForbidden, deviceapi.StatusForbidden,
+				fmt.Sprintf("%s: %d is not the number the service showed; the approval failed", deviceapi.WrongNumber, picked)))
+		}
+		if err := succeed(st, pre, tx, now); err != nil {
 			return err
 		}
 		if err := st.DeleteSession(sess.ServerData); err != nil {
@@ -679,6 +755,7 @@ func (s *Server) inboxOf(r *http.Request, aid string) ([]deviceapi.InboxMessage,
 			if !now.Before(it.ExpiresAt) {
 				continue
 			}
+			var choices []int
 			if it.TransactionID != "" {
 				tx, err := st.Transaction(it.TransactionID)
 				if err != nil {
@@ -687,9 +764,11 @@ func (s *Server) inboxOf(r *http.Request, aid string) ([]deviceapi.InboxMessage,
 				if tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending {
 					continue
 				}
+				choices = tx.Choices
 			}
 			m := deviceapi.InboxMessage{ID: it.ID, CreatedAt: it.CreatedAt, ExpiresAt: it.ExpiresAt,
-				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message}
+				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message,
+				TransactionID: it.TransactionID, NumberChoices: choices}
 			if it.LoginRequestID != "" {
 				lr, err := st.LoginRequest(it.LoginRequestID)
 				if err != nil {
@@ -742,7 +821,9 @@ func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			if a.ID != tx.AuthenticatorID {
+			asked := a.ID == tx.AuthenticatorID ||
+				(tx.AuthenticatorID == AnyAuthenticator && a.UserID == tx.UserID && (dt.AuthenticatorID == "" || dt.AuthenticatorID == a.ID))
+			if !asked {
 				return errf(http.StatusForbidden, "this device was not asked to approve that operation")
 			}
 		}
@@ -754,21 +835,7 @@ func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutDispatchToken(dt); err != nil {
 			return err
 		}
-		tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, reason, now
-		if err := st.PutTransaction(tx); err != nil {
-			return err
-		}
-		sessions, err := st.TransactionSessions(tx.ID)
-		if err != nil {
-			return err
-		}
-		for _, sess := range sessions {
-			if err := st.DeleteSession(sess.ServerData); err != nil {
-				return err
-			}
-		}
-		st.Wake(txWaitKey(tx.ID))
-		return dropInbox(st, tx.ID)
+		return failTransaction(st, tx, reason, now)
 	})
 	if err != nil {
 		s.devFail(w, r, err)
@@ -816,4 +883,59 @@ func (s *Server) handleDeregistration(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, deviceapi.StatusBody{StatusCode: deviceapi.StatusOK})
+}
+
+// failTransaction ends a pending transaction as failed with reason: its
+// UAF requests in flight are forgotten and its push messages withdrawn.
+func failTransaction(st Tx, tx *Transaction, reason string, now time.Time) error {
+	tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, reason, now
+	if err := st.PutTransaction(tx); err != nil {
+		return err
+	}
+	sessions, err := st.TransactionSessions(tx.ID)
+	if err != nil {
+		return err
+	}
+	for _, sess := range sessions {
+		if err := st.DeleteSession(sess.ServerData); err != nil {
+			return err
+		}
+	}
+	st.Wake(txWaitKey(tx.ID))
+	return dropInbox(st, tx.ID)
+}
+
+// pickedNumber reads the number the user picked from an authentication
+// response's context (0: none).
+func pickedNumber(raw json.RawMessage) (int, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	var c deviceapi.AuthContext
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return 0, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "context must be a JSON object such as {\"number\":42}")
+	}
+	if c.Number < 0 || c.Number > 99 {
+		return 0, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "context.number must be a two-digit number")
+	}
+	return c.Number, nil
+}
+
+// numberChoices draws a number-matching approval's number (10-99) and the
+// three numbers the phone offers, the right one among two other ones, in a
+// random order.
+func numberChoices() (int, []int) {
+	draw := func() int { n, _ := rand.Int(rand.Reader, big.NewInt(90)); return int(n.Int64()) + 10 }
+	number := draw()
+	choices := []int{number}
+	for len(choices) < 3 {
+		if n := draw(); !slices.Contains(choices, n) {
+			choices = append(choices, n)
+		}
+	}
+	for i := len(choices) - 1; i > 0; i-- {
+		j, _ := rand.Int(rand.Reader, big.NewInt(int64(i+1)))
+		choices[i], choices[j.Int64()] = choices[j.Int64()], choices[i]
+	}
+	return number, choices
 }

@@ -139,7 +139,7 @@ func fcParams(h uaf.Header, challenge string) string {
 
 func (d *device) regResponse(t *testing.T, req uaf.RegistrationRequest) uaf.Response {
 	fc := fcParams(req.Header, req.Challenge)
-	a, err := uaf.BuildRegAssertion(d.key, uaf.KRD{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc), KeyID: d.keyID})
+	a, err := uaf.BuildRegAssertion(d.key, uaf.KRD{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc), KeyID: d.keyID, SignCounter: d.counter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestRegistrationChecks(t *testing.T) {
 	p, st := c.enroll("alice")
 	var req uaf.RegistrationRequest
 	c.redeem(p, &req)
-	if req.Username != "alice" || !req.Policy.Accepts(deviceapi.AAIDPIN) || req.Policy.Accepts(deviceapi.AAIDHeadless) {
+	if req.Username != "alice" || !req.Policy.Accepts(deviceapi.Describe(deviceapi.AAIDPIN, "")) || req.Policy.Accepts(deviceapi.Describe(deviceapi.AAIDHeadless, "")) {
 		t.Fatalf("registration request %+v", req)
 	}
 	d := newDevice()
@@ -268,6 +268,7 @@ func (c *cloud) inbox(d *device) []deviceapi.InboxMessage {
 func TestAuthenticationChecks(t *testing.T) {
 	c := newCloud(t)
 	d := newDevice()
+	d.counter = 1 // registers with a counter in use
 	c.enrolled(d, "bob")
 	ap := c.approve(cloudapi.ApprovalRequest{Username: "bob", Message: "Pay 10 EUR"})
 	msgs := c.inbox(d)
@@ -277,7 +278,7 @@ func TestAuthenticationChecks(t *testing.T) {
 	p, _ := dispatch.Decode([]byte(msgs[0].Payload))
 	var req uaf.AuthenticationRequest
 	c.redeem(p, &req)
-	if len(req.Transaction) != 1 || !req.Policy.AcceptsKey(d.aaid, d.kid()) {
+	if len(req.Transaction) != 1 || !req.Policy.Matches(deviceapi.Describe(d.aaid, d.kid())) {
 		t.Fatalf("authentication request %+v", req)
 	}
 	other := newDevice()
@@ -287,10 +288,11 @@ func TestAuthenticationChecks(t *testing.T) {
 		r    uaf.Response
 		want int
 	}{
-		{"forged signature", other.authResponse(t, req, 1, "Pay 10 EUR"), deviceapi.StatusBadRequest},
-		{"counter did not grow", d.authResponse(t, req, 0, "Pay 10 EUR"), deviceapi.StatusRequestInvalid},
-		{"other transaction text", d.authResponse(t, req, 1, "Pay 10000 EUR"), deviceapi.StatusUnacceptableContent},
-		{"no transaction hash", d.authResponse(t, req, 1, ""), deviceapi.StatusUnacceptableContent},
+		{"forged signature", other.authResponse(t, req, 2, "Pay 10 EUR"), deviceapi.StatusBadRequest},
+		{"counter did not grow", d.authResponse(t, req, 1, "Pay 10 EUR"), deviceapi.StatusRequestInvalid},
+		{"counter back to zero", d.authResponse(t, req, 0, "Pay 10 EUR"), deviceapi.StatusRequestInvalid},
+		{"other transaction text", d.authResponse(t, req, 2, "Pay 10000 EUR"), deviceapi.StatusUnacceptableContent},
+		{"no transaction hash", d.authResponse(t, req, 2, ""), deviceapi.StatusUnacceptableContent},
 	} {
 		code, sb := c.postUAF(deviceapi.PathAuthentication, tc.r)
 		if code < 400 || sb.StatusCode != tc.want {
@@ -300,7 +302,7 @@ func TestAuthenticationChecks(t *testing.T) {
 			t.Fatalf("%s changed the approval to %s", tc.name, s)
 		}
 	}
-	good := d.authResponse(t, req, 1, "Pay 10 EUR")
+	good := d.authResponse(t, req, 2, "Pay 10 EUR")
 	if code, sb := c.postUAF(deviceapi.PathAuthentication, good); code != 200 {
 		t.Fatalf("honest authentication: %d %+v", code, sb)
 	}
@@ -315,11 +317,43 @@ func TestAuthenticationChecks(t *testing.T) {
 	c.approve(cloudapi.ApprovalRequest{Username: "bob"})
 	p, _ = dispatch.Decode([]byte(c.inbox(d)[0].Payload))
 	c.redeem(p, &req)
-	if code, sb := c.postUAF(deviceapi.PathAuthentication, d.authResponse(t, req, 1, "")); code == 200 || !strings.Contains(sb.Description, "counter") {
+	if code, sb := c.postUAF(deviceapi.PathAuthentication, d.authResponse(t, req, 2, "")); code == 200 || !strings.Contains(sb.Description, "counter") {
 		t.Fatalf("repeated counter: %d %+v", code, sb)
 	}
-	if code, _ := c.postUAF(deviceapi.PathAuthentication, d.authResponse(t, req, 2, "")); code != 200 {
+	if code, _ := c.postUAF(deviceapi.PathAuthentication, d.authResponse(t, req, 3, "")); code != 200 {
 		t.Fatalf("growing counter refused: %d", code)
+	}
+}
+
+// TestCounterlessAuthenticator: an authenticator without a signature counter
+// (a hand-built assertion whose counter is always 0) registers and logs in
+// twice; once it has used a counter, 0 is refused again.
+func TestCounterlessAuthenticator(t *testing.T) {
+	c := newCloud(t)
+	d := newDevice() // counter 0 in the registration
+	c.enrolled(d, "carol")
+	login := func(counter uint32) (int, deviceapi.StatusBody, string) {
+		ap := c.approve(cloudapi.ApprovalRequest{Username: "carol"})
+		msgs := c.inbox(d)
+		if len(msgs) != 1 {
+			t.Fatalf("inbox %+v", msgs)
+		}
+		p, _ := dispatch.Decode([]byte(msgs[0].Payload))
+		var req uaf.AuthenticationRequest
+		c.redeem(p, &req)
+		code, sb := c.postUAF(deviceapi.PathAuthentication, d.authResponse(t, req, counter, ""))
+		return code, sb, c.status(ap.StatusToken)
+	}
+	for i := range 2 {
+		if code, sb, st := login(0); code != 200 || st != cloudapi.StatusSucceeded {
+			t.Fatalf("counter-less login %d: HTTP %d %+v, status %s", i+1, code, sb, st)
+		}
+	}
+	if code, sb, _ := login(5); code != 200 {
+		t.Fatalf("first counter in use: %d %+v", code, sb)
+	}
+	if code, sb, st := login(0); code == 200 || sb.StatusCode != deviceapi.StatusRequestInvalid || st != cloudapi.StatusPending {
+		t.Fatalf("counter 0 after 5: HTTP %d %+v, status %s", code, sb, st)
 	}
 }
 

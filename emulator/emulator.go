@@ -27,6 +27,7 @@ import (
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/trustapi"
+	"github.com/authphone/authphone/sdk/uaf"
 )
 
 // Server is an emulated authentication cloud. Create it with New; it is safe
@@ -72,12 +73,28 @@ type config struct {
 	loginTTL     time.Duration
 	accessTTL    time.Duration
 	clientID     string
+	otherClients []string
 	pollInterval time.Duration
 
 	retention time.Duration
 
 	timeouts              Timeouts
 	loginRate, deviceRate rate
+
+	upv uaf.Version // zero: 1.1
+}
+
+// WithUAFVersion makes the cloud send its UAF requests (and expect the
+// answers) in protocol version v, 1.0 or 1.1 (the default), as a UAF 1.0
+// server does.
+func WithUAFVersion(v uaf.Version) Option { return func(c *config) { c.upv = v } }
+
+// uafVersion is the UAF version the cloud speaks.
+func (c *config) uafVersion() uaf.Version {
+	if c.upv == (uaf.Version{}) {
+		return uaf.V1_1
+	}
+	return c.upv
 }
 
 // Option configures a Server.
@@ -356,10 +373,13 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+trustapi.PathJWKS, s.handleJWKS)
 	m.HandleFunc("GET "+trustapi.PathDiscovery, s.handleDiscovery)
 	m.HandleFunc("POST "+trustapi.PathOAuthToken, s.handleOAuthToken)
+	m.HandleFunc("POST "+trustapi.PathOAuthRevoke, s.handleOAuthRevoke)
 	m.HandleFunc("POST "+trustapi.PathRotateKey, s.backendAuth(s.handleRotateKey))
 	m.HandleFunc("POST "+trustapi.PathLoginRequests, s.handleCreateLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/respond", s.handleRespondLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/token", s.handleLoginToken)
+	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/cancel", s.handleCancelLoginRequest)
+	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/cancel", s.handleCancelPairing)
 	m.HandleFunc("POST "+trustapi.PathPairings, s.handleCreatePairing)
 	m.HandleFunc("GET "+trustapi.PathPairings+"/{id}", s.handlePairingStatus)
 	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/approve", s.handleApprovePairing)

@@ -80,7 +80,8 @@ func NewMemoryStore() *MemoryStore {
 			return f(t)
 		}
 	}
-	m.txs = newTable(func(t *Transaction) string { return t.ID }, nil,
+	m.txs = newTable(func(t *Transaction) string { return t.ID },
+		func(t *Transaction) *Transaction { c := *t; c.Choices = slices.Clone(t.Choices); return &c },
 		func(t *Transaction) (time.Time, bool) { return later(t.ExpiresAt, t.UpdatedAt), false },
 		index(byUser, pending(func(t *Transaction) string { return t.UserID })),
 		index(byAuth, pending(func(t *Transaction) string { return t.AuthenticatorID })))

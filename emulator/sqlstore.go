@@ -30,7 +30,7 @@ var (
 )
 
 // schemaVersion is the version migrations bring a database to.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // migrations[i] brings a database from version i to i+1.
 var migrations = []string{
@@ -98,6 +98,9 @@ var migrations = []string{
 	CREATE INDEX chain_tokens_chain ON chain_tokens (chain_id);
 	CREATE INDEX chain_tokens_until ON chain_tokens (until);
 	CREATE TABLE meta (name TEXT PRIMARY KEY, value {blob} NOT NULL)`,
+	// 2: number matching.
+	`ALTER TABLE transactions ADD COLUMN number INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE transactions ADD COLUMN choices TEXT NOT NULL DEFAULT ''`,
 }
 
 // ErrSchemaTooNew is returned when a database was made by a newer emulator.
@@ -328,20 +331,24 @@ var (
 			a.PublicKey, a.SignCounter, a.CreatedAt = k, uint32(counter), fromNanos(c)
 			return &a, nil
 		})
-	sqlTxs = newKind("transactions", "id, kind, user_id, authenticator_id, message, status, reason, token, created_at, updated_at, expires_at, sweep_at",
+	sqlTxs = newKind("transactions", "id, kind, user_id, authenticator_id, message, status, reason, token, created_at, updated_at, expires_at, sweep_at, number, choices",
 		func(t *Transaction) []any {
 			sweep := t.ExpiresAt
 			if t.UpdatedAt.After(sweep) {
 				sweep = t.UpdatedAt
 			}
 			return []any{t.ID, t.Kind, t.UserID, t.AuthenticatorID, t.Message, t.Status, t.Reason, t.Token,
-				nanos(t.CreatedAt), nanos(t.UpdatedAt), nanos(t.ExpiresAt), nanos(sweep)}
+				nanos(t.CreatedAt), nanos(t.UpdatedAt), nanos(t.ExpiresAt), nanos(sweep), t.Number, joinInts(t.Choices)}
 		},
 		func(s scanner) (*Transaction, error) {
 			var t Transaction
 			var c, u, e, sw int64
-			err := s.Scan(&t.ID, &t.Kind, &t.UserID, &t.AuthenticatorID, &t.Message, &t.Status, &t.Reason, &t.Token, &c, &u, &e, &sw)
+			var choices string
+			err := s.Scan(&t.ID, &t.Kind, &t.UserID, &t.AuthenticatorID, &t.Message, &t.Status, &t.Reason, &t.Token, &c, &u, &e, &sw, &t.Number, &choices)
 			t.CreatedAt, t.UpdatedAt, t.ExpiresAt = fromNanos(c), fromNanos(u), fromNanos(e)
+			if err == nil {
+				t.Choices, err = splitInts(choices)
+			}
 			return &t, err
 		})
 	sqlTokens = newKind("dispatch_tokens", "token, kind, transaction_id, authenticator_id, expires_at, redeemed",
@@ -632,3 +639,27 @@ func (t *sqlTx) Sweep(now, cutoff time.Time) (int, error) {
 }
 
 func (t *sqlTx) Wake(keys ...string) { t.wake = append(t.wake, keys...) }
+
+// joinInts and splitInts keep a short list of numbers in a TEXT column.
+func joinInts(ns []int) string {
+	parts := make([]string, len(ns))
+	for i, n := range ns {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+func splitInts(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, fmt.Errorf("stored number list %q: %w", s, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

@@ -194,9 +194,13 @@ type Transaction struct {
 	Status          string
 	Reason          string // why it failed
 	Token           string // transaction token, once succeeded
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
-	ExpiresAt       time.Time
+	// Number is the number a number-matching approval shows the user (0:
+	// none); Choices are the numbers the phone offers, Number among them.
+	Number    int
+	Choices   []int
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	ExpiresAt time.Time
 }
 
 // DispatchToken is the single-use token inside a dispatch payload.

@@ -135,7 +135,7 @@ func conformance(t *testing.T) []step {
 		Type: "cli", CreatedAt: at(4)}
 	a1c := *a1
 	a1c.SignCounter, a1c.Deleted = 4_000_000_000, true
-	tx1 := &Transaction{ID: "t1", Kind: KindApproval, UserID: "u1", AuthenticatorID: "a1", Message: "pay", Status: "pending",
+	tx1 := &Transaction{ID: "t1", Kind: KindApproval, UserID: "u1", AuthenticatorID: "a1", Message: "pay", Status: "pending", Number: 42, Choices: []int{17, 42, 88},
 		CreatedAt: at(10), UpdatedAt: at(10), ExpiresAt: at(12)}
 	tx2 := &Transaction{ID: "t2", Kind: KindEnroll, UserID: "u1", Status: "pending", CreatedAt: at(11), UpdatedAt: at(11), ExpiresAt: at(16)}
 	tx3 := &Transaction{ID: "t3", Kind: KindEnroll, UserID: "u1", Status: "succeeded", Token: "jwt", CreatedAt: at(9), UpdatedAt: at(9), ExpiresAt: at(14)}

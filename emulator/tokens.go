@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
@@ -140,20 +141,28 @@ func (is *issuer) jwks(now time.Time) jwk.Set {
 	set := jwk.NewSet()
 	is.mu.RLock()
 	defer is.mu.RUnlock()
-	for _, k := range is.keys {
-		if k.retired.IsZero() || now.Before(k.retired) {
+	// The current key first (some libraries read keys[0]), then older
+	// ones, newest first, until their tokens have expired.
+	for i := len(is.keys) - 1; i >= 0; i-- {
+		if k := is.keys[i]; k.retired.IsZero() || now.Before(k.retired) {
 			_ = set.AddKey(k.pub)
 		}
 	}
 	return set
 }
 
-// sign signs a JWT with the current key.
-func (is *issuer) sign(tok jwt.Token) (string, error) {
+// sign signs a JWT with the current key, header typ "JWT".
+func (is *issuer) sign(tok jwt.Token) (string, error) { return is.signTyped(tok, "JWT") }
+
+// signTyped signs a JWT with the current key and the header typ given
+// ("at+jwt" for RFC 9068 access tokens).
+func (is *issuer) signTyped(tok jwt.Token, typ string) (string, error) {
 	is.mu.RLock()
 	k := is.keys[len(is.keys)-1].jwk
 	is.mu.RUnlock()
-	b, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), k))
+	hdr := jws.NewHeaders()
+	_ = hdr.Set(jws.TypeKey, typ)
+	b, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), k, jws.WithProtectedHeaders(hdr)))
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
 	}

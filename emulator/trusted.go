@@ -12,7 +12,10 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
@@ -33,9 +36,15 @@ func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollI
 // WithAccessTokenTTL sets the life of access and id tokens (default 1 h).
 func WithAccessTokenTTL(d time.Duration) Option { return func(c *config) { c.accessTTL = d } }
 
-// WithClientID sets the audience of access and id tokens (default
-// "authphone-app").
-func WithClientID(id string) Option { return func(c *config) { c.clientID = id } }
+// WithClientID sets the OAuth client the cloud issues access and id tokens
+// to (their audience; default "authphone-app"); further ids are other known
+// clients of the token endpoint.
+func WithClientID(id string, others ...string) Option {
+	return func(c *config) { c.clientID, c.otherClients = id, others }
+}
+
+// clients are the OAuth clients the token endpoint knows.
+func (c *config) clients() []string { return append([]string{c.clientID}, c.otherClients...) }
 
 // refreshTTL is the life of a refresh token.
 const refreshTTL = 30 * 24 * time.Hour
@@ -219,6 +228,8 @@ func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Reques
 			return errf(http.StatusNotFound, "no login request %s", id)
 		case lr.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
 			return errf(http.StatusForbidden, "this device is not trusted for the user who asked")
+		case lr.Status == trustapi.StatusCancelled:
+			return errf(http.StatusConflict, "the login request was cancelled: the device that asked stopped waiting")
 		case lr.Status != trustapi.StatusPending:
 			return errf(http.StatusConflict, "the login request was already %s", lr.Status)
 		case !now.Before(lr.ExpiresAt):
@@ -287,6 +298,8 @@ func (s *Server) handleLoginToken(w http.ResponseWriter, r *http.Request) {
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the tokens of this login request were already handed out")
 			case lr.Status == trustapi.StatusRejected:
 				return oerr(http.StatusForbidden, trustapi.ErrCodeAccessDenied, "the trusted device rejected the login")
+			case lr.Status == trustapi.StatusCancelled:
+				return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the login request was cancelled; ask again")
 			case lr.Status == trustapi.StatusPending && !now.Before(lr.ExpiresAt):
 				return oerr(http.StatusBadRequest, trustapi.ErrCodeExpired, "no trusted device answered in time; ask again")
 			case lr.Status == trustapi.StatusPending:
@@ -378,13 +391,21 @@ func (t *signedTokens) of(u *User) bool {
 }
 
 // signTokens signs access and id tokens for u.
+// auth_time is now: the sign-in, or the refresh (ours: the store keeps no
+// sign-in time for a chain).
 func (s *Server) signTokens(base string, u *User, now time.Time) (*signedTokens, error) {
-	access, ajti := newJWT(base, u.ID, s.cfg.clientID, "access", now, s.cfg.accessTTL)
+	authTime := now
+	client := s.cfg.clientID
+	// RFC 9068: typ at+jwt, with client_id, iat, jti and auth_time.
+	access, ajti := newJWT(base, u.ID, client, "access", now, s.cfg.accessTTL)
 	_ = access.Set("authentication_method", trustapi.MethodTrustedDevice)
 	_ = access.Set("identifier", u.Username)
-	idt, ijti := newJWT(base, u.ID, s.cfg.clientID, "", now, s.cfg.accessTTL)
+	_ = access.Set("client_id", client)
+	_ = access.Set("auth_time", authTime.Unix())
+	idt, ijti := newJWT(base, u.ID, client, "", now, s.cfg.accessTTL)
 	_ = idt.Set("identifier", u.Username)
-	a, err := s.issuer.sign(access)
+	_ = idt.Set("auth_time", authTime.Unix())
+	a, err := s.issuer.signTyped(access, "at+jwt")
 	if err != nil {
 		return nil, err
 	}
@@ -419,22 +440,73 @@ func (s *Server) recordTokens(st Tx, t *signedTokens, chainID string, now time.T
 		IDToken: t.id, RefreshToken: rt.Token, TokenType: "Bearer"}, nil
 }
 
+// tokenClient is the client a token request authenticates as (RFC 6749
+// §2.3.1): HTTP Basic or the client_id form field; "" when it names none
+// (a public client may refresh without it, §6).
+func (s *Server) tokenClient(r *http.Request) (string, error) {
+	form := r.PostForm.Get("client_id")
+	id, _, basic := r.BasicAuth()
+	if basic {
+		if u, err := url.QueryUnescape(id); err == nil { // §2.3.1: form-encoded
+			id = u
+		}
+		if form != "" && form != id {
+			return "", oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "client_id in the form differs from the one in the Authorization header")
+		}
+	} else {
+		id = form
+	}
+	if id == "" && !basic {
+		return "", nil
+	}
+	if !slices.Contains(s.cfg.clients(), id) {
+		return "", oerr(http.StatusUnauthorized, "invalid_client", "unknown client "+strconv.Quote(id))
+	}
+	return id, nil
+}
+
 func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
+	// RFC 6749 §5.1: no caching of token answers, errors included.
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
 	r.Body = http.MaxBytesReader(w, r.Body, cloudapi.MaxBody)
 	if err := r.ParseForm(); err != nil {
 		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "send a form: grant_type=refresh_token&refresh_token=…"))
 		return
 	}
-	if gt := r.PostForm.Get("grant_type"); gt != "refresh_token" {
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "refresh_token":
+	case "":
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "grant_type is missing: send grant_type=refresh_token"))
+		return
+	default:
 		s.oauthFail(w, r, oerr(http.StatusBadRequest, "unsupported_grant_type", "only grant_type=refresh_token is served here"))
+		return
+	}
+	client, err := s.tokenClient(r)
+	if err != nil {
+		if oe := (*oauthErr)(nil); errors.As(err, &oe) && oe.status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="authphone"`)
+		}
+		s.oauthFail(w, r, err)
 		return
 	}
 	base := s.base(r)
 	token := r.PostForm.Get("refresh_token")
+	if token == "" {
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "refresh_token is missing"))
+		return
+	}
+	// Every refresh token is issued to the client login requests serve
+	// (the first of WithClientID); another client may not use it (§10.4).
+	if client != "" && client != s.cfg.clientID {
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the refresh token was issued to another client"))
+		return
+	}
 	// The new tokens are signed before the transaction, for the user the
 	// refresh token names.
 	var signed *signedTokens
-	err := s.store.View(r.Context(), func(st Tx) error {
+	err = s.store.View(r.Context(), func(st Tx) error {
 		rt, err := st.RefreshToken(token)
 		if err != nil || rt == nil {
 			return err
@@ -501,8 +573,65 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 		s.oauthFail(w, r, err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// handleOAuthRevoke revokes an access or refresh token (RFC 7009): a refresh
+// token takes its whole chain with it; an unknown or invalid token is
+// answered 200 as the RFC says, so holders learn nothing.
+func (s *Server) handleOAuthRevoke(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	r.Body = http.MaxBytesReader(w, r.Body, cloudapi.MaxBody)
+	if err := r.ParseForm(); err != nil {
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "send a form: token=…"))
+		return
+	}
+	client, err := s.tokenClient(r)
+	if err != nil {
+		s.oauthFail(w, r, err)
+		return
+	}
+	token := r.PostForm.Get("token")
+	switch {
+	case token == "":
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidReq, "token is missing"))
+		return
+	case client != "" && client != s.cfg.clientID:
+		s.oauthFail(w, r, oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the token was issued to another client"))
+		return
+	}
+	now := s.now()
+	var jti string
+	var exp time.Time
+	if !strings.HasPrefix(token, "rt_") {
+		t, err := s.issuer.parse(token, now)
+		if err != nil {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		jti, _ = t.JwtID()
+		exp, _ = t.Expiration()
+	}
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		if jti != "" {
+			return st.Revoke(jti, exp)
+		}
+		rt, err := st.RefreshToken(token)
+		if err != nil || rt == nil {
+			return err
+		}
+		chain, err := st.Chain(rt.ChainID)
+		if err != nil || chain == nil || chain.Revoked {
+			return err
+		}
+		return revokeChain(st, chain)
+	})
+	if err != nil {
+		s.oauthFail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // revokeChain revokes every token of a chain.
@@ -539,6 +668,9 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	base := s.base(r)
 	writeJSON(w, http.StatusOK, trustapi.Discovery{Issuer: base, JWKSURI: base + trustapi.PathJWKS,
 		TokenEndpoint: base + trustapi.PathOAuthToken, IntrospectionEndpoint: base + cloudapi.PathIntrospect,
+		RevocationEndpoint:  base + trustapi.PathOAuthRevoke,
+		TokenEndpointAuth:   []string{"none", "client_secret_basic", "client_secret_post"},
+		ClaimsSupported:     []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "identifier", "client_id"},
 		GrantTypesSupported: []string{"refresh_token", "urn:authphone:trusted-device"}, IDTokenSigningAlgs: []string{"ES256"},
 		ResponseTypesSupported: []string{"token"}, SubjectTypesSupported: []string{"public"}})
 }
@@ -695,6 +827,8 @@ func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
 			return errf(http.StatusNotFound, "no pairing %s", id)
 		case p.UserID != a.UserID || a.AAID == deviceapi.AAIDHeadless:
 			return errf(http.StatusForbidden, "this device is not trusted for the pairing's user")
+		case p.Status == trustapi.StatusCancelled:
+			return errf(http.StatusConflict, "the pairing was cancelled: the new device stopped waiting; ask it to show a new QR code")
 		case p.Status != trustapi.StatusPending:
 			return errf(http.StatusConflict, "the pairing was already %s", p.Status)
 		case !now.Before(p.ExpiresAt):
@@ -813,6 +947,101 @@ func (s *Server) handleRemoveTrusted(w http.ResponseWriter, r *http.Request) {
 			return errf(http.StatusUnauthorized, "the removal's signature does not verify with this device's key")
 		}
 		return s.removeAuthenticator(st, target, base, "This device was removed by another trusted device ("+a.Name+")")
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleCancelLoginRequest ends a pending login request for the device
+// that made it (its poll token and PKCE verifier prove it): the trusted
+// devices' inbox items go, and a trusted device answering later is told
+// it was cancelled.
+func (s *Server) handleCancelLoginRequest(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req trustapi.PollRequest
+	if err := readJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		lr, err := st.LoginRequest(id)
+		switch {
+		case err != nil:
+			return err
+		case lr == nil || subtle.ConstantTimeCompare([]byte(lr.PollToken), []byte(req.PollToken)) != 1 ||
+			trustapi.CodeChallenge(req.CodeVerifier) != lr.CodeChallenge:
+			return errf(http.StatusNotFound, "no login request %s with that poll token and code verifier", id)
+		case lr.Status == trustapi.StatusCancelled:
+			return nil
+		case lr.Status != trustapi.StatusPending:
+			return errf(http.StatusConflict, "the login request was already %s", lr.Status)
+		}
+		lr.Status, lr.UpdatedAt = trustapi.StatusCancelled, s.now()
+		if err := st.PutLoginRequest(lr); err != nil {
+			return err
+		}
+		items, err := st.InboxItems("", lr.ID)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if err := st.DeleteInboxItem(it.ID); err != nil {
+				return err
+			}
+			st.Wake(inboxWaitKey(it.AuthenticatorID))
+		}
+		st.Wake(loginWaitKey(lr.ID))
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleCancelPairing ends a pending pairing for the new device that made
+// it (signed with the pairing's key): no trusted device can approve it
+// afterwards, so no orphaned trusted device appears.
+func (s *Server) handleCancelPairing(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req trustapi.CancelPairing
+	if err := readJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.freshSignature(req.Timestamp); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	err := s.store.Update(r.Context(), func(st Tx) error {
+		p, err := st.Pairing(id)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return errf(http.StatusNotFound, "no pairing %s", id)
+		}
+		pub, err := parseRawKey(p.PublicKey)
+		if err != nil || !trustapi.Verify(pub, trustapi.SignedFacts(p.UserID, p.ID, trustapi.EventCancelPairing, req.Timestamp, false), req.Signature) {
+			return errf(http.StatusUnauthorized, "the cancellation's signature does not verify with the pairing's key")
+		}
+		switch p.Status {
+		case trustapi.StatusCancelled:
+			return nil
+		case trustapi.StatusPending:
+		default:
+			return errf(http.StatusConflict, "the pairing was already %s", p.Status)
+		}
+		p.Status = trustapi.StatusCancelled
+		if err := st.PutPairing(p); err != nil {
+			return err
+		}
+		st.Wake(pairingWaitKey(id))
+		return nil
 	})
 	if err != nil {
 		s.fail(w, r, err)

@@ -25,7 +25,9 @@ func Drive(f *Flow, answer Answerer, onUpdate func(Update)) Update {
 // wrong PIN unless Retry is set. Where the second factor is a biometric it
 // answers with one if Biometric is set, and gives up otherwise.
 type Answers struct {
-	Confirm   bool
+	Confirm bool
+	// Number is picked at a number-matching CONFIRM.
+	Number    int
 	PIN       string
 	NewPIN    string
 	Retry     bool
@@ -44,6 +46,12 @@ func (a Answers) Answer(f *Flow, u Update) {
 	}
 	switch u.CurrentInteraction.Type {
 	case Confirm, ConfirmTransaction:
+		if a.Confirm && len(u.CurrentInteraction.Numbers) > 0 {
+			if err := f.ConfirmNumber(a.Number); err != nil {
+				f.CancelWith(err)
+			}
+			return
+		}
 		_ = f.Confirm(a.Confirm)
 	case VerifySecondFactor:
 		if u.PreviousResult == PINFail && !a.Retry {

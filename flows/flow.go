@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -21,12 +24,14 @@ type Flow struct {
 
 	mu      sync.Mutex
 	waiting InteractionType // zero unless waiting for input
+	numbers []int           // what a number-matching CONFIRM offers
 	state   State
 	account *Account
 	ended   chan struct{}
 }
 
 type answer struct {
+	number    int // a number-matching CONFIRM: the number picked
 	confirm   *bool
 	pin       *string
 	biometric bool
@@ -96,6 +101,29 @@ func (f *Flow) Done() <-chan struct{} { return f.ended }
 // Confirm answers CONFIRM or CONFIRM_TRANSACTION: yes approves, no declines.
 func (f *Flow) Confirm(yes bool) error {
 	return f.answer(answer{confirm: &yes}, Confirm, ConfirmTransaction)
+}
+
+// ConfirmNumber approves a number-matching CONFIRM or CONFIRM_TRANSACTION
+// with the number the user picked; it must be one of the interaction's
+// Numbers (else ErrNotOffered, and the flow still waits).
+func (f *Flow) ConfirmNumber(n int) error {
+	f.mu.Lock()
+	offered := f.numbers
+	f.mu.Unlock()
+	if !slices.Contains(offered, n) {
+		return fmt.Errorf("%w: %d (offered: %s)", ErrNotOffered, n, JoinNumbers(offered))
+	}
+	yes := true
+	return f.answer(answer{confirm: &yes, number: n}, Confirm, ConfirmTransaction)
+}
+
+// JoinNumbers renders numbers as "12, 42, 77".
+func JoinNumbers(ns []int) string {
+	parts := make([]string, len(ns))
+	for i, n := range ns {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // InputSecondFactor answers VERIFY_SECOND_FACTOR or SET_SECOND_FACTOR.
@@ -182,7 +210,7 @@ func (s *Step) Processing() {
 func (s *Step) ask(ctx context.Context, in Interaction) (answer, error) {
 	f := s.f
 	f.mu.Lock()
-	f.state, f.waiting = WaitForInput, in.Type
+	f.state, f.waiting, f.numbers = WaitForInput, in.Type, in.Numbers
 	u := Update{Type: f.typ, State: WaitForInput, CurrentInteraction: &in, Account: f.account, PreviousResult: s.prev}
 	f.mu.Unlock()
 	f.updates <- u
@@ -200,6 +228,28 @@ func (s *Step) ask(ctx context.Context, in Interaction) (answer, error) {
 
 // Confirm asks the user to approve (CONFIRM, or CONFIRM_TRANSACTION when
 // text is not empty). A "no" returns ErrDeclined.
+// ConfirmNumber asks like Confirm, offering numbers to pick from (number
+// matching), and returns the number picked. A "yes" without a number
+// returns ErrNumberRequired.
+func (s *Step) ConfirmNumber(ctx context.Context, text string, details map[string]string, numbers []int) (int, error) {
+	in := Interaction{Type: Confirm, Details: details, Numbers: slices.Clone(numbers)}
+	if text != "" {
+		in.Type, in.TransactionText = ConfirmTransaction, text
+	}
+	a, err := s.ask(ctx, in)
+	if err != nil {
+		return 0, err
+	}
+	if !*a.confirm {
+		return 0, ErrDeclined
+	}
+	if a.number == 0 {
+		return 0, ErrNumberRequired
+	}
+	s.prev = Success
+	return a.number, nil
+}
+
 func (s *Step) Confirm(ctx context.Context, text string, details map[string]string) error {
 	in := Interaction{Type: Confirm, Details: details}
 	if text != "" {

@@ -103,6 +103,9 @@ type Interaction struct {
 	TransactionText string `json:"transactionText,omitempty"`
 	// RetriesLeft is the number of PIN attempts left (VERIFY_SECOND_FACTOR).
 	RetriesLeft int `json:"retriesLeft,omitempty"`
+	// Numbers are the numbers a number-matching CONFIRM offers: the user
+	// picks the one the service shows (Flow.ConfirmNumber).
+	Numbers []int `json:"numbers,omitempty"`
 	// Details carries anything else worth showing (a requesting device, a
 	// binding code).
 	Details map[string]string `json:"details,omitempty"`
@@ -144,4 +147,12 @@ var (
 	// ErrPINRequired: the account's second factor is a PIN, and the answer
 	// was a biometric.
 	ErrPINRequired = errors.New("this account's second factor is a PIN, not a biometric")
+	// ErrNumberRequired: a number-matching CONFIRM was approved without
+	// picking a number.
+	ErrNumberRequired = errors.New("this approval uses number matching: pick the number the service shows")
+	// ErrNotOffered: the number picked is not one of those offered.
+	ErrNotOffered = errors.New("that number is not one of those offered")
+	// ErrWrongNumber: the cloud refused the number picked; the approval
+	// failed, like a denial.
+	ErrWrongNumber = errors.New("wrong number")
 )

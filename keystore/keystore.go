@@ -67,7 +67,7 @@ func Open(ctx context.Context, cfg Config) (Store, error) {
 	case KindAuto, "":
 		s := NewOS(cfg.Profile)
 		if err := s.Probe(ctx); err != nil {
-			return nil, fmt.Errorf("%w: no OS keyring answers (%v); choose --keystore file with %s set, or --keystore memory for a throw-away phone", ErrUnavailable, causeOf(err), PassphraseEnv)
+			return nil, fmt.Errorf("%w: no OS keyring answers (%v): use --keystore file with %s set (an age-encrypted file in the profile)", ErrUnavailable, causeOf(err), PassphraseEnv)
 		}
 		return s, nil
 	case KindFile:

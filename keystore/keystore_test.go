@@ -138,7 +138,7 @@ func TestAutoWithoutKeyring(t *testing.T) {
 		"DBUS_SESSION_BUS_ADDRESS=unix:path=/nonexistent/authphone-test-bus", "XDG_RUNTIME_DIR=/nonexistent", "DISPLAY=")
 	out, _ := cmd.Output()
 	s := string(out)
-	if !strings.Contains(s, "ERR:") || !strings.Contains(s, "--keystore file") || !strings.Contains(s, "--keystore memory") {
+	if !strings.Contains(s, "ERR:") || !strings.Contains(s, "--keystore file") || !strings.Contains(s, "AUTHPHONE_KEYSTORE_PASSPHRASE") || strings.Contains(s, "--keystore memory") {
 		t.Fatalf("auto without a keyring said: %s", s)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
+	"github.com/authphone/authphone/sdk/httplimit"
 )
 
 // signer signs a request as an account's device.
@@ -47,10 +48,7 @@ func (p *Phone) call(ctx context.Context, method, base, path string, query url.V
 	}
 	resp, err := req.Execute(method, strings.TrimRight(base, "/")+path)
 	if err != nil {
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		return fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, base, errors.Unwrap(err))
+		return transportError(ctx, err, base)
 	}
 	if resp.IsError() {
 		var sb deviceapi.StatusBody
@@ -76,4 +74,18 @@ func (p *Phone) call(ctx context.Context, method, base, path string, query url.V
 		}
 	}
 	return nil
+}
+
+// transportError explains a request that got no answer: ctx ended (its
+// cause), the request's time limit passed (ErrNoAnswer), or the cloud could
+// not be reached (ErrUnreachable).
+func transportError(ctx context.Context, err error, base string) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	var le *httplimit.Error
+	if errors.As(err, &le) {
+		return fmt.Errorf("%w: %w", ErrNoAnswer, le)
+	}
+	return fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, base, errors.Unwrap(err))
 }

@@ -108,7 +108,7 @@ func (p *Phone) Data(ctx context.Context, payload []byte, contentType string) (*
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("getData cancelled: %w", context.Cause(ctx))
 		}
-		return nil, fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, a.Cloud, errors.Unwrap(err))
+		return nil, transportError(ctx, err, a.Cloud)
 	}
 	out := &DataResponse{Status: resp.StatusCode(), ContentType: resp.Header().Get("Content-Type"), Body: resp.Body(), Account: a}
 	if resp.Header().Get(deviceapi.DataRelayedHeader) == "" {
@@ -168,7 +168,7 @@ func (p *Phone) createHeadless(ctx context.Context) (*Account, error) {
 	if err := uaf.Decode(rr.UAFRequest, &req); err != nil {
 		return nil, fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
 	}
-	if !req.Policy.Accepts(deviceapi.AAIDHeadless) {
+	if !req.Policy.Accepts(deviceapi.Describe(deviceapi.AAIDHeadless, "")) {
 		return nil, fmt.Errorf("%w: the cloud's policy does not accept a headless authenticator", ErrRejected)
 	}
 	key, keyID, err := newDeviceKey()
@@ -261,7 +261,7 @@ func (p *Phone) ChangePIN(ctx context.Context, ref string) (*flows.Flow, error) 
 		if err != nil {
 			return err
 		}
-		ver, err := newPINVerifier(pin)
+		ver, err := p.newPINVerifier(pin)
 		if err != nil {
 			return err
 		}
@@ -270,21 +270,4 @@ func (p *Phone) ChangePIN(ctx context.Context, ref string) (*flows.Flow, error) 
 		}
 		return nil
 	})
-}
-
-// replaceAccount swaps the record with id for a.
-func (p *Phone) replaceAccount(id string, a *Account) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	accts, err := p.load()
-	if err != nil {
-		return err
-	}
-	for i, x := range accts {
-		if x.ID == id {
-			accts[i] = a
-			return p.save(accts)
-		}
-	}
-	return p.save(append(accts, a))
 }

@@ -11,6 +11,9 @@ import (
 var (
 	// ErrUnreachable means the cloud could not be reached at all.
 	ErrUnreachable = errors.New("cannot reach the cloud")
+	// ErrNoAnswer means the cloud took the request but did not answer
+	// within the time limit (WithTimeout).
+	ErrNoAnswer = errors.New("the cloud did not answer in time")
 	// ErrNoAccount means no account matches.
 	ErrNoAccount = errors.New("no such account")
 	// ErrNoPending means nothing is waiting for this phone.

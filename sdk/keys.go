@@ -8,8 +8,10 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 
+	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk/uaf"
 	"golang.org/x/crypto/argon2"
 )
@@ -42,6 +44,9 @@ func (p *Phone) storeKey(ctx context.Context, keyID string, key *ecdsa.PrivateKe
 
 func (p *Phone) loadKey(ctx context.Context, a *Account) (*ecdsa.PrivateKey, error) {
 	der, err := p.keys.Get(ctx, keyName(a.KeyID))
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, &keyGoneError{account: a, kind: p.keys.Kind()}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("the device key of %s is not in the %s keystore (%w); was the account made with another --keystore?", a.Name(), p.keys.Kind(), err)
 	}
@@ -65,6 +70,7 @@ type pinVerifier struct {
 	Threads uint8  `json:"p"`
 	Salt    []byte `json:"salt"`
 	Hash    []byte `json:"hash"`
+	KDF     string `json:"kdf,omitempty"` // the profile's setting it was made with: standard or test
 }
 
 // Argon2id parameters (RFC 9106's second recommended option, lighter memory).
@@ -80,16 +86,6 @@ func ValidatePIN(pin string) error {
 		return ErrPINFormat
 	}
 	return nil
-}
-
-func newPINVerifier(pin string) ([]byte, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return nil, err
-	}
-	v := pinVerifier{Alg: "argon2id", Time: pinTime, Memory: pinMemory, Threads: pinThreads, Salt: salt,
-		Hash: argon2.IDKey([]byte(pin), salt, pinTime, pinMemory, pinThreads, 32)}
-	return json.Marshal(v)
 }
 
 func checkPIN(verifier []byte, pin string) (bool, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/authphone/authphone/flows"
@@ -68,30 +69,37 @@ func (p *Phone) start(ctx context.Context, pl dispatch.Payload, hint *Account, s
 
 // redeem exchanges a dispatch token for its UAF request.
 func (p *Phone) redeem(ctx context.Context, pl dispatch.Payload, out any) (uaf.Header, error) {
+	h, _, err := p.redeemFull(ctx, pl, out)
+	return h, err
+}
+
+// redeemFull is redeem that also returns the whole answer (the numbers a
+// number-matching approval offers).
+func (p *Phone) redeemFull(ctx context.Context, pl dispatch.Payload, out any) (uaf.Header, *deviceapi.RedeemResponse, error) {
 	var rr deviceapi.RedeemResponse
 	err := p.call(ctx, http.MethodPost, pl.Base(), deviceapi.PathRedeem+string(pl.Kind()), nil,
 		deviceapi.RedeemRequest{Token: pl.Token}, &rr, nil)
 	switch {
 	case errors.Is(err, ErrTokenRedeemed):
-		return uaf.Header{}, fmt.Errorf("%w: this QR code or request was already used; ask the service for a new one", err)
+		return uaf.Header{}, nil, fmt.Errorf("%w: this QR code or request was already used; ask the service for a new one", err)
 	case errors.Is(err, ErrTokenExpired):
-		return uaf.Header{}, fmt.Errorf("%w: ask the service for a new one", err)
+		return uaf.Header{}, nil, fmt.Errorf("%w: ask the service for a new one", err)
 	case errors.Is(err, ErrTokenUnknown):
-		return uaf.Header{}, fmt.Errorf("%w: the cloud at %s does not know it; is it the right cloud?", err, pl.Base())
+		return uaf.Header{}, nil, fmt.Errorf("%w: the cloud at %s does not know it; is it the right cloud?", err, pl.Base())
 	case err != nil:
-		return uaf.Header{}, err
+		return uaf.Header{}, nil, err
 	}
 	if err := uaf.Decode(rr.UAFRequest, out); err != nil {
-		return uaf.Header{}, fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
+		return uaf.Header{}, nil, fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
 	}
 	var h struct {
 		Header uaf.Header `json:"header"`
 	}
 	_ = uaf.Decode(rr.UAFRequest, &h)
-	if h.Header.UPV != uaf.V1_1 {
-		return uaf.Header{}, fmt.Errorf("the cloud speaks UAF %d.%d; authphone speaks 1.1", h.Header.UPV.Major, h.Header.UPV.Minor)
+	if !h.Header.UPV.Supported() {
+		return uaf.Header{}, nil, fmt.Errorf("the cloud speaks UAF %d.%d; authphone speaks 1.0 and 1.1", h.Header.UPV.Major, h.Header.UPV.Minor)
 	}
-	return h.Header, nil
+	return h.Header, &rr, nil
 }
 
 // background gives clean-up calls (declines) a context that outlives a
@@ -117,6 +125,8 @@ func reasonFor(err error) string {
 		return "second factor locked"
 	case errors.Is(err, flows.ErrWrongPIN):
 		return "wrong PIN"
+	case errors.Is(err, flows.ErrNotOffered):
+		return cloudapi.ReasonWrongNumber
 	default:
 		return "cancelled"
 	}
@@ -133,7 +143,7 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 	if so.biometric {
 		aaid, kind = deviceapi.AAIDBiometric, "biometric"
 	}
-	if !req.Policy.Accepts(aaid) {
+	if !req.Policy.Accepts(deviceapi.Describe(aaid, "")) {
 		p.decline(ctx, pl, "no acceptable authenticator", nil)
 		return fmt.Errorf("%w: the cloud's policy does not accept a %s authenticator (%s)", ErrRejected, kind, aaid)
 	}
@@ -174,7 +184,7 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 	if err != nil {
 		return nil, err
 	}
-	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: uaf.V1_1, Op: uaf.OpReg, AppID: hdr.AppID, ServerData: hdr.ServerData},
+	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: hdr.UPV, Op: uaf.OpReg, AppID: hdr.AppID, ServerData: hdr.ServerData},
 		FCParams: fc, Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(assertion)}}})
 	if err != nil {
 		return nil, err
@@ -191,7 +201,7 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 		}
 	}
 	if pin != "" {
-		ver, err := newPINVerifier(pin)
+		ver, err := p.newPINVerifier(pin)
 		if err != nil {
 			cleanup()
 			return nil, err
@@ -235,7 +245,7 @@ func (p *Phone) accountFor(base string, pol uaf.Policy, hint *Account) (*Account
 		return nil, err
 	}
 	for _, a := range accts {
-		if a.Cloud == base && pol.AcceptsKey(a.AAID, a.KeyID) {
+		if a.Cloud == base && pol.Matches(deviceapi.Describe(a.AAID, a.KeyID)) {
 			return a, nil
 		}
 	}
@@ -244,7 +254,7 @@ func (p *Phone) accountFor(base string, pol uaf.Policy, hint *Account) (*Account
 
 func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Payload, hint *Account) error {
 	var req uaf.AuthenticationRequest
-	hdr, err := p.redeem(ctx, pl, &req)
+	hdr, rr, err := p.redeemFull(ctx, pl, &req)
 	if err != nil {
 		s.Processing()
 		return err
@@ -282,7 +292,13 @@ func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Pay
 	if text != "" {
 		shown = cloudapi.PlainText(text)
 	}
-	if err := s.Confirm(ctx, shown, nil); err != nil {
+	number := 0
+	if len(rr.NumberChoices) > 0 {
+		number, err = s.ConfirmNumber(ctx, shown, nil, rr.NumberChoices)
+	} else {
+		err = s.Confirm(ctx, shown, nil)
+	}
+	if err != nil {
 		p.decline(ctx, pl, reasonFor(err), sg)
 		return err
 	}
@@ -293,7 +309,7 @@ func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Pay
 		}
 		return err
 	}
-	return p.sign(ctx, a, key, hdr, req.Challenge, req.Transaction)
+	return p.sign(ctx, a, key, hdr, req.Challenge, req.Transaction, number)
 }
 
 // verifySecondFactor asks for the account's PIN (with the lock-out) or its
@@ -306,7 +322,8 @@ func (p *Phone) verifySecondFactor(ctx context.Context, s *flows.Step, a *Accoun
 }
 
 // sign builds, counts and sends the authentication assertion.
-func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr uaf.Header, challenge string, tx []uaf.Transaction) error {
+// number is the number the user picked (number matching), or 0.
+func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr uaf.Header, challenge string, tx []uaf.Transaction, number int) error {
 	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
 	th, err := uaf.TransactionHash(tx)
 	if err != nil {
@@ -327,12 +344,21 @@ func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr
 	if err != nil {
 		return err
 	}
-	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: uaf.V1_1, Op: uaf.OpAuth, AppID: hdr.AppID, ServerData: hdr.ServerData},
+	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: hdr.UPV, Op: uaf.OpAuth, AppID: hdr.AppID, ServerData: hdr.ServerData},
 		FCParams: fc, Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(assertion)}}})
 	if err != nil {
 		return err
 	}
-	if err := p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathAuthentication, nil, deviceapi.UAFBody{UAFResponse: msg}, nil, nil); err != nil {
+	body := deviceapi.UAFBody{UAFResponse: msg}
+	if number != 0 {
+		body.Context, _ = json.Marshal(deviceapi.AuthContext{Number: number})
+	}
+	err = p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathAuthentication, nil, body, nil, nil)
+	var ce *CloudError
+	if errors.As(err, &ce) && strings.HasPrefix(ce.Message, deviceapi.WrongNumber) {
+		return fmt.Errorf("%w: %d is not the number the service shows; the approval failed", flows.ErrWrongNumber, number)
+	}
+	if err != nil {
 		return fmt.Errorf("authentication: %w", err)
 	}
 	return nil

@@ -20,13 +20,22 @@ import (
 
 // Request is a push message waiting for this phone.
 type Request struct {
-	ID           string              `json:"id"`
+	// ID is what the backend knows the request by: the transactionId of an
+	// approval, the requestId of a login request; the inbox message's own
+	// id (ItemID) only for what has neither (a removal notice).
+	ID string `json:"id"`
+	// TransactionID is the backend's transactionId (approvals).
+	TransactionID string `json:"transactionId,omitempty"`
+	// ItemID is the inbox message's id.
+	ItemID       string              `json:"itemId"`
 	Kind         deviceapi.InboxKind `json:"kind"`
 	Message      string              `json:"message,omitempty"`
 	Notification string              `json:"notificationMessage,omitempty"`
 	CreatedAt    time.Time           `json:"createdAt"`
 	ExpiresAt    time.Time           `json:"expiresAt"`
 	Account      *Account            `json:"account"`
+	// NumberChoices are the numbers a number-matching approval offers.
+	NumberChoices []int `json:"numberChoices,omitempty"`
 	// Login describes another device's login request (kind login-request).
 	Login   *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`
 	payload dispatch.Payload
@@ -114,7 +123,7 @@ func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Re
 	out := make([]Request, 0, len(msgs))
 	for _, m := range msgs {
 		if m.Kind == deviceapi.InboxLoginRequest && m.LoginRequest != nil {
-			out = append(out, Request{ID: m.ID, Kind: m.Kind, Notification: m.NotificationMessage, CreatedAt: m.CreatedAt,
+			out = append(out, Request{ID: m.LoginRequest.RequestID, ItemID: m.ID, Kind: m.Kind, Notification: m.NotificationMessage, CreatedAt: m.CreatedAt,
 				ExpiresAt: m.ExpiresAt, Account: a, Login: m.LoginRequest})
 			continue
 		}
@@ -122,8 +131,12 @@ func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Re
 		if err != nil {
 			return nil, fmt.Errorf("the cloud sent a push message that is not a dispatch payload: %w", err)
 		}
-		out = append(out, Request{ID: m.ID, Kind: m.Kind, Message: m.Message, Notification: m.NotificationMessage,
-			CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, payload: pl})
+		id := m.TransactionID
+		if id == "" {
+			id = m.ID
+		}
+		out = append(out, Request{ID: id, TransactionID: m.TransactionID, ItemID: m.ID, Kind: m.Kind, Message: m.Message, Notification: m.NotificationMessage,
+			CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, NumberChoices: m.NumberChoices, payload: pl})
 	}
 	return out, nil
 }
@@ -136,11 +149,22 @@ type Select struct {
 	Match string
 	// Wait is how long to wait for a matching request to arrive.
 	Wait time.Duration
+	// Cloud keeps only requests for accounts on this cloud (base URL).
+	Cloud string
 }
 
-func (s Select) keep(r Request) bool {
-	return (s.ID == "" || r.ID == s.ID || strings.HasPrefix(r.ID, s.ID)) &&
-		(s.Match == "" || strings.Contains(r.Message, s.Match) || strings.Contains(r.Text(), s.Match))
+// Keep reports whether r is one the selection picks: its ID, transaction
+// id or inbox message id is (or starts with) ID, its text contains Match,
+// and its account is on Cloud.
+func (s Select) Keep(r Request) bool {
+	idOK := s.ID == ""
+	for _, id := range []string{r.ID, r.TransactionID, r.ItemID} {
+		if id != "" && strings.HasPrefix(id, s.ID) {
+			idOK = true
+		}
+	}
+	return idOK && (s.Match == "" || strings.Contains(r.Message, s.Match) || strings.Contains(r.Text(), s.Match)) &&
+		(s.Cloud == "" || r.Account == nil || strings.TrimRight(r.Account.Cloud, "/") == strings.TrimRight(s.Cloud, "/"))
 }
 
 // Next returns the request sel names, waiting up to sel.Wait for it; it
@@ -154,21 +178,28 @@ func (p *Phone) Next(ctx context.Context, sel Select) (Request, error) {
 			return Request{}, err
 		}
 		for _, r := range rs {
-			if sel.keep(r) {
+			if sel.Keep(r) {
 				return r, nil
 			}
 		}
 		if left <= 0 {
-			what := "no pending request"
+			var what []string
 			if sel.ID != "" {
-				what = "no pending request with id " + sel.ID
-			} else if sel.Match != "" {
-				what = "no pending request whose message contains " + fmt.Sprintf("%q", sel.Match)
+				what = append(what, "with id "+sel.ID)
+			}
+			if sel.Match != "" {
+				what = append(what, fmt.Sprintf("whose message contains %q", sel.Match))
+			}
+			if sel.Cloud != "" {
+				what = append(what, "on "+sel.Cloud)
 			}
 			if sel.Wait > 0 {
-				what += " arrived within " + sel.Wait.String()
+				what = append(what, "arrived within "+sel.Wait.String())
 			}
-			return Request{}, fmt.Errorf("%w: %s", ErrNoPending, what)
+			if len(what) == 0 {
+				return Request{}, ErrNoPending
+			}
+			return Request{}, fmt.Errorf("%w %s", ErrNoPending, strings.Join(what, ", "))
 		}
 		if _, err := p.Pending(ctx, left); err != nil {
 			return Request{}, err

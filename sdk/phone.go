@@ -5,8 +5,9 @@
 // (package flows) that reports its progress and waits for the user's
 // answers.
 //
-// A Phone is one simulated device (a profile): its accounts are kept as JSON
-// in a state directory, and its private keys and PIN verifiers in a
+// A Phone is one simulated device (a profile): its accounts are kept in
+// memory and in a state directory (accounts.json, and a write-ahead log of
+// the sign counters), and its private keys and PIN verifiers in a
 // keystore.Store. The backend side of the cloud's API is in sdk/backend.
 package sdk
 
@@ -23,6 +24,7 @@ import (
 
 	"github.com/authphone/authphone/flows"
 	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk/httplimit"
 	"github.com/go-resty/resty/v2"
 )
 
@@ -35,18 +37,21 @@ const FacetID = "authphone:cli"
 // Phone is one simulated phone. It is safe for concurrent use; it runs one
 // flow at a time.
 type Phone struct {
-	profile string
-	dir     string
-	keys    keystore.Store
-	http    *resty.Client
-	cloud   string
-	name    string
-	now     func() time.Time
-	runner  flows.Runner
-	mu      sync.Mutex // guards the state file
+	profile    string
+	dir        string
+	keys       keystore.Store
+	http       *resty.Client
+	cloud      string
+	name       string
+	now        func() time.Time
+	runner     flows.Runner
+	mu         sync.Mutex // guards st and the state files
+	st         state
+	durability Durability
 
 	versions   []string
 	maxPayload int
+	kdf        KDF
 	headlessMu sync.Mutex // one headless account at a time
 }
 
@@ -61,6 +66,8 @@ type options struct {
 
 	versions   []string
 	maxPayload int
+	kdf        KDF
+	durability Durability
 }
 
 // Option configures a Phone.
@@ -70,8 +77,14 @@ type Option func(*options)
 // $XDG_CONFIG_HOME/authphone/profiles/PROFILE).
 func WithStateDir(dir string) Option { return func(o *options) { o.dir = dir } }
 
-// WithHTTPClient sets the HTTP client (default: a client with a 90 s timeout).
+// WithHTTPClient sets the HTTP client (default: one that limits every
+// request to the WithTimeout limit, long-polls to their wait on top).
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithTimeout limits each call to the cloud, connecting included (default
+// 30 s); a long-poll gets its wait on top. A call past it fails with
+// ErrNoAnswer.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // WithCloud sets the cloud used when no dispatch payload names one.
 func WithCloud(url string) Option { return func(o *options) { o.cloud = strings.TrimRight(url, "/") } }
@@ -104,8 +117,8 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 	if keys == nil {
 		return nil, fmt.Errorf("a phone needs a keystore")
 	}
-	o := options{cloud: DefaultCloud, now: time.Now, timeout: 90 * time.Second,
-		versions: DefaultProtocolVersions, maxPayload: DefaultMaxPayload}
+	o := options{cloud: DefaultCloud, now: time.Now, timeout: httplimit.DefaultTimeout,
+		versions: DefaultProtocolVersions, maxPayload: DefaultMaxPayload, kdf: KDFStandard}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -127,14 +140,14 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 	if o.client != nil {
 		r = resty.NewWithClient(o.client)
 	} else {
-		r = resty.New().SetTimeout(o.timeout)
+		r = resty.NewWithClient(httplimit.Client(o.timeout))
 	}
 	r.SetHeader("User-Agent", "authphone-phone/1")
 	if o.verbose != nil {
 		logExchanges(r, o.verbose)
 	}
 	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now,
-		versions: o.versions, maxPayload: o.maxPayload}, nil
+		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf, durability: o.durability}, nil
 }
 
 // Profile is the phone's profile name.

@@ -88,10 +88,7 @@ func (p *Phone) PollTokens(ctx context.Context, lr *LoginRequest, wait time.Dura
 	}
 	resp, err := req.Post(u)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
-		}
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, lr.Cloud, errors.Unwrap(err))
+		return nil, transportError(ctx, err, lr.Cloud)
 	}
 	if resp.IsError() {
 		var oe trustapi.OAuthError
@@ -109,15 +106,20 @@ func (p *Phone) PollTokens(ctx context.Context, lr *LoginRequest, wait time.Dura
 
 // WaitTokens long-polls until the tokens come, a trusted device rejects
 // (ErrLoginRejected), the request expires (ErrLoginExpired), or wait ends
-// (ErrLoginPending). The tokens come within a moment of the approval.
+// (ErrLoginPending). The tokens come within a moment of the approval. When
+// the wait or ctx ends first, the request is cancelled at the cloud
+// (CancelLogin), so no trusted device can approve it afterwards.
 func (p *Phone) WaitTokens(ctx context.Context, lr *LoginRequest, wait time.Duration) (*trustapi.TokenResponse, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, fmt.Errorf("%w after %s", ErrLoginPending, wait)
+			return p.giveUpLogin(ctx, lr, fmt.Errorf("%w after %s; the request was cancelled", ErrLoginPending, wait))
 		}
 		tok, err := p.PollTokens(ctx, lr, min(left, 60*time.Second))
+		if ctx.Err() != nil {
+			return p.giveUpLogin(ctx, lr, err)
+		}
 		var oe *trustapi.OAuthError
 		if !errors.As(err, &oe) {
 			return tok, err
@@ -133,6 +135,29 @@ func (p *Phone) WaitTokens(ctx context.Context, lr *LoginRequest, wait time.Dura
 			return nil, err
 		}
 	}
+}
+
+// giveUpLogin cancels a login request this device stops waiting for. If a
+// trusted device approved it just before, the tokens are taken instead.
+func (p *Phone) giveUpLogin(ctx context.Context, lr *LoginRequest, why error) (*trustapi.TokenResponse, error) {
+	bg, cancel := background(ctx)
+	defer cancel()
+	err := p.CancelLogin(bg, lr)
+	var ce *CloudError
+	if errors.As(err, &ce) && ce.HTTPStatus == http.StatusConflict {
+		if tok, perr := p.PollTokens(bg, lr, 0); perr == nil {
+			return tok, nil
+		}
+	}
+	return nil, why
+}
+
+// CancelLogin cancels this device's pending login request: the trusted
+// devices' push messages for it go, and one answering later is told it
+// was cancelled. Cancelling twice is no error.
+func (p *Phone) CancelLogin(ctx context.Context, lr *LoginRequest) error {
+	return p.call(ctx, http.MethodPost, lr.Cloud, trustapi.PathLoginRequests+"/"+url.PathEscape(lr.RequestID)+"/cancel", nil,
+		trustapi.PollRequest{PollToken: lr.PollToken, CodeVerifier: lr.CodeVerifier}, nil, nil)
 }
 
 func (p *Phone) respondLogin(ctx context.Context, a *Account, sg *signer, requestID string, approved bool) error {
@@ -213,7 +238,7 @@ func (p *Phone) StartPairing(ctx context.Context, identifier, pin string) (*Pair
 		return nil, err
 	}
 	pub := base64.RawURLEncoding.EncodeToString(uaf.PublicKeyRaw(&key.PublicKey))
-	ver, err := newPINVerifier(pin)
+	ver, err := p.newPINVerifier(pin)
 	if err != nil {
 		return nil, err
 	}
@@ -246,38 +271,79 @@ func (p *Phone) dropSecrets(ctx context.Context, keyID string) {
 
 // WaitPairing waits until a trusted device approves the pairing; the new
 // account is then recorded and can approve logins itself. If the pairing
-// expires, or wait or ctx ends first, the new key is deleted.
+// expires, or wait or ctx ends first, the pairing is cancelled at the
+// cloud (so no trusted device can approve it later) and the new key is
+// deleted.
 func (p *Phone) WaitPairing(ctx context.Context, pr *Pairing, wait time.Duration) (*Account, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			p.dropSecrets(ctx, pr.keyID)
-			return nil, fmt.Errorf("%w: no trusted device approved it within %s", ErrPairingExpired, wait)
+			return p.giveUpPairing(ctx, pr, fmt.Errorf("%w: no trusted device approved it within %s; the pairing was cancelled", ErrPairingExpired, wait))
 		}
 		var st trustapi.PairingStatus
 		q := url.Values{"wait": {min(left, 60*time.Second).String()}}
 		if err := p.call(ctx, http.MethodGet, pr.QR.Cloud, trustapi.PathPairings+"/"+url.PathEscape(pr.QR.PairingID), q, nil, &st, nil); err != nil {
-			p.dropSecrets(ctx, pr.keyID)
-			return nil, err
+			return p.giveUpPairing(ctx, pr, err)
 		}
 		switch st.Status {
 		case trustapi.StatusApproved:
-			a := &Account{ID: st.AuthenticatorID, Cloud: pr.QR.Cloud, Username: st.Username, UserID: st.UserID, KeyID: pr.keyID,
-				AAID: deviceapi.AAIDPIN, CreatedAt: p.now().UTC().Truncate(time.Second)}
-			if err := p.addAccount(a); err != nil {
-				return nil, fmt.Errorf("trusted, but the phone could not record the account: %w", err)
-			}
-			key, err := p.loadKey(ctx, a)
-			if err != nil {
-				return nil, err
-			}
-			return a, p.registerTarget(ctx, a, key)
-		case trustapi.StatusExpired:
+			return p.paired(ctx, pr, st)
+		case trustapi.StatusExpired, trustapi.StatusCancelled:
 			p.dropSecrets(ctx, pr.keyID)
 			return nil, fmt.Errorf("%w: no trusted device approved it within %s; show a new QR", ErrPairingExpired, trustapi.PairingMaxAge)
 		}
 	}
+}
+
+// paired records the account of an approved pairing.
+func (p *Phone) paired(ctx context.Context, pr *Pairing, st trustapi.PairingStatus) (*Account, error) {
+	a := &Account{ID: st.AuthenticatorID, Cloud: pr.QR.Cloud, Username: st.Username, UserID: st.UserID, KeyID: pr.keyID,
+		AAID: deviceapi.AAIDPIN, CreatedAt: p.now().UTC().Truncate(time.Second)}
+	if err := p.addAccount(a); err != nil {
+		return nil, fmt.Errorf("trusted, but the phone could not record the account: %w", err)
+	}
+	key, err := p.loadKey(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	return a, p.registerTarget(ctx, a, key)
+}
+
+// giveUpPairing cancels a pairing this device stops waiting for and
+// deletes its key. If a trusted device approved it just before, the
+// account is recorded instead: the cloud already trusts the key.
+func (p *Phone) giveUpPairing(ctx context.Context, pr *Pairing, why error) (*Account, error) {
+	bg, cancel := background(ctx)
+	defer cancel()
+	err := p.CancelPairing(bg, pr)
+	var ce *CloudError
+	if errors.As(err, &ce) && ce.HTTPStatus == http.StatusConflict {
+		var st trustapi.PairingStatus
+		if p.call(bg, http.MethodGet, pr.QR.Cloud, trustapi.PathPairings+"/"+url.PathEscape(pr.QR.PairingID), nil, nil, &st, nil) == nil &&
+			st.Status == trustapi.StatusApproved {
+			return p.paired(bg, pr, st)
+		}
+	}
+	p.dropSecrets(ctx, pr.keyID)
+	return nil, why
+}
+
+// CancelPairing cancels this device's pending pairing, signed with the
+// pairing's key: a trusted device scanning its QR afterwards is told it
+// was cancelled. Cancelling twice is no error.
+func (p *Phone) CancelPairing(ctx context.Context, pr *Pairing) error {
+	key, err := p.loadKey(ctx, &Account{KeyID: pr.keyID, Username: pr.Created.Username})
+	if err != nil {
+		return err
+	}
+	ts := p.now().Unix()
+	sig, err := trustapi.Sign(key, trustapi.SignedFacts(pr.QR.UserID, pr.QR.PairingID, trustapi.EventCancelPairing, ts, false))
+	if err != nil {
+		return err
+	}
+	return p.call(ctx, http.MethodPost, pr.QR.Cloud, trustapi.PathPairings+"/"+url.PathEscape(pr.QR.PairingID)+"/cancel", nil,
+		trustapi.CancelPairing{Timestamp: ts, Signature: sig}, nil, nil)
 }
 
 // KeyFingerprint is a short, readable digest of a public key.

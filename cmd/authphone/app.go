@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/authphone/authphone/flows"
 	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/backend"
+	"github.com/authphone/authphone/sdk/qr"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -50,6 +52,37 @@ type app struct {
 	verbose   bool
 	accessKey string
 	versions  []string
+	timeout   time.Duration
+	// printed is set once a result document went to stdout with --json;
+	// an error after it then gets no second document.
+	printed bool
+}
+
+// defaultTimeout limits each call to the cloud (--timeout).
+const defaultTimeout = 30 * time.Second
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+// secretEnv names an environment variable that holds a secret, for --help:
+// whether it is set, never its value.
+func secretEnv(name string) string {
+	if os.Getenv(name) != "" {
+		return "env " + name + ": (set)"
+	}
+	return "env " + name
+}
+
+// accessKeyValue is --access-key, or AUTHPHONE_ACCESS_KEY.
+func (a *app) accessKeyValue() string {
+	if a.accessKey != "" {
+		return a.accessKey
+	}
+	return os.Getenv("AUTHPHONE_ACCESS_KEY")
 }
 
 func envOr(name, def string) string {
@@ -77,7 +110,8 @@ func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud), sdk.WithAllowedProtocolVersions(a.versions...)}
+	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud), sdk.WithAllowedProtocolVersions(a.versions...),
+		sdk.WithTimeout(a.timeout)}
 	if w := a.verboseWriter(); w != nil {
 		opts = append(opts, sdk.WithVerbose(w))
 	}
@@ -85,18 +119,26 @@ func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
 }
 
 func (a *app) backend() (*backend.Client, error) {
-	if a.accessKey == "" {
+	key := a.accessKeyValue()
+	if key == "" {
 		return nil, usageErrorf("the backend commands need the cloud's access key: pass --access-key or set AUTHPHONE_ACCESS_KEY (the emulator prints it when it starts)")
 	}
-	opts := []backend.Option{backend.WithAccessKey(a.accessKey)}
+	opts := []backend.Option{backend.WithAccessKey(key), backend.WithTimeout(a.timeout)}
 	if w := a.verboseWriter(); w != nil {
 		opts = append(opts, backend.WithVerbose(w))
 	}
 	return backend.New(a.cloud, opts...), nil
 }
 
-// printJSON writes one JSON document on a line.
+// printJSON writes the command's result as one JSON document on a line.
 func (a *app) printJSON(v any) {
+	a.printed = true
+	a.printLine(v)
+}
+
+// printLine writes one JSON line that is not the result (a FlowUpdate, a
+// binding code while a command waits).
+func (a *app) printLine(v any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintln(a.io.out, string(b))
 }
@@ -108,6 +150,10 @@ func (a *app) pin(flag, prompt string) (string, error) {
 	if flag != "" {
 		return flag, nil
 	}
+	return a.pinFromEnv(prompt)
+}
+
+func (a *app) pinFromEnv(prompt string) (string, error) {
 	if v := os.Getenv("AUTHPHONE_PIN"); v != "" {
 		return v, nil
 	}
@@ -119,8 +165,8 @@ func (a *app) pin(flag, prompt string) (string, error) {
 
 // needPIN fails early, before any token is used, when a flow will ask for a
 // PIN that nothing can supply.
-func (a *app) needPIN(flag string) error {
-	if flag != "" || os.Getenv("AUTHPHONE_PIN") != "" || (a.io.inTTY && a.io.readPIN != nil) {
+func (a *app) needPIN(flag ...string) error {
+	if (len(flag) > 0 && flag[0] != "") || os.Getenv("AUTHPHONE_PIN") != "" || (a.io.inTTY && a.io.readPIN != nil) {
 		return nil
 	}
 	return fmt.Errorf("%w: pass --pin or set AUTHPHONE_PIN (there is no terminal to ask); --biometric for a biometric account", sdk.ErrPINRequired)
@@ -145,7 +191,7 @@ func (a *app) printUpdate(u flows.Update) {
 		if u.Err != nil {
 			j.Error = u.Err.Error()
 		}
-		a.printJSON(j)
+		a.printLine(j)
 		return
 	}
 	line := fmt.Sprintf("%-17s %s", u.Type, u.State)
@@ -162,6 +208,9 @@ func (a *app) printUpdate(u flows.Update) {
 		for _, k := range keys {
 			line += fmt.Sprintf("  %s=%q", k, in.Details[k])
 		}
+		if len(in.Numbers) > 0 {
+			line += "  numbers=" + flows.JoinNumbers(in.Numbers)
+		}
 		if u.PreviousResult == flows.PINFail {
 			line += fmt.Sprintf("  (wrong PIN, %d attempts left)", in.RetriesLeft)
 		}
@@ -174,10 +223,11 @@ func (a *app) printUpdate(u flows.Update) {
 
 // answers is what the command line says for the user.
 type answers struct {
-	pin       string // to verify (and to set, when newPIN is empty on enrol)
-	newPIN    string // to set
+	pins      []string // to verify, in turn: each wrong one counts toward the lock-out
+	newPIN    string   // to set
 	deny      bool
 	biometric bool
+	number    int // picked at a number-matching CONFIRM
 }
 
 // answerer is the CLI's user: it confirms (or declines with deny), answers
@@ -185,6 +235,7 @@ type answers struct {
 // flag, the environment or the terminal. After a wrong PIN it asks the
 // terminal again, or gives up when there is none.
 func (a *app) answerer(ans answers) flows.Answerer {
+	tried := 0 // PINs of ans.pins used so far
 	return func(f *flows.Flow, u flows.Update) {
 		in := u.CurrentInteraction
 		if in.Details["method"] == flows.MethodBiometric {
@@ -197,13 +248,30 @@ func (a *app) answerer(ans answers) flows.Answerer {
 		}
 		switch in.Type {
 		case flows.Confirm, flows.ConfirmTransaction:
+			if !ans.deny && len(in.Numbers) > 0 {
+				if ans.number == 0 {
+					f.CancelWith(fmt.Errorf("%w: pass --number N (one of %s)", flows.ErrNumberRequired, flows.JoinNumbers(in.Numbers)))
+				} else if err := f.ConfirmNumber(ans.number); err != nil {
+					f.CancelWith(err)
+				}
+				return
+			}
 			_ = f.Confirm(!ans.deny)
 		case flows.VerifySecondFactor:
-			if u.PreviousResult == flows.PINFail && (ans.pin != "" || os.Getenv("AUTHPHONE_PIN") != "" || !a.io.inTTY) {
+			if len(ans.pins) > 0 {
+				if tried == len(ans.pins) {
+					f.CancelWith(flows.ErrWrongPIN) // no --pin left to try
+					return
+				}
+				tried++
+				_ = f.InputSecondFactor(ans.pins[tried-1])
+				return
+			}
+			if u.PreviousResult == flows.PINFail && (os.Getenv("AUTHPHONE_PIN") != "" || !a.io.inTTY) {
 				f.CancelWith(flows.ErrWrongPIN)
 				return
 			}
-			pin, err := a.pin(ans.pin, fmt.Sprintf("PIN (%d attempts left): ", in.RetriesLeft))
+			pin, err := a.pinFromEnv(fmt.Sprintf("PIN (%d attempts left): ", in.RetriesLeft))
 			if err != nil {
 				f.CancelWith(err)
 				return
@@ -260,15 +328,38 @@ func (a *app) readInput(args []string, what string) ([]byte, error) {
 	}
 	arg := args[0]
 	if !strings.ContainsAny(arg, "\n{") && len(arg) < 4096 {
-		if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
+		fi, err := os.Stat(arg)
+		switch {
+		case err == nil && fi.Mode().IsRegular():
 			b, err := os.ReadFile(arg)
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", arg, err)
 			}
+			if isImageName(arg) && !qr.IsImage(b) {
+				return nil, fmt.Errorf("%s is not a PNG or JPEG image: give the image of the QR code, or its text", arg)
+			}
 			return b, nil
+		case err == nil:
+			return nil, fmt.Errorf("%s is not a file: give %s", arg, what)
+		case looksLikePath(arg):
+			return nil, fmt.Errorf("no such file %s: check the path, or give %s as text", arg, what)
 		}
 	}
 	return []byte(arg), nil
+}
+
+// looksLikePath tells a file name from payload text: base64url has no dot
+// or slash, app links and data: URIs are recognised by their scheme.
+func looksLikePath(s string) bool {
+	return !strings.Contains(s, "://") && !strings.HasPrefix(s, "data:") && strings.ContainsAny(s, "./\\")
+}
+
+func isImageName(s string) bool {
+	switch strings.ToLower(filepath.Ext(s)) {
+	case ".png", ".jpg", ".jpeg":
+		return true
+	}
+	return false
 }
 
 var errSilent = errors.New("silent")

@@ -22,7 +22,7 @@ status, introspect, intent, users) with --cloud and --access-key
   authphone backend enroll alice --qr
   authphone backend approve alice --message 'Pay <b>10 EUR</b>' --wait 60s`,
 	}
-	cmd.PersistentFlags().StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "the cloud's access key (env AUTHPHONE_ACCESS_KEY)")
+	cmd.PersistentFlags().StringVar(&a.accessKey, "access-key", "", "the cloud's access key ("+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	cmd.AddCommand(newBackendEnrollCmd(a), newBackendApproveCmd(a), newBackendStatusCmd(a), newBackendIntrospectCmd(a),
 		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a), newBackendVerifyTokenCmd(a),
 		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a))
@@ -96,25 +96,38 @@ func newBackendEnrollCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// statusResult prints a status and turns a final status into the exit code.
+// statusResult prints a status and turns it into the exit code: 0
+// succeeded, 3 failed (declined, rejected), 4 failed because it expired or
+// still pending (an answer, not an error), 1 unknown.
 func (a *app) statusResult(st *cloudapi.StatusResponse, waited time.Duration) error {
 	if a.json {
 		a.printJSON(st)
 	} else {
 		a.printf("status: %s\n", st.Status)
+		if st.Reason != "" {
+			a.printf("reason: %s\n", st.Reason)
+		}
 		if st.Token != "" {
 			a.printf("token:  %s\n", st.Token)
 		}
 	}
 	switch st.Status {
 	case cloudapi.StatusFailed:
-		return refused(fmt.Errorf("the transaction failed (declined, expired or rejected)"))
+		if st.Reason == cloudapi.ReasonExpired {
+			return timedOut(fmt.Errorf("the transaction expired: nobody answered it in time; start a new one"))
+		}
+		why := st.Reason
+		if why == "" {
+			why = "declined or rejected"
+		}
+		return refused(fmt.Errorf("the transaction failed (%s): the user or the phone said no", why))
 	case cloudapi.StatusPending:
 		if waited > 0 {
-			return timedOut(fmt.Errorf("still pending after %s", waited))
+			return timedOut(fmt.Errorf("still pending after %s: wait longer with --wait", waited))
 		}
+		return timedOut(fmt.Errorf("still pending: read it again, or wait with --wait"))
 	case cloudapi.StatusUnknown:
-		return fmt.Errorf("the cloud does not know this transaction (purged, or another cloud)")
+		return fmt.Errorf("the cloud does not know this transaction: it was purged, or the token is from another cloud")
 	}
 	return nil
 }
@@ -127,7 +140,9 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 		Short: "Ask a user's phone to approve a login or a transaction",
 		Example: `  authphone backend approve alice
   authphone backend approve alice --message 'Pay <b>100 EUR</b> to Bob' --wait 60s
-  authphone backend approve alice --channel app --json | jq -r .appLinkUri`,
+  authphone backend approve alice --channel app --json | jq -r .appLinkUri
+  authphone backend approve alice --authenticator "*" --wait 60s
+  authphone backend approve alice --number-matching --wait 60s   # prints the number to show the user`,
 		Args: exactArgs(1, "a USERNAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.backend()
@@ -149,10 +164,17 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 					a.printf("app link:     %s\n", ap.AppLinkURI)
 				}
 				a.printf("transaction:  %s\nstatus token: %s\n", ap.TransactionID, ap.StatusToken)
+				if ap.Number != 0 {
+					a.printf("number:       %d\n", ap.Number)
+				}
 				return nil
 			}
 			if !a.json {
-				a.printf("transaction:  %s\nstatus token: %s\nwaiting up to %s for the phone...\n", ap.TransactionID, ap.StatusToken, wait)
+				a.printf("transaction:  %s\nstatus token: %s\n", ap.TransactionID, ap.StatusToken)
+				if ap.Number != 0 {
+					a.printf("number:       %d\n", ap.Number)
+				}
+				a.printf("waiting up to %s for the phone...\n", wait)
 			}
 			st, err := c.WaitStatus(cmd.Context(), ap.StatusToken, wait)
 			if err != nil {
@@ -165,7 +187,10 @@ func newBackendApproveCmd(a *app) *cobra.Command {
 	f.StringVar(&req.Message, "message", "", "transaction text shown on the phone (tags html b br em i strong u)")
 	f.StringVar(&req.NotificationMessage, "notification", "", "the push notification's text")
 	f.StringVar(&req.Channel, "channel", "push", "push (to the phone's inbox) or app (a QR code / app link)")
-	f.DurationVar(&wait, "wait", 0, "wait up to this long for the result (exit 3 if it failed, 4 if still pending)")
+	f.StringVar(&req.AuthenticatorID, "authenticator", "", "the authenticator ID to ask, or * for any of the user's (the first answer wins); default: the last registered")
+	f.BoolVar(&req.Prompt, "prompt", false, "set the request's prompt flag")
+	f.BoolVar(&req.NumberMatching, "number-matching", false, "number matching: the answer carries a two-digit number for the user to pick on the phone (with --json, read it without --wait)")
+	f.DurationVar(&wait, "wait", 0, "wait up to this long for the result (exit 3 if denied or rejected, 4 if it expired or is still pending)")
 	return cmd
 }
 
@@ -173,7 +198,11 @@ func newBackendStatusCmd(a *app) *cobra.Command {
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "status STATUS_TOKEN",
-		Short: "Read a transaction's status (long-polls with --wait)",
+		Short: "Read a transaction's status at once (long-polls with --wait)",
+		Long: `status reads a transaction's status and answers at once: succeeded (exit
+0), failed (exit 3 when declined or rejected; exit 4 with reason expired),
+pending (exit 4: an answer, not an error), unknown (exit 1). With --wait it
+holds until the status leaves pending or the wait ends.`,
 		Example: `  authphone backend status st.4b1c...
   authphone backend status st.4b1c... --wait 30s --json`,
 		Args: exactArgs(1, "a STATUS_TOKEN"),
@@ -182,14 +211,19 @@ func newBackendStatusCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := c.WaitStatus(cmd.Context(), args[0], wait)
+			var st *cloudapi.StatusResponse
+			if wait > 0 {
+				st, err = c.WaitStatus(cmd.Context(), args[0], wait)
+			} else {
+				st, err = c.Status(cmd.Context(), args[0], 0) // answers at once
+			}
 			if err != nil {
 				return err
 			}
 			return a.statusResult(st, wait)
 		},
 	}
-	cmd.Flags().DurationVar(&wait, "wait", 0, "hold until the status leaves pending, up to this long")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "hold until the status leaves pending, up to this long (exit 4 if still pending)")
 	return cmd
 }
 
@@ -383,7 +417,7 @@ func newBackendVerifyTokenCmd(a *app) *cobra.Command {
 			if issuer != "" {
 				opts = append(opts, backend.WithIssuer(issuer))
 			}
-			c := backend.New(a.cloud, opts...)
+			c := backend.New(a.cloud, append(opts, backend.WithTimeout(a.timeout))...)
 			claims, err := c.VerifyAccessToken(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -409,7 +443,7 @@ func newBackendRefreshCmd(a *app) *cobra.Command {
   authphone backend refresh rt_... --json | jq -r .refresh_token`,
 		Args: exactArgs(1, "a REFRESH_TOKEN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := backend.New(a.cloud)
+			c := backend.New(a.cloud, backend.WithTimeout(a.timeout))
 			out, err := c.Refresh(cmd.Context(), args[0])
 			if err != nil {
 				return err

@@ -100,6 +100,9 @@ func newUpgradeCmd(a *app) *cobra.Command {
 			if err := a.needPIN(pin); err != nil {
 				return err
 			}
+			if err := checkNewPIN(pin, "--pin"); err != nil {
+				return err
+			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {
 				return err
@@ -108,7 +111,7 @@ func newUpgradeCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: pin, newPIN: pin})), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{newPIN: pin})), false)
 		},
 	}
 	cmd.Flags().StringVar(&pin, "pin", "", "the PIN to set; or AUTHPHONE_PIN")
@@ -138,6 +141,9 @@ func newPINCmd(a *app) *cobra.Command {
 					return usageErrorf("pin change needs --old and --new (there is no terminal to ask)")
 				}
 			}
+			if err := checkNewPIN(newPIN, "--new"); err != nil {
+				return err
+			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {
 				return err
@@ -146,11 +152,31 @@ func newPINCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: oldPIN, newPIN: newPIN})), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: nonEmpty(oldPIN), newPIN: newPIN})), false)
 		},
 	}
 	change.Flags().StringVar(&oldPIN, "old", "", "the current PIN")
 	change.Flags().StringVar(&newPIN, "new", "", "the new PIN")
 	cmd.AddCommand(change)
 	return cmd
+}
+
+// nonEmpty is a list of the one PIN a flag gave, or none.
+func nonEmpty(pin string) []string {
+	if pin == "" {
+		return nil
+	}
+	return []string{pin}
+}
+
+// checkNewPIN checks a PIN about to be set against the rules before
+// anything is sent (a usage error, exit 2).
+func checkNewPIN(pin, flag string) error {
+	if pin == "" {
+		return nil
+	}
+	if err := sdk.ValidatePIN(pin); err != nil {
+		return usageErrorf("%v: choose another %s", err, flag)
+	}
+	return nil
 }

@@ -94,8 +94,8 @@ service verifies with /.well-known/jwks.json.`,
 				}
 				opts = append(opts, emulator.WithBaseURL(publicURL))
 			}
-			if a.accessKey != "" {
-				opts = append(opts, emulator.WithAccessKey(a.accessKey))
+			if k := a.accessKeyValue(); k != "" {
+				opts = append(opts, emulator.WithAccessKey(k))
 			}
 			emu, err := emulator.New(opts...)
 			if err != nil {
@@ -129,7 +129,7 @@ service verifies with /.well-known/jwks.json.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", "127.0.0.1:8722", "address to listen on (127.0.0.1:0 picks a free port)")
-	f.StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "fix the backend access key (default: a new HS512 JWT each start)")
+	f.StringVar(&a.accessKey, "access-key", "", "fix the backend access key (default: a new HS512 JWT each start; "+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	f.DurationVar(&enrollTTL, "enroll-ttl", 5*time.Minute, "how long an enrolment stays pending")
 	f.DurationVar(&approvalTTL, "approval-ttl", 2*time.Minute, "how long an approval stays pending")
 	f.StringVar(&dbPath, "db", "", "keep state in this SQLite file, or in PostgreSQL (postgres://user@host/db, shared by replicas); default: memory")

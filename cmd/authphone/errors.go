@@ -8,6 +8,7 @@ import (
 
 	"github.com/authphone/authphone/flows"
 	"github.com/authphone/authphone/sdk"
+	"github.com/authphone/authphone/sdk/backend"
 )
 
 // Exit codes (cli.md).
@@ -45,7 +46,10 @@ func exitCode(err error) int {
 		return ce.code
 	case errors.Is(err, sdk.ErrPINRequired), errors.Is(err, flows.ErrBiometricRequired), errors.Is(err, flows.ErrPINRequired):
 		return exitUsage
-	case errors.Is(err, flows.ErrDeclined), errors.Is(err, flows.ErrLocked), errors.Is(err, flows.ErrWrongPIN):
+	case errors.Is(err, flows.ErrNumberRequired):
+		return exitUsage
+	case errors.Is(err, flows.ErrDeclined), errors.Is(err, flows.ErrLocked), errors.Is(err, flows.ErrWrongPIN),
+		errors.Is(err, flows.ErrWrongNumber), errors.Is(err, flows.ErrNotOffered):
 		return exitRefused
 	case errors.Is(err, sdk.ErrLoginRejected):
 		return exitRefused
@@ -55,6 +59,16 @@ func exitCode(err error) int {
 	default:
 		return exitError
 	}
+}
+
+// explain adds what to do to errors whose cause the command line knows
+// better than the library that returned them.
+func (a *app) explain(err error) error {
+	switch {
+	case errors.Is(err, sdk.ErrNoAnswer), errors.Is(err, backend.ErrNoAnswer):
+		return fmt.Errorf("%w: is the cloud stuck? raise --timeout (now %s) if it is only slow", err, a.timeout)
+	}
+	return err
 }
 
 // message renders an error as the one line after "authphone: ".

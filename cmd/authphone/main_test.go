@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -59,6 +63,9 @@ func TestScripts(t *testing.T) {
 			"qrpng":     cmdQRPNG,
 			"sleep":     cmdSleep,
 			"waitfile":  cmdWaitFile,
+			"exits":     cmdExits,
+			"blackhole": cmdBlackhole,
+			"otherthan": cmdOtherThan,
 		},
 	})
 }
@@ -91,6 +98,14 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 // lookup follows a dotted path through decoded JSON.
 func lookup(v any, path string) (any, bool) {
 	for _, k := range strings.Split(path, ".") {
+		if list, ok := v.([]any); ok { // a list: k is an index
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(list) {
+				return nil, false
+			}
+			v = list[i]
+			continue
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return nil, false
@@ -173,4 +188,69 @@ func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// exits CODE COMMAND [ARGS...]: run a command and check its exact exit code
+// (testscript's ! only says "not zero"); its stdout and stderr can be
+// checked after.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits CODE COMMAND [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	start := time.Now()
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		got = ee.ExitCode()
+	} else if err != nil {
+		ts.Fatalf("%s: %v", args[1], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", strings.Join(args[1:], " "), got, want)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		ts.Fatalf("%s took %s: it should answer at once", strings.Join(args[1:], " "), d)
+	}
+}
+
+// blackhole VAR: listen on a loopback port that accepts connections and
+// never answers, and set VAR to its URL (a cloud that hangs).
+func cmdBlackhole(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: blackhole VAR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // held open, never answered
+		}
+	}()
+	ts.Defer(func() { ln.Close() })
+	ts.Setenv(args[0], "http://"+ln.Addr().String())
+}
+
+// otherthan LIST N VAR: set VAR to the first number of the JSON list LIST
+// that is not N (a wrong but offered choice, for number matching).
+func cmdOtherThan(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: otherthan LIST N VAR")
+	}
+	var list []int
+	ts.Check(json.Unmarshal([]byte(args[0]), &list))
+	for _, n := range list {
+		if strconv.Itoa(n) != args[1] {
+			ts.Setenv(args[2], strconv.Itoa(n))
+			return
+		}
+	}
+	ts.Fatalf("%s has no number other than %s", args[0], args[1])
 }

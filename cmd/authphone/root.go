@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -19,6 +20,9 @@ func run(ctx context.Context, args []string, s *ioStreams) int {
 	root.SetOut(s.out)
 	root.SetErr(s.err)
 	err := root.ExecuteContext(ctx)
+	if err != nil {
+		err = a.explain(err)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -26,15 +30,17 @@ func run(ctx context.Context, args []string, s *ioStreams) int {
 		return exitError
 	}
 	code := exitCode(err)
-	if code == exitError && isCobraUsage(err) {
+	var ce *codedError
+	cobraUsage := !errors.As(err, &ce) && isCobraUsage(err)
+	if code == exitError && cobraUsage {
 		code = exitUsage
 	}
-	if code == exitUsage && isCobraUsage(err) {
+	if code == exitUsage && cobraUsage {
 		fmt.Fprintf(s.err, "authphone: %s: see 'authphone --help'\n", message(err))
 	} else {
 		fmt.Fprintf(s.err, "authphone: %s\n", message(err))
 	}
-	if a.json {
+	if a.json && !a.printed {
 		a.printJSON(map[string]any{"error": map[string]any{"code": code, "message": message(err)}})
 	}
 	return code
@@ -68,11 +74,14 @@ and can also act as the relying party's backend and run the cloud itself.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.CompletionOptions.HiddenDefaultCmd = true
+	root.Version = versionString()
+	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.profile, "profile", envOr("AUTHPHONE_PROFILE", "default"), "which simulated phone (env AUTHPHONE_PROFILE)")
 	pf.StringVar(&a.cloud, "cloud", envOr("AUTHPHONE_CLOUD", sdk.DefaultCloud), "the cloud's base URL (env AUTHPHONE_CLOUD)")
 	pf.StringVar(&a.keystore, "keystore", envOr("AUTHPHONE_KEYSTORE", keystore.KindAuto), "where device keys live: auto, os, file, memory (env AUTHPHONE_KEYSTORE)")
+	pf.DurationVar(&a.timeout, "timeout", envDuration("AUTHPHONE_TIMEOUT", defaultTimeout),
+		"limit on each call to the cloud, connecting included; long-polls get their --wait on top (env AUTHPHONE_TIMEOUT)")
 	pf.BoolVar(&a.json, "json", false, "machine-readable output: one JSON document, or one JSON line per FlowUpdate then the result")
 	pf.BoolVar(&a.verbose, "verbose", envOr("AUTHPHONE_VERBOSE", "") != "", "print HTTP exchanges on stderr, secrets redacted (env AUTHPHONE_VERBOSE)")
 	pf.StringSliceVar(&a.versions, "allowed-protocol-versions", splitList(envOr("AUTHPHONE_ALLOWED_PROTOCOL_VERSIONS", strings.Join(sdk.DefaultProtocolVersions, ","))),
@@ -80,8 +89,49 @@ and can also act as the relying party's backend and run the cloud itself.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErrorf("%v", err) })
 
 	root.AddCommand(newScanCmd(a), newPendingCmd(a), newApproveCmd(a), newDenyCmd(a), newAccountsCmd(a),
-		newQRCmd(a), newGetDataCmd(a), newUpgradeCmd(a), newPINCmd(a), newLoginCmd(a), newTrustCmd(a), newBackendCmd(a), newEmulatorCmd(a), newDemoCmd(a))
+		newQRCmd(a), newGetDataCmd(a), newUpgradeCmd(a), newPINCmd(a), newLoginCmd(a), newTrustCmd(a), newBackendCmd(a), newEmulatorCmd(a), newDemoCmd(a), newFleetCmd(a), newVersionCmd(a))
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Example = "  source <(authphone completion bash)\n  authphone completion zsh > \"${fpath[1]}/_authphone\""
+			for _, sh := range c.Commands() {
+				sh.Example = "  authphone completion " + sh.Name() + " --help"
+			}
+		}
+	}
+	guardGroups(root)
 	return root
+}
+
+// guardGroups makes a group command (one with subcommands and nothing of
+// its own to run) answer an unknown subcommand with a usage error (exit 2)
+// and a suggestion, instead of printing its help and exiting 0.
+func guardGroups(c *cobra.Command) {
+	for _, s := range c.Commands() {
+		guardGroups(s)
+	}
+	if !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.SuggestionsMinimumDistance = 2
+	c.Args = subcommandArgs(maxArgs(0))
+	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+}
+
+// subcommandArgs checks a command's arguments with next; when they do not
+// fit, a first argument is taken for a mistyped subcommand.
+func subcommandArgs(next cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		err := next(cmd, args)
+		if err == nil || len(args) == 0 || !cmd.HasSubCommands() {
+			return err
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if sug := cmd.SuggestionsFor(args[0]); len(sug) > 0 {
+			msg += fmt.Sprintf("; did you mean %q?", sug[0])
+		}
+		return usageErrorf("%s: see '%s --help'", msg, cmd.CommandPath())
+	}
 }
 
 func splitList(s string) []string {

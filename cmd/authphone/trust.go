@@ -3,10 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"text/tabwriter"
 	"time"
 
+	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/qr"
 	"github.com/authphone/authphone/sdk/trustapi"
@@ -41,12 +41,13 @@ the request (with its poll token and PKCE verifier) for 'login poll'.`,
 				a.printJSON(lr)
 				return nil
 			}
-			if !a.json {
-				if lr.Approved {
-					a.printf("this device is trusted for %s: approved at once\n", args[0])
-				} else {
-					a.printf("binding code: %s\ncheck that the trusted device shows the same code; waiting up to %s...\n", lr.BindingCode, wait)
-				}
+			switch {
+			case a.json && !lr.Approved:
+				a.printLine(map[string]any{"requestId": lr.RequestID, "bindingCode": lr.BindingCode, "expiresIn": lr.ExpiresIn})
+			case lr.Approved && !a.json:
+				a.printf("this device is trusted for %s: approved at once\n", args[0])
+			case !a.json:
+				a.printf("binding code: %s\ncheck that the trusted device shows the same code; waiting up to %s...\n", lr.BindingCode, wait)
 			}
 			tok, err := p.WaitTokens(cmd.Context(), lr, wait)
 			if err != nil {
@@ -80,9 +81,6 @@ invalid_grant (for instance, the tokens were already handed out).`,
 			tok, err := p.PollTokens(cmd.Context(), &lr, pollWait)
 			var oe *trustapi.OAuthError
 			if errors.As(err, &oe) {
-				if a.json {
-					a.printJSON(oe)
-				}
 				switch oe.Code {
 				case trustapi.ErrCodePending, trustapi.ErrCodeExpired:
 					return timedOut(oe)
@@ -159,22 +157,24 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
+			// Written whole (a temp file renamed) before the wait, so a
+			// process that sees the file never reads half of it.
 			if pngOut != "" {
 				img, err := qr.PNG(pr.QRText, 400)
 				if err == nil {
-					err = os.WriteFile(pngOut, img, 0o644)
+					err = keystore.WriteFileAtomic(pngOut, img, 0o644)
 				}
 				if err != nil {
-					return fmt.Errorf("write %s: %w", pngOut, err)
+					return fmt.Errorf("write %s: %w; pick another --png", pngOut, err)
 				}
 			}
 			if out != "" {
-				if err := os.WriteFile(out, []byte(pr.QRText), 0o644); err != nil {
-					return fmt.Errorf("write %s: %w", out, err)
+				if err := keystore.WriteFileAtomic(out, []byte(pr.QRText), 0o644); err != nil {
+					return fmt.Errorf("write %s: %w; pick another --out", out, err)
 				}
 			}
 			if a.json {
-				a.printJSON(pr.QR)
+				a.printLine(pr.QR) // a line while it waits; the result follows
 			} else {
 				drawQR(a.io.out, pr.QRText)
 				a.printf("%s\n\nscan this with a trusted device of %s (authphone trust scan); waiting up to %s...\n", pr.QRText, args[0], wait)
@@ -225,7 +225,7 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(answers{pin: scanPIN, biometric: scanBiometric})), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: nonEmpty(scanPIN), biometric: scanBiometric})), false)
 		},
 	}
 	scan.Flags().StringVar(&scanPIN, "pin", "", "this device's PIN; or AUTHPHONE_PIN")

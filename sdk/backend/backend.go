@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/httplimit"
 	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/go-resty/resty/v2"
 )
@@ -45,6 +46,10 @@ func (e *Error) Error() string {
 // ErrUnreachable means the cloud could not be reached.
 var ErrUnreachable = errors.New("cannot reach the cloud")
 
+// ErrNoAnswer means the cloud took the request but did not answer within
+// the time limit (WithTimeout).
+var ErrNoAnswer = errors.New("the cloud did not answer in time")
+
 type options struct {
 	accessKey string
 	client    *http.Client
@@ -52,6 +57,7 @@ type options struct {
 	audience  string
 	issuer    string
 	refetch   time.Duration
+	timeout   time.Duration
 }
 
 // Option configures a Client.
@@ -63,6 +69,11 @@ func WithAccessKey(k string) Option { return func(o *options) { o.accessKey = k 
 
 // WithHTTPClient sets the HTTP client.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithTimeout limits each call, connecting included (default 30 s); a
+// status long-poll gets its wait on top. A call past it fails with
+// ErrNoAnswer.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // WithVerbose logs each exchange to w; the access key is never printed.
 func WithVerbose(w io.Writer) Option { return func(o *options) { o.verbose = w } }
@@ -77,7 +88,7 @@ func New(baseURL string, opts ...Option) *Client {
 	if o.client != nil {
 		r = resty.NewWithClient(o.client)
 	} else {
-		r = resty.New().SetTimeout(90 * time.Second)
+		r = resty.NewWithClient(httplimit.Client(o.timeout))
 	}
 	r.SetHeader("User-Agent", "authphone-backend/1")
 	if o.accessKey != "" {
@@ -111,10 +122,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any,
 	}
 	resp, err := req.Execute(method, c.base+path)
 	if err != nil {
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		return fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, c.base, errors.Unwrap(err))
+		return c.transportError(ctx, err)
 	}
 	if raw != nil {
 		*raw = resp.Body()
@@ -132,6 +140,20 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any,
 		}
 	}
 	return nil
+}
+
+// transportError explains a call that got no answer: ctx ended (its
+// cause), the time limit passed (ErrNoAnswer), or the cloud could not be
+// reached (ErrUnreachable).
+func (c *Client) transportError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	var le *httplimit.Error
+	if errors.As(err, &le) {
+		return fmt.Errorf("%w: %w", ErrNoAnswer, le)
+	}
+	return fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, c.base, errors.Unwrap(err))
 }
 
 // Ping checks the cloud and the access key (GET /ping).
@@ -205,7 +227,7 @@ func (c *Client) Introspect(ctx context.Context, token string) (*cloudapi.Intros
 	req := c.r.R().SetContext(ctx).SetFormData(map[string]string{"token": token})
 	resp, err := req.Post(c.base + cloudapi.PathIntrospect)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.base, errors.Unwrap(err))
+		return nil, c.transportError(ctx, err)
 	}
 	if resp.IsError() {
 		var eb cloudapi.ErrorBody

@@ -60,7 +60,7 @@ type jwksCache struct {
 func (c *Client) fetchJWKS(ctx context.Context) (jwk.Set, error) {
 	resp, err := c.r.R().SetContext(ctx).Get(c.base + trustapi.PathJWKS)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.base, errors.Unwrap(err))
+		return nil, c.transportError(ctx, err)
 	}
 	if resp.IsError() {
 		return nil, &Error{Status: resp.StatusCode(), Text: http.StatusText(resp.StatusCode()), Message: "fetching the JWKS"}
@@ -141,7 +141,7 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (*trustapi.Re
 	resp, err := c.r.R().SetContext(ctx).SetFormData(map[string]string{"grant_type": "refresh_token", "refresh_token": refreshToken}).
 		Post(c.base + trustapi.PathOAuthToken)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.base, errors.Unwrap(err))
+		return nil, c.transportError(ctx, err)
 	}
 	if resp.IsError() {
 		var oe trustapi.OAuthError

@@ -126,8 +126,12 @@ type ApprovalRequest struct {
 	Channel             string `json:"channel,omitempty"`
 	Message             string `json:"message,omitempty"`
 	NotificationMessage string `json:"notificationMessage,omitempty"`
-	AuthenticatorID     string `json:"authenticatorId,omitempty"`
-	Prompt              string `json:"prompt,omitempty"`
+	AuthenticatorID     string `json:"authenticatorId,omitempty"` // "*": any of the user's
+	Prompt              bool   `json:"prompt,omitempty"`          // a JSON boolean, as in the public API reference
+	// NumberMatching (ours) asks for number matching: the answer carries a
+	// two-digit Number to show the user, and the phone must pick it from
+	// the three numbers it offers.
+	NumberMatching bool `json:"numberMatching,omitempty"`
 }
 
 // ApprovalResponse answers POST /api/v1/approval.
@@ -139,7 +143,13 @@ type ApprovalResponse struct {
 	CreatedAt     time.Time `json:"createdAt"`
 	QRCode        *QRCode   `json:"qrCode,omitempty"`
 	AppLinkURI    string    `json:"appLinkUri,omitempty"`
+	// Number is the number to show the user when NumberMatching was asked.
+	Number int `json:"number,omitempty"`
 }
+
+// ReasonWrongNumber is the Reason of an approval the user answered with the
+// wrong number (number matching).
+const ReasonWrongNumber = "wrong number"
 
 // StatusRequest is the body of POST /api/v1/status.
 type StatusRequest struct {
@@ -155,7 +165,13 @@ type StatusResponse struct {
 	Token         string    `json:"token,omitempty"`
 	CreatedAt     time.Time `json:"createdAt,omitzero"`
 	LastUpdatedAt time.Time `json:"lastUpdatedAt,omitzero"`
+	// Reason (ours) says why a transaction failed: ReasonExpired, or the
+	// phone's or the cloud's words ("user declined", "wrong PIN", ...).
+	Reason string `json:"reason,omitempty"`
 }
+
+// ReasonExpired is the Reason of a transaction nobody answered in time.
+const ReasonExpired = "expired"
 
 // IntentRequest is the body of POST /api/v1/intent.
 type IntentRequest struct {

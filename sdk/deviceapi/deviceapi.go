@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authphone/authphone/sdk/trustapi"
+	"github.com/authphone/authphone/sdk/uaf"
 )
 
 // Paths of the device API.
@@ -74,6 +75,25 @@ const (
 	AAIDBiometric = "F1D0#0003"
 )
 
+// Describe is how a policy sees the virtual phone's authenticator with the
+// given AAID and key (keyID empty for a key not made yet): a software key
+// (raw P-256 ECDSA, UAFV1TLV, surrogate attestation) inside the phone, which
+// verifies the user by passcode (F1D0#0001), fingerprint (F1D0#0003) or not
+// at all (headless, F1D0#0000).
+func Describe(aaid, keyID string) uaf.Authenticator {
+	uv := uaf.UserVerifyNone
+	switch aaid {
+	case AAIDPIN:
+		uv = uaf.UserVerifyPasscode
+	case AAIDBiometric:
+		uv = uaf.UserVerifyFingerprint
+	}
+	return uaf.Authenticator{AAID: aaid, KeyID: keyID, UserVerification: uv,
+		KeyProtection: uaf.KeyProtectionSoftware, MatcherProtection: uaf.MatcherProtectionSoftware,
+		AttachmentHint: uaf.AttachmentHintInternal, AuthenticationAlgorithm: uaf.AlgSecp256r1SHA256Raw,
+		AssertionScheme: uaf.SchemeUAFV1TLV, AttestationType: uaf.AttestationBasicSurrogate, Version: 1}
+}
+
 // RedeemRequest is the body of a redeem.
 type RedeemRequest struct {
 	Token string `json:"token"`
@@ -85,7 +105,20 @@ type RedeemResponse struct {
 	UAFRequest     string `json:"uafRequest"`
 	Op             string `json:"op"`
 	LifetimeMillis int64  `json:"lifetimeMillis"`
+	// NumberChoices (ours) are the numbers a number-matching approval
+	// offers the user; the one the backend shows is among them.
+	NumberChoices []int `json:"numberChoices,omitempty"`
 }
+
+// AuthContext is the context of an authentication response (ours): the
+// number the user picked, for a number-matching approval.
+type AuthContext struct {
+	Number int `json:"number,omitempty"`
+}
+
+// WrongNumber starts the description of the cloud's refusal of a
+// number-matching answer with the wrong number.
+const WrongNumber = "wrong number"
 
 // StatusBody is the cloud's answer to UAF posts and device API errors.
 type StatusBody struct {
@@ -137,6 +170,11 @@ type InboxMessage struct {
 	// list a request without redeeming its token.
 	Kind    InboxKind `json:"kind,omitempty"`
 	Message string    `json:"message,omitempty"`
+	// TransactionID (ours) is the backend's transactionId of an approval,
+	// so the phone shows the id the backend knows.
+	TransactionID string `json:"transactionId,omitempty"`
+	// NumberChoices (ours): a number-matching approval's choices.
+	NumberChoices []int `json:"numberChoices,omitempty"`
 	// LoginRequest describes another device's login request (kind
 	// login-request), which has no dispatch payload.
 	LoginRequest *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`

@@ -19,6 +19,9 @@ import (
 // ErrNoQRCode means an image was read but holds no readable QR code.
 var ErrNoQRCode = errors.New("no readable QR code in the image")
 
+// ErrBadImage means the bytes are not a PNG or JPEG image that decodes.
+var ErrBadImage = errors.New("not a readable PNG or JPEG image")
+
 // PNG renders content as a PNG QR code with medium error correction, at
 // most size pixels wide. Every module is a whole number of pixels (the image
 // may be a little smaller than size), which keeps it exactly decodable.
@@ -44,11 +47,11 @@ func IsImage(b []byte) bool {
 func Read(img []byte) (string, error) {
 	m, _, err := image.Decode(bytes.NewReader(img))
 	if err != nil {
-		return "", fmt.Errorf("read image: %w", err)
+		return "", ErrBadImage
 	}
 	bmp, err := gozxing.NewBinaryBitmapFromImage(m)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNoQRCode, err)
+		return "", ErrNoQRCode
 	}
 	// The detector handles photos; a clean rendered code is read exactly
 	// as a pure barcode when the detector stumbles on it.
@@ -56,7 +59,7 @@ func Read(img []byte) (string, error) {
 	if err != nil {
 		pure, perr := zxqr.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
 		if perr != nil {
-			return "", fmt.Errorf("%w: %v", ErrNoQRCode, err)
+			return "", ErrNoQRCode // the decoder's own words mean nothing to a user
 		}
 		res = pure
 	}

@@ -25,6 +25,7 @@ const (
 	PathPairings       = "/_app/pairings"
 	PathTrustedDevices = "/_app/trusted-devices"
 	PathOAuthToken     = "/oauth/token"
+	PathOAuthRevoke    = "/oauth/revoke" // RFC 7009
 	PathJWKS           = "/.well-known/jwks.json"
 	PathDiscovery      = "/.well-known/openid-configuration"
 	PathRotateKey      = "/api/v1/keys/rotate"
@@ -32,9 +33,12 @@ const (
 
 // Events a trusted device signs.
 const (
-	EventLogin                 = "LOGIN"
-	EventEnrollTrustedDevice   = "ENROLL_NEW_TRUSTED_DEVICE"
-	EventRemoveTrustedDevice   = "REMOVE_TRUSTED_DEVICE"
+	EventLogin               = "LOGIN"
+	EventEnrollTrustedDevice = "ENROLL_NEW_TRUSTED_DEVICE"
+	EventRemoveTrustedDevice = "REMOVE_TRUSTED_DEVICE"
+	// EventCancelPairing (ours) is signed by a new device that stops
+	// waiting for its pairing to be approved.
+	EventCancelPairing         = "CANCEL_PAIRING"
 	MethodTrustedDevice        = "TRUSTED_DEVICE"
 	AlgorithmES256             = "ES256"
 	PairingQRType              = "authphone-pairing"
@@ -112,6 +116,17 @@ type PollRequest struct {
 	CodeVerifier string `json:"codeVerifier"`
 }
 
+// CancelPairing is the body of POST /_app/pairings/{id}/cancel (ours): the
+// new device's ES256 signature, with its pairing key, over
+// SignedFacts(userId, pairingId, EventCancelPairing, timestamp, false).
+// A login request is cancelled with POST /_app/login-requests/{id}/cancel
+// and its PollRequest (the poll token and the PKCE verifier prove the
+// caller made it).
+type CancelPairing struct {
+	Timestamp int64  `json:"timestamp"`
+	Signature string `json:"signature"`
+}
+
 // OAuthToken holds the tokens.
 type OAuthToken struct {
 	AccessToken  string `json:"access_token"`
@@ -154,6 +169,9 @@ type Discovery struct {
 	JWKSURI                string   `json:"jwks_uri"`
 	TokenEndpoint          string   `json:"token_endpoint"`
 	IntrospectionEndpoint  string   `json:"introspection_endpoint"`
+	RevocationEndpoint     string   `json:"revocation_endpoint"`
+	TokenEndpointAuth      []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	ClaimsSupported        []string `json:"claims_supported,omitempty"`
 	GrantTypesSupported    []string `json:"grant_types_supported"`
 	IDTokenSigningAlgs     []string `json:"id_token_signing_alg_values_supported"`
 	ResponseTypesSupported []string `json:"response_types_supported"`
@@ -236,6 +254,8 @@ const (
 	StatusApproved = "approved"
 	StatusRejected = "rejected"
 	StatusExpired  = "expired"
+	// StatusCancelled (ours): the device that asked stopped waiting.
+	StatusCancelled = "cancelled"
 )
 
 // approvalFacts is the canonical JSON a trusted device signs (field order is

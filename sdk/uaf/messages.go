@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Operation names a UAF operation.
@@ -28,8 +30,15 @@ type Version struct {
 	Minor int `json:"minor"`
 }
 
-// V1_1 is the protocol version of every message authphone sends.
+// V1_1 is the protocol version of every message authphone starts.
 var V1_1 = Version{Major: 1, Minor: 1}
+
+// V1_0 is UAF 1.0, whose Reg, Auth and Dereg formats authphone uses are the
+// same as 1.1's; the phone answers a 1.0 request in 1.0.
+var V1_0 = Version{Major: 1, Minor: 0}
+
+// Supported reports whether the phone speaks v (1.0 or 1.1).
+func (v Version) Supported() bool { return v == V1_0 || v == V1_1 }
 
 // Header is the OperationHeader of every UAF message.
 type Header struct {
@@ -39,37 +48,130 @@ type Header struct {
 	ServerData string    `json:"serverData,omitempty"`
 }
 
-// MatchCriteria selects authenticators in a policy; authphone uses AAIDs.
+// MatchCriteria selects authenticators in a policy (UAF 1.1 protocol,
+// MatchCriteria dictionary). Every member that is present must hold for an
+// authenticator to match; absent members do not constrain. Bit-flag members
+// (userVerification, keyProtection, …) match when the authenticator has at
+// least one of the flags, except that userVerification with
+// UserVerifyAll set needs every listed method.
 type MatchCriteria struct {
-	AAID   []string `json:"aaid,omitempty"`
-	KeyIDs []string `json:"keyIDs,omitempty"`
+	AAID                     []string `json:"aaid,omitempty"`
+	VendorID                 []string `json:"vendorID,omitempty"`
+	KeyIDs                   []string `json:"keyIDs,omitempty"`
+	UserVerification         uint32   `json:"userVerification,omitempty"`
+	KeyProtection            uint16   `json:"keyProtection,omitempty"`
+	MatcherProtection        uint16   `json:"matcherProtection,omitempty"`
+	AttachmentHint           uint32   `json:"attachmentHint,omitempty"`
+	TCDisplay                uint16   `json:"tcDisplay,omitempty"`
+	AuthenticationAlgorithms []uint16 `json:"authenticationAlgorithms,omitempty"`
+	AssertionSchemes         []string `json:"assertionSchemes,omitempty"`
+	AttestationTypes         []uint16 `json:"attestationTypes,omitempty"`
+	AuthenticatorVersion     uint16   `json:"authenticatorVersion,omitempty"`
 }
 
-// Policy says which authenticators the server accepts: the outer slice is
-// OR, the inner AND.
+// Flags and values from the FIDO registry of predefined values that
+// authenticator descriptions and policies use.
+const (
+	UserVerifyPresence    uint32 = 0x01
+	UserVerifyFingerprint uint32 = 0x02
+	UserVerifyPasscode    uint32 = 0x04
+	UserVerifyNone        uint32 = 0x400
+	UserVerifyAll         uint32 = 0x80000000
+
+	KeyProtectionSoftware     uint16 = 0x01
+	MatcherProtectionSoftware uint16 = 0x01
+	AttachmentHintInternal    uint32 = 0x01
+
+	AttestationBasicFull      uint16 = 0x3E07
+	AttestationBasicSurrogate uint16 = 0x3E08
+
+	SchemeUAFV1TLV = "UAFV1TLV"
+)
+
+// Authenticator describes one authenticator (and, for authentication, one
+// of its keys) as a policy sees it.
+type Authenticator struct {
+	AAID                    string
+	KeyID                   string // base64url; empty for a key not made yet
+	UserVerification        uint32 // the method(s) it uses, UserVerify* flags
+	KeyProtection           uint16
+	MatcherProtection       uint16
+	AttachmentHint          uint32
+	TCDisplay               uint16
+	AuthenticationAlgorithm uint16
+	AssertionScheme         string
+	AttestationType         uint16
+	Version                 uint16
+}
+
+// Matches reports whether a satisfies every member of mc that is present.
+func (mc MatchCriteria) Matches(a Authenticator) bool {
+	switch {
+	case len(mc.AAID) > 0 && !containsString(mc.AAID, a.AAID):
+		return false
+	case len(mc.VendorID) > 0 && !containsString(mc.VendorID, vendorOf(a.AAID)):
+		return false
+	case len(mc.KeyIDs) > 0 && !containsString(mc.KeyIDs, a.KeyID):
+		return false
+	case mc.UserVerification != 0 && !userVerificationMatches(mc.UserVerification, a.UserVerification):
+		return false
+	case mc.KeyProtection != 0 && mc.KeyProtection&a.KeyProtection == 0:
+		return false
+	case mc.MatcherProtection != 0 && mc.MatcherProtection&a.MatcherProtection == 0:
+		return false
+	case mc.AttachmentHint != 0 && mc.AttachmentHint&a.AttachmentHint == 0:
+		return false
+	case mc.TCDisplay != 0 && mc.TCDisplay&a.TCDisplay == 0:
+		return false
+	case len(mc.AuthenticationAlgorithms) > 0 && !slices.Contains(mc.AuthenticationAlgorithms, a.AuthenticationAlgorithm):
+		return false
+	case len(mc.AssertionSchemes) > 0 && !containsString(mc.AssertionSchemes, a.AssertionScheme):
+		return false
+	case len(mc.AttestationTypes) > 0 && !slices.Contains(mc.AttestationTypes, a.AttestationType):
+		return false
+	case mc.AuthenticatorVersion != 0 && a.Version < mc.AuthenticatorVersion:
+		return false
+	}
+	return true
+}
+
+func userVerificationMatches(want, have uint32) bool {
+	if want&UserVerifyAll != 0 {
+		need := want &^ UserVerifyAll
+		return have&need == need
+	}
+	return want&have != 0
+}
+
+// vendorOf is the vendor part of an AAID ("F1D0#0001" → "F1D0").
+func vendorOf(aaid string) string {
+	v, _, _ := strings.Cut(aaid, "#")
+	return v
+}
+
+// Policy says which authenticators the server accepts: Accepted is a list of
+// alternatives, each a list of criteria that must all hold; an authenticator
+// (key) matching any Disallowed criteria is refused.
 type Policy struct {
 	Accepted   [][]MatchCriteria `json:"accepted"`
 	Disallowed []MatchCriteria   `json:"disallowed,omitempty"`
 }
 
-// Accepts reports whether an authenticator with the given AAID satisfies the
-// policy on its own, whatever its key.
-func (p Policy) Accepts(aaid string) bool { return p.AcceptsKey(aaid, "") }
-
-// AcceptsKey reports whether the key keyID (base64url) of an authenticator
-// with the given AAID satisfies the policy; criteria that list keyIDs match
-// only those keys (an empty keyID matches none of them).
-func (p Policy) AcceptsKey(aaid, keyID string) bool {
+// Matches reports whether the authenticator a satisfies the policy. A
+// disallowed entry with keyIDs blocks only those keys, so a new key (empty
+// KeyID) of the same AAID may still register.
+func (p Policy) Matches(a Authenticator) bool {
 	for _, d := range p.Disallowed {
-		if containsString(d.AAID, aaid) {
+		if d.Matches(a) {
 			return false
 		}
 	}
 	for _, and := range p.Accepted {
 		ok := len(and) > 0
 		for _, mc := range and {
-			if !containsString(mc.AAID, aaid) || (len(mc.KeyIDs) > 0 && !containsString(mc.KeyIDs, keyID)) {
+			if !mc.Matches(a) {
 				ok = false
+				break
 			}
 		}
 		if ok {
@@ -79,14 +181,14 @@ func (p Policy) AcceptsKey(aaid, keyID string) bool {
 	return false
 }
 
-func containsString(xs []string, x string) bool {
-	for _, s := range xs {
-		if s == x {
-			return true
-		}
-	}
-	return false
+// Accepts reports whether a new key of the authenticator a (KeyID ignored)
+// satisfies the policy.
+func (p Policy) Accepts(a Authenticator) bool {
+	a.KeyID = ""
+	return p.Matches(a)
 }
+
+func containsString(xs []string, x string) bool { return slices.Contains(xs, x) }
 
 // Transaction is transaction content shown to the user.
 type Transaction struct {

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/authphone/authphone/emulator"
+	"github.com/authphone/authphone/sdk"
+	"github.com/authphone/authphone/sdk/fleet"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+)
+
+func newFleetCmd(a *app) *cobra.Command {
+	var (
+		phones, count, inflight         int
+		duration                        time.Duration
+		rate                            float64
+		answer, think, factor, pin, kdf string
+		durability                      string
+		keep                            bool
+	)
+	cmd := &cobra.Command{
+		Use:   "fleet",
+		Short: "Load-test: K virtual phones answer approvals started through the backend API",
+		Long: `fleet enrols --phones K users, one virtual phone each, in this process
+(all phones share one HTTP transport), then starts approvals through the
+backend API for --count N approvals or for --duration D, at --rate per second
+or as fast as --inflight allows, and lets the phones answer with a policy.
+Without --cloud (or AUTHPHONE_CLOUD) it runs against an in-process emulator on a loopback port.
+
+While it runs it shows a progress bar (plain lines when stdout is not a
+terminal); at the end it prints a report (--json: one JSON document) with
+counts by outcome, lost approvals (approved by the phone, never succeeded at
+the backend), approvals/s, latency percentiles of the backend's view
+(approval call → final status), CPU time per approval (the whole process,
+so an in-process emulator's share included) and the machine's crypto
+ceiling. It exits 1 if anything was lost or failed unexpectedly. The users
+are removed at the end (also after Ctrl-C, which prints the report of what
+ran) unless --keep.`,
+		Example: `  authphone fleet --phones 100 --count 2000 --inflight 16
+  authphone fleet --phones 50 --duration 30s --rate 200 --answer mix:0.9 --think uniform:0-50ms
+  authphone fleet --cloud http://127.0.0.1:8722 --access-key $KEY --phones 10 --count 100 --second-factor pin --kdf test --json
+  authphone fleet --phones 1000 --duration 1m --durability relaxed`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			share, err := fleet.ParseAnswer(answer)
+			if err != nil {
+				return usageErrorf("--answer: %v", err)
+			}
+			th, err := fleet.ParseThink(think)
+			if err != nil {
+				return usageErrorf("--think: %v", err)
+			}
+			if factor != "biometric" && factor != "pin" {
+				return usageErrorf("--second-factor %q: use biometric or pin", factor)
+			}
+			k, err := sdk.ParseKDF(kdf)
+			if err != nil {
+				return usageErrorf("--kdf: %v", err)
+			}
+			dur, err := sdk.ParseDurability(durability)
+			if err != nil {
+				return usageErrorf("--durability: %v", err)
+			}
+			if count == 0 && duration == 0 {
+				return usageErrorf("give --count N or --duration D (e.g. --count 1000)")
+			}
+			cfg := fleet.Config{Cloud: a.cloud, AccessKey: a.accessKey, Phones: phones, Count: count, Duration: duration,
+				Rate: rate, Inflight: inflight, Approve: share, Think: th, Biometric: factor == "biometric", PIN: pin, KDF: k, Durability: dur, Keep: keep}
+			ctx := cmd.Context()
+			if !cmd.Flags().Changed("cloud") && os.Getenv("AUTHPHONE_CLOUD") == "" {
+				emu, err := emulator.New()
+				if err != nil {
+					return err
+				}
+				if err := emu.Start("127.0.0.1:0"); err != nil {
+					return err
+				}
+				defer emu.Close(context.Background())
+				cfg.Cloud, cfg.AccessKey = emu.URL(), emu.AccessKey()
+			} else if cfg.AccessKey == "" {
+				return usageErrorf("fleet against --cloud needs its access key: pass --access-key or set AUTHPHONE_ACCESS_KEY")
+			}
+			cfg.Progress = a.fleetProgress(count)
+			rep, err := fleet.Run(ctx, cfg)
+			if errors.Is(err, fleet.ErrBadConfig) {
+				return usageErrorf("%v", err)
+			}
+			if err != nil {
+				return err
+			}
+			a.printFleetReport(rep)
+			if rep.Failed() {
+				return fmt.Errorf("%d lost, %d failed unexpectedly (see the report)", rep.Lost, rep.Unexpected)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&phones, "phones", 10, "how many virtual phones (one user each)")
+	f.IntVar(&count, "count", 0, "how many approvals to start")
+	f.DurationVar(&duration, "duration", 0, "start approvals for this long instead of --count")
+	f.Float64Var(&rate, "rate", 0, "approvals started per second (0: as fast as --inflight allows)")
+	f.IntVar(&inflight, "inflight", 16, "approvals in flight at most")
+	f.StringVar(&answer, "answer", "approve", "how the phones answer: approve, deny or mix:P (share P approved)")
+	f.StringVar(&think, "think", "0", "the user's delay before answering: 0, a duration (50ms) or uniform:MIN-MAX")
+	f.StringVar(&factor, "second-factor", "biometric", "biometric or pin")
+	f.StringVar(&pin, "pin", "1234", "the phones' PIN (with --second-factor pin)")
+	f.StringVar(&kdf, "kdf", "standard", "the PIN verifiers' Argon2id cost: standard, or test (load tests only, NOT FOR REAL KEYS)")
+	f.StringVar(&durability, "durability", "full", "how the phones write their sign counters: full (fsync each) or relaxed (no fsync, faster)")
+	f.BoolVar(&keep, "keep", false, "keep the enrolled users at the end")
+	f.StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "the cloud's access key, with --cloud (env AUTHPHONE_ACCESS_KEY)")
+	return cmd
+}
+
+// fleetProgress draws a progress bar on a terminal, a plain line every
+// second otherwise (on stderr, so --json stays one document on stdout).
+func (a *app) fleetProgress(count int) func(fleet.Snapshot) {
+	if a.io.outTTY && !a.json {
+		max := int64(count)
+		if max == 0 {
+			max = -1
+		}
+		bar := progressbar.NewOptions64(max, progressbar.OptionSetWriter(a.io.err), progressbar.OptionSetDescription("approvals"),
+			progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+		return func(s fleet.Snapshot) {
+			_ = bar.Set64(s.Done)
+			bar.Describe(fmt.Sprintf("%.0f/s p50 %s p99 %s errors %d", s.PerSec, s.P50.Round(10*time.Microsecond), s.P99.Round(10*time.Microsecond), s.Errors))
+		}
+	}
+	var last time.Duration
+	return func(s fleet.Snapshot) {
+		if s.Elapsed-last < time.Second {
+			return
+		}
+		last = s.Elapsed
+		fmt.Fprintf(a.io.err, "fleet: %s done %d/%d %.0f/s p50 %s p99 %s errors %d\n", s.Elapsed.Round(time.Second),
+			s.Done, s.Started, s.PerSec, s.P50.Round(10*time.Microsecond), s.P99.Round(10*time.Microsecond), s.Errors)
+	}
+}
+
+func (a *app) printFleetReport(r *fleet.Report) {
+	if a.json {
+		a.printJSON(r)
+		return
+	}
+	a.printf("fleet: %d phones, second factor %s, approve share %.2f, think %s, in flight %d", r.Phones, r.SecondFactor, r.Answer, r.Think, r.Inflight)
+	if r.Rate > 0 {
+		a.printf(", rate %.0f/s", r.Rate)
+	}
+	a.printf("\n  durability:   %s\n", r.Durability)
+	a.printf("  PIN KDF:      %s\n", kdfNote(r.KDF))
+	a.printf("  enrolment:    %.2f s; %.1f KiB heap per idle phone\n", r.EnrolSeconds, float64(r.HeapPerPhone)/1024)
+	a.printf("  approvals:    %d started in %.2f s: %d succeeded, %d failed, %d pending, %d errors\n", r.Started, r.Seconds,
+		r.Outcomes["succeeded"], r.Outcomes["failed"], r.Outcomes["pending"], r.Outcomes["error"])
+	a.printf("  lost:         %d   unexpected: %d\n", r.Lost, r.Unexpected)
+	a.printf("  throughput:   %.1f approvals/s\n", r.PerSecond)
+	a.printf("  latency (ms): p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.Max)
+	a.printf("  CPU/approval: %.2f ms (whole process)\n", r.CPUPerOpMS)
+	a.printf("  crypto ceiling: %.0f approvals/s on this machine; this run: %.1f%% of it\n", r.CeilingPerSecond, r.CeilingPercent)
+	if r.Interrupted {
+		a.printf("  interrupted: the report covers what ran\n")
+	}
+	if r.Kept {
+		a.printf("  users kept (--keep)\n")
+	}
+	for _, e := range r.Errors {
+		a.printf("  error: %s\n", e)
+	}
+}
+
+func kdfNote(name string) string {
+	if name == "test" {
+		return "test (Argon2id t=1 m=64KiB: NOT FOR REAL KEYS)"
+	}
+	return name + " (Argon2id t=2 m=19MiB)"
+}

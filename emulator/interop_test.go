@@ -1,0 +1,80 @@
+package emulator_test
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
+	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/uaf"
+)
+
+// TestApproveAnyAuthenticator: authenticatorId "*" pushes to every
+// authenticator of the user; the first answer wins and the others' inbox
+// items are withdrawn (their tokens then refused).
+func TestApproveAnyAuthenticator(t *testing.T) {
+	c := newCloud(t)
+	d1, d2 := newDevice(), newDevice()
+	c.enrolled(d1, "dora")
+	c.enrolled(d2, "dora")
+	ap := c.approve(cloudapi.ApprovalRequest{Username: "dora", AuthenticatorID: "*", Prompt: true})
+	m1, m2 := c.inbox(d1), c.inbox(d2)
+	if len(m1) != 1 || len(m2) != 1 || m1[0].Payload == m2[0].Payload {
+		t.Fatalf("inboxes %+v %+v", m1, m2)
+	}
+	p2, _ := dispatch.Decode([]byte(m2[0].Payload))
+	var req uaf.AuthenticationRequest
+	c.redeem(p2, &req)
+	if !req.Policy.Matches(deviceapi.Describe(d2.aaid, d2.kid())) || req.Policy.Matches(deviceapi.Describe(d1.aaid, d1.kid())) {
+		t.Fatalf("policy of d2's request %+v", req.Policy)
+	}
+	if n := len(c.inbox(d1)); n != 1 {
+		t.Fatalf("d1's item withdrawn before anyone answered (%d left)", n)
+	}
+	// d1 cannot answer d2's request with its own key.
+	if code, sb := c.postUAF(deviceapi.PathAuthentication, d1.authResponse(t, req, 0, "")); code == 200 {
+		t.Fatalf("d1 answered d2's request: %+v", sb)
+	}
+	if code, sb := c.postUAF(deviceapi.PathAuthentication, d2.authResponse(t, req, 0, "")); code != 200 {
+		t.Fatalf("d2 answers: %d %+v", code, sb)
+	}
+	if s := c.status(ap.StatusToken); s != cloudapi.StatusSucceeded {
+		t.Fatalf("status %s", s)
+	}
+	if n := len(c.inbox(d1)); n != 0 {
+		t.Fatalf("d1's item not withdrawn after d2 answered (%d left)", n)
+	}
+	p1, _ := dispatch.Decode([]byte(m1[0].Payload))
+	var rr deviceapi.RedeemResponse
+	u, _ := url.Parse(p1.RedeemURL)
+	if code := c.do("POST", u.Path, nil, mustJSON(deviceapi.RedeemRequest{Token: p1.Token}), &rr); code != 410 {
+		t.Fatalf("d1 redeems after the answer: %d %+v", code, rr)
+	}
+
+	// Without authenticatorId: the last registered one only.
+	c.approve(cloudapi.ApprovalRequest{Username: "dora"})
+	if n1, n2 := len(c.inbox(d1)), len(c.inbox(d2)); n1 != 0 || n2 != 1 {
+		t.Fatalf("default target: inboxes %d %d", n1, n2)
+	}
+}
+
+// TestApprovalCredentialsFirst: without valid credentials an approval for an
+// unknown user is 401, like one for a known user (no username enumeration).
+func TestApprovalCredentialsFirst(t *testing.T) {
+	c := newCloud(t)
+	c.enrolled(newDevice(), "erin")
+	for _, auth := range []map[string]string{nil, {"Authorization": "Bearer wrong"}} {
+		for _, user := range []string{"erin", "nobody"} {
+			if code := c.do("POST", cloudapi.PathApproval, auth, mustJSON(cloudapi.ApprovalRequest{Username: user}), nil); code != 401 {
+				t.Errorf("approval for %s with %v: %d, want 401", user, auth, code)
+			}
+		}
+	}
+	if code := c.do("POST", cloudapi.PathApproval, backendAuth, mustJSON(cloudapi.ApprovalRequest{Username: "nobody"}), nil); code != 404 {
+		t.Errorf("authorised approval for an unknown user: %d, want 404", code)
+	}
+	if code := c.do("POST", cloudapi.PathApproval, backendAuth, []byte(`{"username":"erin","prompt":"yes"}`), nil); code != 400 {
+		t.Errorf("prompt as a string: %d, want 400", code)
+	}
+}

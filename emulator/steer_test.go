@@ -1,0 +1,116 @@
+package emulator_test
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
+	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/uaf"
+)
+
+// numberAnswer posts an authentication response with the number picked in
+// its context (0: none).
+func (c *cloud) numberAnswer(r uaf.Response, number int) (int, deviceapi.StatusBody) {
+	c.t.Helper()
+	msg, _ := uaf.Encode(r)
+	body := deviceapi.UAFBody{UAFResponse: msg}
+	if number != 0 {
+		body.Context = mustJSON(deviceapi.AuthContext{Number: number})
+	}
+	var sb deviceapi.StatusBody
+	code := c.do("POST", deviceapi.PathAuthentication, nil, mustJSON(body), &sb)
+	return code, sb
+}
+
+// redeemChoices redeems a pushed approval and returns its request and the
+// numbers it offers.
+func (c *cloud) redeemChoices(d *device) (uaf.AuthenticationRequest, []int) {
+	c.t.Helper()
+	msgs := c.inbox(d)
+	if len(msgs) != 1 {
+		c.t.Fatalf("inbox %+v", msgs)
+	}
+	p, _ := dispatch.Decode([]byte(msgs[0].Payload))
+	var rr deviceapi.RedeemResponse
+	if code := c.do("POST", deviceapi.PathRedeem+"authentication", nil, mustJSON(deviceapi.RedeemRequest{Token: p.Token}), &rr); code != 200 {
+		c.t.Fatalf("redeem: %d", code)
+	}
+	if !slices.Equal(rr.NumberChoices, msgs[0].NumberChoices) {
+		c.t.Fatalf("redeem offers %v, the inbox %v", rr.NumberChoices, msgs[0].NumberChoices)
+	}
+	var req uaf.AuthenticationRequest
+	if err := uaf.Decode(rr.UAFRequest, &req); err != nil {
+		c.t.Fatal(err)
+	}
+	return req, rr.NumberChoices
+}
+
+func statusOf(c *cloud, st string) cloudapi.StatusResponse {
+	c.t.Helper()
+	var r cloudapi.StatusResponse
+	c.do("POST", cloudapi.PathStatus, nil, mustJSON(cloudapi.StatusRequest{StatusToken: st}), &r)
+	return r
+}
+
+func TestNumberMatching(t *testing.T) {
+	c := newCloud(t)
+	d := newDevice()
+	c.enrolled(d, "nina")
+
+	// The right number approves; the choices are three distinct two-digit
+	// numbers with the right one among them.
+	ap := c.approve(cloudapi.ApprovalRequest{Username: "nina", NumberMatching: true})
+	if ap.Number < 10 || ap.Number > 99 {
+		t.Fatalf("number %d is not two digits", ap.Number)
+	}
+	req, choices := c.redeemChoices(d)
+	if len(choices) != 3 || !slices.Contains(choices, ap.Number) || len(slices.Compact(slices.Sorted(slices.Values(choices)))) != 3 {
+		t.Fatalf("choices %v for %d", choices, ap.Number)
+	}
+	d.counter++
+	if code, sb := c.numberAnswer(d.authResponse(t, req, d.counter, ""), 0); code != 400 || !strings.Contains(sb.Description, "number matching") {
+		t.Fatalf("no number: %d %+v", code, sb)
+	}
+	if st := statusOf(c, ap.StatusToken); st.Status != cloudapi.StatusPending {
+		t.Fatalf("an answer without a number changed the approval: %+v", st)
+	}
+	if code, sb := c.numberAnswer(d.authResponse(t, req, d.counter, ""), ap.Number); code != 200 {
+		t.Fatalf("right number: %d %+v", code, sb)
+	}
+	if st := statusOf(c, ap.StatusToken); st.Status != cloudapi.StatusSucceeded {
+		t.Fatalf("status %+v", st)
+	}
+
+	// A wrong number fails the approval like a denial; a replay of the
+	// same answer with the right number is then refused.
+	ap = c.approve(cloudapi.ApprovalRequest{Username: "nina", NumberMatching: true})
+	req, choices = c.redeemChoices(d)
+	wrong := choices[0]
+	if wrong == ap.Number {
+		wrong = choices[1]
+	}
+	d.counter++
+	resp := d.authResponse(t, req, d.counter, "")
+	code, sb := c.numberAnswer(resp, wrong)
+	if code != 403 || !strings.HasPrefix(sb.Description, deviceapi.WrongNumber) || strings.Contains(sb.Description, ": "+itoa(ap.Number)) {
+		t.Fatalf("wrong number: %d %+v", code, sb)
+	}
+	if st := statusOf(c, ap.StatusToken); st.Status != cloudapi.StatusFailed || st.Reason != cloudapi.ReasonWrongNumber {
+		t.Fatalf("status %+v", st)
+	}
+	if code, _ := c.numberAnswer(resp, ap.Number); code == 200 {
+		t.Fatal("a second guess was accepted")
+	}
+
+	// Without numberMatching there is no number and no choices.
+	ap = c.approve(cloudapi.ApprovalRequest{Username: "nina"})
+	if _, choices = c.redeemChoices(d); ap.Number != 0 || choices != nil {
+		t.Fatalf("plain approval: number %d, choices %v", ap.Number, choices)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,674 @@
+// Package fleet runs many virtual phones in one process against a cloud, for
+// load tests: it enrols one user per phone, starts approvals through the
+// backend API at a rate (or as fast as an in-flight limit allows), lets the
+// phones answer them with a policy, and reports counts, lost approvals,
+// throughput, latency percentiles and CPU time per approval against the
+// machine's crypto ceiling. All phones share one HTTP transport.
+package fleet
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/authphone/authphone/flows"
+	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk"
+	"github.com/authphone/authphone/sdk/backend"
+	"github.com/authphone/authphone/sdk/cloudapi"
+)
+
+// ErrBadConfig is wrapped by every configuration error.
+var ErrBadConfig = errors.New("bad fleet configuration")
+
+// Think is a delay distribution: the time a phone's user takes to answer.
+type Think struct{ Min, Max time.Duration }
+
+// ParseThink reads "0", "50ms" or "uniform:0-2s".
+func ParseThink(s string) (Think, error) {
+	if rest, ok := strings.CutPrefix(s, "uniform:"); ok {
+		lo, hi, ok := strings.Cut(rest, "-")
+		if !ok {
+			return Think{}, fmt.Errorf("%w: think %q: write uniform:MIN-MAX, e.g. uniform:0-2s", ErrBadConfig, s)
+		}
+		if _, err := strconv.ParseFloat(lo, 64); err == nil {
+			lo += unitOf(hi)
+		}
+		a, err1 := time.ParseDuration(lo)
+		b, err2 := time.ParseDuration(hi)
+		if err1 != nil || err2 != nil || a < 0 || b < a {
+			return Think{}, fmt.Errorf("%w: think %q: write uniform:MIN-MAX with 0 <= MIN <= MAX, e.g. uniform:0-2s", ErrBadConfig, s)
+		}
+		return Think{a, b}, nil
+	}
+	if s == "0" {
+		return Think{}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return Think{}, fmt.Errorf("%w: think %q: write 0, a duration like 50ms, or uniform:0-2s", ErrBadConfig, s)
+	}
+	return Think{d, d}, nil
+}
+
+func unitOf(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		return ""
+	}
+	return s[i:]
+}
+
+func (t Think) draw() time.Duration {
+	if t.Max <= t.Min {
+		return t.Min
+	}
+	return t.Min + time.Duration(mrand.Int64N(int64(t.Max-t.Min)+1))
+}
+
+// String renders t as ParseThink reads it.
+func (t Think) String() string {
+	if t.Min == t.Max {
+		if t.Min == 0 {
+			return "0"
+		}
+		return t.Min.String()
+	}
+	return "uniform:" + t.Min.String() + "-" + t.Max.String()
+}
+
+// ParseAnswer reads approve, deny or mix:P (the share P of approvals that
+// the phones approve, 0..1) and returns P.
+func ParseAnswer(s string) (float64, error) {
+	switch s {
+	case "approve":
+		return 1, nil
+	case "deny":
+		return 0, nil
+	}
+	if v, ok := strings.CutPrefix(s, "mix:"); ok {
+		p, err := strconv.ParseFloat(v, 64)
+		if err == nil && p >= 0 && p <= 1 {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: answer %q: use approve, deny or mix:P with 0 <= P <= 1 (e.g. mix:0.9)", ErrBadConfig, s)
+}
+
+// Config describes a fleet run.
+type Config struct {
+	Cloud     string // the cloud's base URL
+	AccessKey string // the backend API's access key
+	Phones    int    // K phones, one user each
+	// Count approvals, or as many as Duration allows (one of them is set).
+	Count    int
+	Duration time.Duration
+	Rate     float64 // approvals started per second; 0 = as fast as Inflight allows
+	Inflight int     // approvals in flight at most (default 16)
+	Approve  float64 // the share of approvals the phones approve
+	Think    Think
+	// Biometric enrols with a simulated biometric; otherwise with PIN.
+	Biometric bool
+	PIN       string  // the phones' PIN (default 1234)
+	KDF       sdk.KDF // the PIN verifiers' Argon2id cost (default sdk.KDFStandard)
+	// Durability is how the phones write their sign counters: full (an
+	// fsync per approval, the default) or relaxed (no fsync).
+	Durability sdk.Durability
+	Keep       bool          // keep the users at the end
+	Timeout    time.Duration // how long the backend waits for one answer (default 60 s)
+	// Transport is the one transport all phones and the backend share
+	// (default: a new http.Transport sized for the fleet).
+	Transport http.RoundTripper
+	// StateDir holds the phones' profiles (default: a temporary directory,
+	// removed at the end).
+	StateDir string
+	// Progress, if set, is called about every 200 ms while approvals run,
+	// and once at the end.
+	Progress func(Snapshot)
+}
+
+// Snapshot is the run so far.
+type Snapshot struct {
+	Elapsed  time.Duration
+	Started  int64
+	Done     int64
+	Errors   int64
+	PerSec   float64
+	P50, P99 time.Duration
+}
+
+// Report is a finished run.
+type Report struct {
+	Phones       int            `json:"phones"`
+	SecondFactor string         `json:"secondFactor"`
+	Answer       float64        `json:"approveShare"`
+	Think        string         `json:"think"`
+	Inflight     int            `json:"inflight"`
+	Rate         float64        `json:"rate,omitempty"`
+	Durability   string         `json:"durability"`
+	KDF          string         `json:"kdf"`
+	EnrolSeconds float64        `json:"enrolSeconds"`
+	Seconds      float64        `json:"seconds"`
+	Started      int            `json:"started"`
+	Outcomes     map[string]int `json:"outcomes"` // succeeded, failed, pending, error
+	Lost         int            `json:"lost"`     // approved by the phone, not succeeded at the backend
+	Unexpected   int            `json:"unexpected"`
+	PerSecond    float64        `json:"approvalsPerSecond"`
+	LatencyMS    Latency        `json:"latencyMs"`
+	CPUPerOpMS   float64        `json:"cpuPerApprovalMs"`
+	// CeilingPerSecond is the approvals per second this machine's cores
+	// could do if they did nothing but an approval's crypto (3 P-256
+	// signatures, 2 verifications), measured at start.
+	CeilingPerSecond float64 `json:"cryptoCeilingPerSecond"`
+	CeilingPercent   float64 `json:"cryptoCeilingPercent"`
+	// HeapPerPhone is the live heap each idle enrolled phone adds (with an
+	// in-process cloud, its share of the cloud's state included).
+	HeapPerPhone int64    `json:"heapPerIdlePhoneBytes"`
+	Interrupted  bool     `json:"interrupted,omitempty"`
+	Kept         bool     `json:"keptUsers,omitempty"`
+	Errors       []string `json:"errors,omitempty"` // the first few
+}
+
+// Latency holds percentiles of the backend's view: approval call → final status.
+type Latency struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// Failed reports whether anything was lost or failed unexpectedly.
+func (r *Report) Failed() bool { return r.Lost > 0 || r.Unexpected > 0 }
+
+type phone struct {
+	p        *sdk.Phone
+	username string
+	userID   string
+	decided  sync.Map // approval message → "approved" | "denied"
+}
+
+type run struct {
+	cfg    Config
+	be     *backend.Client
+	client *http.Client
+	phones []*phone
+
+	mu        sync.Mutex
+	latencies []time.Duration
+	outcomes  map[string]int
+	lost      int
+	unexp     int
+	errs      []string
+
+	started, done, nerr atomic.Int64
+	begin               time.Time
+}
+
+func (c *Config) check() error {
+	switch {
+	case c.Phones < 1:
+		return fmt.Errorf("%w: --phones must be at least 1", ErrBadConfig)
+	case c.Count < 0 || c.Duration < 0 || c.Rate < 0 || c.Inflight < 0:
+		return fmt.Errorf("%w: --count, --duration, --rate and --inflight cannot be negative", ErrBadConfig)
+	case c.Count == 0 && c.Duration == 0:
+		return fmt.Errorf("%w: give --count N or --duration D", ErrBadConfig)
+	case c.Approve < 0 || c.Approve > 1:
+		return fmt.Errorf("%w: the approve share must be between 0 and 1", ErrBadConfig)
+	case c.Cloud == "":
+		return fmt.Errorf("%w: no cloud URL", ErrBadConfig)
+	}
+	return nil
+}
+
+// Run enrols the fleet, runs the approvals and returns the report. A
+// cancelled ctx stops starting approvals; those in flight finish (or give up
+// after a few seconds), the users are removed unless Keep, and the report of
+// what ran is returned with Interrupted set.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if cfg.Inflight == 0 {
+		cfg.Inflight = 16
+	}
+	if cfg.PIN == "" {
+		cfg.PIN = "1234"
+	}
+	if cfg.KDF.Time == 0 {
+		cfg.KDF = sdk.KDFStandard
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 60 * time.Second
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = &http.Transport{MaxIdleConns: 4 * (cfg.Phones + cfg.Inflight), MaxIdleConnsPerHost: 4 * (cfg.Phones + cfg.Inflight), IdleConnTimeout: 90 * time.Second}
+	}
+	dir := cfg.StateDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "authphone-fleet-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	r := &run{cfg: cfg, client: &http.Client{Transport: cfg.Transport}, outcomes: map[string]int{}}
+	r.be = backend.New(cfg.Cloud, backend.WithAccessKey(cfg.AccessKey), backend.WithHTTPClient(r.client))
+	if err := r.be.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("reach the cloud at %s: %w", cfg.Cloud, err)
+	}
+	rep := &Report{Phones: cfg.Phones, Answer: cfg.Approve, Think: cfg.Think.String(), Inflight: cfg.Inflight, Rate: cfg.Rate,
+		Durability: durabilityNote(cfg.Durability), SecondFactor: "pin", Kept: cfg.Keep, KDF: cfg.KDF.Name}
+	if cfg.Biometric {
+		rep.SecondFactor = "biometric"
+	}
+	rep.CeilingPerSecond = CryptoCeiling(300 * time.Millisecond)
+
+	heap0 := heap()
+	t0 := time.Now()
+	err := r.enrol(ctx, dir)
+	defer r.cleanup()
+	rep.EnrolSeconds = time.Since(t0).Seconds()
+	if err != nil {
+		return nil, err
+	}
+	rep.HeapPerPhone = max(0, int64(heap())-int64(heap0)) / int64(cfg.Phones)
+
+	phoneCtx, stopPhones := context.WithCancel(context.WithoutCancel(ctx))
+	var pw sync.WaitGroup
+	for _, ph := range r.phones {
+		pw.Add(1)
+		go func() { defer pw.Done(); r.answer(phoneCtx, ph) }()
+	}
+	cpu0 := cpuTime()
+	r.begin = time.Now()
+	progressDone := make(chan struct{})
+	var progWG sync.WaitGroup
+	if cfg.Progress != nil {
+		progWG.Add(1)
+		go func() {
+			defer progWG.Done()
+			t := time.NewTicker(200 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-progressDone:
+					return
+				case <-t.C:
+					cfg.Progress(r.snapshot())
+				}
+			}
+		}()
+	}
+	r.drive(ctx)
+	elapsed := time.Since(r.begin)
+	cpu := cpuTime() - cpu0
+	close(progressDone)
+	progWG.Wait()
+	stopPhones()
+	pw.Wait()
+	if cfg.Progress != nil {
+		cfg.Progress(r.snapshot())
+	}
+
+	rep.Interrupted = ctx.Err() != nil
+	rep.Seconds = elapsed.Seconds()
+	rep.Started = int(r.started.Load())
+	rep.Outcomes, rep.Lost, rep.Unexpected, rep.Errors = r.outcomes, r.lost, r.unexp, r.errs
+	n := len(r.latencies)
+	if n > 0 {
+		rep.PerSecond = float64(n) / elapsed.Seconds()
+		rep.CPUPerOpMS = ms(cpu) / float64(n)
+		rep.LatencyMS = latency(r.latencies)
+		if rep.CeilingPerSecond > 0 {
+			rep.CeilingPercent = 100 * rep.PerSecond / rep.CeilingPerSecond
+		}
+	}
+	return rep, nil
+}
+
+func durabilityNote(d sdk.Durability) string {
+	if d == sdk.DurabilityRelaxed {
+		return "relaxed (sign counter appended to each phone's counters.log without fsync)"
+	}
+	return "full (sign counter appended to each phone's counters.log and fsynced before it is used)"
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func latency(ls []time.Duration) Latency {
+	s := slices.Clone(ls)
+	slices.Sort(s)
+	at := func(q float64) float64 { return ms(s[min(len(s)-1, int(math.Ceil(q*float64(len(s))))-1)]) }
+	return Latency{P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: ms(s[len(s)-1])}
+}
+
+func (r *run) snapshot() Snapshot {
+	r.mu.Lock()
+	var p50, p99 time.Duration
+	if n := len(r.latencies); n > 0 {
+		tail := r.latencies[max(0, n-2000):]
+		s := slices.Clone(tail)
+		r.mu.Unlock()
+		slices.Sort(s)
+		p50, p99 = s[(len(s)-1)/2], s[min(len(s)-1, int(math.Ceil(0.99*float64(len(s))))-1)]
+	} else {
+		r.mu.Unlock()
+	}
+	el := time.Since(r.begin)
+	done := r.done.Load()
+	return Snapshot{Elapsed: el, Started: r.started.Load(), Done: done, Errors: r.nerr.Load(),
+		PerSec: float64(done) / max(el.Seconds(), 1e-9), P50: p50, P99: p99}
+}
+
+// enrol makes one user per phone and scans its enrolment, a few at a time.
+func (r *run) enrol(ctx context.Context, dir string) error {
+	prefix := fmt.Sprintf("fleet-%d-", time.Now().UnixNano()%1e9)
+	r.phones = make([]*phone, r.cfg.Phones)
+	sem := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)*2))
+	var wg sync.WaitGroup
+	var first error
+	var once sync.Once
+	for i := range r.phones {
+		sem <- struct{}{}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ph, err := r.enrolOne(ctx, filepath.Join(dir, strconv.Itoa(i)), prefix+strconv.Itoa(i))
+			if err != nil {
+				once.Do(func() { first = fmt.Errorf("enrol phone %d: %w", i, err) })
+				return
+			}
+			r.mu.Lock()
+			r.phones[i] = ph
+			r.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = fmt.Errorf("enrolment interrupted: %w", context.Cause(ctx))
+	}
+	return first
+}
+
+func (r *run) enrolOne(ctx context.Context, dir, username string) (*phone, error) {
+	p, err := sdk.New("fleet", keystore.NewMemory(), sdk.WithStateDir(dir), sdk.WithCloud(r.cfg.Cloud),
+		sdk.WithHTTPClient(r.client), sdk.WithKDF(r.cfg.KDF), sdk.WithDurability(r.cfg.Durability), sdk.WithDeviceName("authphone fleet phone "+username))
+	if err != nil {
+		return nil, err
+	}
+	u, _, err := r.be.Enroll(ctx, cloudapi.EnrollRequest{Username: username})
+	if err != nil {
+		return nil, err
+	}
+	ph := &phone{p: p, username: username, userID: u.UserID}
+	var so []sdk.ScanOption
+	if r.cfg.Biometric {
+		so = append(so, sdk.WithBiometric())
+	}
+	f, err := p.Scan(ctx, []byte(u.Enrollment.AppLinkURI), so...)
+	if err != nil {
+		r.forget(u.UserID)
+		return nil, err
+	}
+	if last := flows.Drive(f, flows.Answers{NewPIN: r.cfg.PIN, Biometric: true}.Answer, nil); last.State != flows.Done {
+		r.forget(u.UserID)
+		return nil, fmt.Errorf("enrolment ended %s: %v", last.State, last.Err)
+	}
+	return ph, nil
+}
+
+func (r *run) forget(userID string) {
+	if r.cfg.Keep {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = r.be.DeleteUser(ctx, userID)
+}
+
+// cleanup removes every enrolled user unless Keep.
+func (r *run) cleanup() {
+	if r.cfg.Keep {
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, ph := range r.phones {
+		if ph == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() { defer func() { <-sem; wg.Done() }(); r.forget(ph.userID) }()
+	}
+	wg.Wait()
+}
+
+// answer is one phone's user: it waits for requests and answers each.
+func (r *run) answer(ctx context.Context, ph *phone) {
+	for ctx.Err() == nil {
+		req, err := ph.p.Next(ctx, sdk.Select{Wait: 25 * time.Second})
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, sdk.ErrNoPending) {
+				r.fail(ctx, "phone "+ph.username+": "+err.Error())
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			continue
+		}
+		if d := r.cfg.Think.draw(); d > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+		}
+		if mrand.Float64() < r.cfg.Approve {
+			// The backend can read succeeded before the flow's last update.
+			ph.decided.Store(req.Message, "approving")
+			f, err := ph.p.Approve(ctx, req)
+			if err != nil {
+				ph.decided.Store(req.Message, "error")
+				r.fail(ctx, "phone "+ph.username+" approve: "+err.Error())
+				continue
+			}
+			last := flows.Drive(f, flows.Answers{Confirm: true, PIN: r.cfg.PIN, Biometric: true}.Answer, nil)
+			if last.State != flows.Done {
+				ph.decided.Store(req.Message, "error")
+				r.fail(ctx, fmt.Sprintf("phone %s approve ended %s: %v", ph.username, last.State, last.Err))
+				continue
+			}
+			ph.decided.CompareAndSwap(req.Message, "approving", "approved")
+		} else {
+			ph.decided.Store(req.Message, "denied")
+			if err := ph.p.Deny(ctx, req, "fleet policy"); err != nil {
+				ph.decided.Store(req.Message, "error")
+				r.fail(ctx, "phone "+ph.username+" deny: "+err.Error())
+			}
+		}
+	}
+}
+
+func (r *run) fail(ctx context.Context, msg string) {
+	if ctx.Err() != nil {
+		return // the run is over: a flow cut short is not a failure
+	}
+	r.nerr.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.errs) < 10 {
+		r.errs = append(r.errs, msg)
+	}
+}
+
+// drive starts approvals until Count or Duration, at Rate, with at most
+// Inflight at once, and waits for those in flight.
+func (r *run) drive(ctx context.Context) {
+	stop := ctx
+	if r.cfg.Duration > 0 {
+		c, cancel := context.WithTimeout(ctx, r.cfg.Duration)
+		defer cancel()
+		stop = c
+	}
+	// In-flight approvals outlive a Ctrl-C by a grace period.
+	flight, cancelFlight := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelFlight()
+	go func() {
+		<-ctx.Done()
+		select {
+		case <-flight.Done():
+		case <-time.After(5 * time.Second):
+			cancelFlight()
+		}
+	}()
+	var tick <-chan time.Time
+	if r.cfg.Rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / r.cfg.Rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	sem := make(chan struct{}, r.cfg.Inflight)
+	var wg sync.WaitGroup
+	for i := 0; r.cfg.Count == 0 || i < r.cfg.Count; i++ {
+		if tick != nil {
+			select {
+			case <-stop.Done():
+			case <-tick:
+			}
+		}
+		select {
+		case <-stop.Done():
+		case sem <- struct{}{}:
+		}
+		if stop.Err() != nil {
+			break
+		}
+		ph := r.phones[i%len(r.phones)]
+		r.started.Add(1)
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.one(flight, ph, i)
+		}()
+	}
+	wg.Wait()
+}
+
+// one is one approval, seen from the backend.
+func (r *run) one(ctx context.Context, ph *phone, i int) {
+	msg := "fleet approval #" + strconv.Itoa(i)
+	t0 := time.Now()
+	ap, _, err := r.be.Approve(ctx, cloudapi.ApprovalRequest{Username: ph.username, Message: msg})
+	if err != nil {
+		r.record(ph, msg, "error", 0, "approval call: "+err.Error())
+		return
+	}
+	st, err := r.be.WaitStatus(ctx, ap.StatusToken, r.cfg.Timeout)
+	d := time.Since(t0)
+	if err != nil {
+		r.record(ph, msg, "error", d, "status: "+err.Error())
+		return
+	}
+	r.record(ph, msg, st.Status, d, "")
+}
+
+func (r *run) record(ph *phone, msg, status string, d time.Duration, errMsg string) {
+	r.done.Add(1)
+	decided, _ := ph.decided.LoadAndDelete(msg)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.outcomes[status]++
+	if d > 0 && (status == cloudapi.StatusSucceeded || status == cloudapi.StatusFailed) {
+		r.latencies = append(r.latencies, d)
+	}
+	switch {
+	case decided == "approved" && status != cloudapi.StatusSucceeded:
+		r.lost++
+		r.note(fmt.Sprintf("lost: %s approved by %s, the backend saw %s %s", msg, ph.username, status, errMsg))
+	case decided == "denied" && status == cloudapi.StatusFailed:
+	case (decided == "approved" || decided == "approving") && status == cloudapi.StatusSucceeded:
+	default:
+		r.unexp++
+		if errMsg == "" {
+			errMsg = fmt.Sprintf("phone decision %v, backend status %s", decided, status)
+		}
+		r.note(msg + ": " + errMsg)
+	}
+}
+
+func (r *run) note(s string) {
+	r.nerr.Add(1)
+	if len(r.errs) < 10 {
+		r.errs = append(r.errs, s)
+	}
+}
+
+func heap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// CryptoCeiling measures, for about d, how many approvals per second this
+// machine could do on all its cores if they did nothing but an approval's
+// crypto: 3 P-256 signatures (the signed inbox read, the UAF assertion, the
+// cloud's token) and 2 verifications.
+func CryptoCeiling(d time.Duration) float64 {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	digest := sha256.Sum256([]byte("the signed data of an authentication assertion"))
+	n := runtime.GOMAXPROCS(0)
+	var ops atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				var sig []byte
+				for range 3 {
+					sig, _ = ecdsa.SignASN1(rand.Reader, key, digest[:])
+				}
+				for range 2 {
+					ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig)
+				}
+				ops.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(ops.Load()) / time.Since(t0).Seconds()
+}

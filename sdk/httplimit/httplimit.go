@@ -1,0 +1,99 @@
+// Package httplimit puts a time limit on every HTTP request a client makes:
+// connecting and the whole exchange, body included. A long-poll (a request
+// with a ?wait=DURATION query) gets its wait on top, so a cloud that accepts
+// the connection and never answers is an error naming the URL, not a hang.
+package httplimit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// DefaultTimeout is the limit when none is given.
+const DefaultTimeout = 30 * time.Second
+
+// Error is a request that hit its limit. It is what the http.Client's
+// *url.Error wraps; errors.As finds it.
+type Error struct {
+	URL   string
+	Limit time.Duration
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s did not answer within %s", e.URL, e.Limit)
+}
+
+// Timeout reports true, as net.Error timeouts do.
+func (e *Error) Timeout() bool { return true }
+
+// Client returns an HTTP client whose every request is limited to timeout
+// (DefaultTimeout if not positive), plus the ?wait= of a long-poll.
+func Client(timeout time.Duration) *http.Client {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	base.TLSHandshakeTimeout = timeout
+	return &http.Client{Transport: &Transport{Base: base, Timeout: timeout}}
+}
+
+// Transport limits each request it carries.
+type Transport struct {
+	Base    http.RoundTripper
+	Timeout time.Duration
+}
+
+// Limit is the limit of one request: Timeout, plus its ?wait= if any.
+func (t *Transport) Limit(req *http.Request) time.Duration {
+	limit := t.Timeout
+	if w := req.URL.Query().Get("wait"); w != "" {
+		if d, err := time.ParseDuration(w); err == nil && d > 0 {
+			limit += d
+		}
+	}
+	return limit
+}
+
+// RoundTrip sends req under its limit. The limit covers reading the body
+// too: it ends when the body is closed.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	limit := t.Limit(req)
+	ctx, cancel := context.WithTimeoutCause(req.Context(), limit, &Error{URL: req.URL.Scheme + "://" + req.URL.Host + req.URL.Path, Limit: limit})
+	resp, err := t.Base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		if req.Context().Err() == nil && ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, err
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, ctx: ctx, parent: req.Context(), cancel: cancel}
+	return resp, nil
+}
+
+// cancelBody ends the request's limit when the body is closed, and turns
+// a read cut short by the limit into an *Error.
+type cancelBody struct {
+	io.ReadCloser
+	ctx, parent context.Context
+	cancel      context.CancelFunc
+}
+
+func (b *cancelBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.parent.Err() == nil && b.ctx.Err() != nil {
+		return n, context.Cause(b.ctx)
+	}
+	return n, err
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
