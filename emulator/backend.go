@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/dispatch"
 	"github.com/authphone/authphone/sdk/qr"
@@ -165,6 +166,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutDispatchToken(dt); err != nil {
 			return err
 		}
+		if err := s.emitTx(st, tx, adminapi.EventCreated); err != nil {
+			return err
+		}
 		out, err = userJSON(st, u)
 		return err
 	})
@@ -245,7 +249,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 			}
 			out = cloudapi.ApprovalResponse{TransactionID: tx.ID, StatusToken: s.issuer.statusToken(tx.ID),
 				UserID: u.ID, Username: u.Username, CreatedAt: now}
-			return nil
+			return s.emitTx(st, tx, adminapi.EventCreated)
 		}
 		if req.AuthenticatorID != "" {
 			i := slices.IndexFunc(auths, func(a *Authenticator) bool { return a.ID == req.AuthenticatorID })
@@ -272,7 +276,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		}
 		out = cloudapi.ApprovalResponse{TransactionID: tx.ID, StatusToken: s.issuer.statusToken(tx.ID),
 			UserID: u.ID, Username: u.Username, CreatedAt: now}
-		return nil
+		return s.emitTx(st, tx, adminapi.EventCreated)
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -597,8 +601,13 @@ func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 		if other != nil && other.ID != u.ID {
 			return errf(http.StatusConflict, "username %s is taken by user %s", req.Username, other.ID)
 		}
+		old := u.Username
 		u.Username, u.UpdatedAt = req.Username, s.now()
 		if err := st.PutUser(u); err != nil {
+			return err
+		}
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventUserRenamed, UserID: u.ID, Username: u.Username,
+			Data: map[string]string{"from": old}}); err != nil {
 			return err
 		}
 		out, err = userJSON(st, u)
@@ -614,7 +623,12 @@ func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("userId")
 	err := s.store.Update(r.Context(), func(st Tx) error {
-		if _, err := lookupUser(st, id, ""); err != nil {
+		u, err := lookupUser(st, id, "")
+		if err != nil {
+			return err
+		}
+		// Logged first: the failed operations below still name the user.
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventUserDeleted, UserID: u.ID, Username: u.Username}); err != nil {
 			return err
 		}
 		if err := st.DeleteUser(id); err != nil {
@@ -632,7 +646,7 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		return failPending(st, id, "", "user deleted", s.now())
+		return s.failPending(st, id, "", "user deleted", s.now())
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -643,7 +657,7 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 
 // failPending fails the pending transactions of a user or an authenticator
 // and wakes their long-polls.
-func failPending(st Tx, userID, authenticatorID, reason string, now time.Time) error {
+func (s *Server) failPending(st Tx, userID, authenticatorID, reason string, now time.Time) error {
 	txs, err := st.PendingTransactions(userID, authenticatorID)
 	if err != nil {
 		return err
@@ -654,6 +668,9 @@ func failPending(st Tx, userID, authenticatorID, reason string, now time.Time) e
 			return err
 		}
 		st.Wake(txWaitKey(tx.ID))
+		if err := s.emitTx(st, tx, tx.Status); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -686,7 +703,18 @@ func (s *Server) removeAuthenticator(st Tx, a *Authenticator, base, why string) 
 	if err := st.PutAuthenticator(a); err != nil {
 		return err
 	}
-	if err := failPending(st, "", a.ID, "authenticator deleted", now); err != nil {
+	if err := s.failPending(st, "", a.ID, "authenticator deleted", now); err != nil {
+		return err
+	}
+	u, err := st.User(a.UserID)
+	if err != nil {
+		return err
+	}
+	e := adminapi.Event{Type: adminapi.EventAuthenticatorRemoved, UserID: a.UserID, AuthenticatorID: a.ID, Reason: why}
+	if u != nil {
+		e.Username = u.Username
+	}
+	if err := s.emit(st, e); err != nil {
 		return err
 	}
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Deregistration), AuthenticatorID: a.ID,
@@ -698,7 +726,7 @@ func (s *Server) removeAuthenticator(st Tx, a *Authenticator, base, why string) 
 		return err
 	}
 	p := dispatch.New(base, dispatch.Deregistration, dt.Token)
-	err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, Kind: dt.Kind, Payload: p.Encode(),
+	err = st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, Kind: dt.Kind, Payload: p.Encode(),
 		Message: why, CreatedAt: now, ExpiresAt: dt.ExpiresAt})
 	st.Wake(inboxWaitKey(a.ID))
 	return err

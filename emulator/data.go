@@ -8,10 +8,12 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/uaf"
@@ -172,6 +174,8 @@ func (s *Server) handleData(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, out)
+		s.emitNow(r.Context(), adminapi.Event{Type: adminapi.EventDataRelayed, UserID: a.UserID, AuthenticatorID: a.ID,
+			Data: map[string]string{"service": "builtin", "bytes": strconv.Itoa(len(body)), "status": "200"}})
 		return
 	}
 	now := s.now()
@@ -226,6 +230,8 @@ func (s *Server) handleData(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(DataRelayedHeader, "relayed")
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(rb)
+	s.emitNow(r.Context(), adminapi.Event{Type: adminapi.EventDataRelayed, UserID: a.UserID, AuthenticatorID: a.ID,
+		Data: map[string]string{"service": s.cfg.dataService, "bytes": strconv.Itoa(len(body)), "status": strconv.Itoa(resp.StatusCode)}})
 }
 
 // BuiltinData is what the built-in data service answers.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
@@ -41,6 +42,7 @@ func (s *Server) devFail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &de):
+		refusal(w, de.msg)
 		writeJSON(w, de.status, deviceapi.StatusBody{StatusCode: de.code, Description: de.msg})
 	case s.unavailable(w, r, err):
 		writeJSON(w, http.StatusServiceUnavailable, deviceapi.StatusBody{StatusCode: deviceapi.StatusInternal, Description: unavailableMsg})
@@ -49,6 +51,7 @@ func (s *Server) devFail(w http.ResponseWriter, r *http.Request, err error) {
 		if code == 0 {
 			code = deviceapi.StatusBadRequest
 		}
+		refusal(w, ae.msg)
 		writeJSON(w, ae.status, deviceapi.StatusBody{StatusCode: code, Description: ae.msg})
 	default:
 		s.cfg.logger.Error("internal error", "path", r.URL.Path, "err", err)
@@ -461,6 +464,14 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutUser(u); err != nil {
 			return err
 		}
+		tx.UserID = u.ID
+		if err := s.emitTx(st, tx, tx.Status); err != nil {
+			return err
+		}
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventAuthenticatorRegistered, UserID: u.ID, Username: u.Username,
+			AuthenticatorID: a.ID, OperationID: tx.ID, Data: map[string]string{"aaid": a.AAID}}); err != nil {
+			return err
+		}
 		if tx.Kind == KindUpgrade {
 			// The PIN-protected key replaces the device-only one.
 			if err := st.DeleteAuthenticator(tx.AuthenticatorID); err != nil {
@@ -571,13 +582,16 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		if tx.Number != 0 && picked != tx.Number {
 			// A genuine answer with the wrong number: the approval fails,
 			// as if the user had declined, and the answer is used up.
-			if err := failTransaction(st, tx, cloudapi.ReasonWrongNumber, now); err != nil {
+			if err := s.failTransaction(st, tx, cloudapi.ReasonWrongNumber, now); err != nil {
 				return err
 			}
 			return commitWith(deverr(http.StatusForbidden, deviceapi.StatusForbidden,
 				fmt.Sprintf("%s: %d is not the number the service showed; the approval failed", deviceapi.WrongNumber, picked)))
 		}
 		if err := succeed(st, pre, tx, now); err != nil {
+			return err
+		}
+		if err := s.emitTx(st, tx, tx.Status); err != nil {
 			return err
 		}
 		if err := st.DeleteSession(sess.ServerData); err != nil {
@@ -619,11 +633,11 @@ func (s *Server) verifyDevice(r *http.Request, body []byte, allowDeleted bool) (
 	if err := checkDeviceKey(a, allowDeleted); err != nil {
 		return nil, err
 	}
-	if err := sig.Verify(a.PublicKey, r.Method, r.URL.Path, body, s.now(), devsig.MaxAge); err != nil {
+	if err := sig.Verify(a.PublicKey, r.Method, r.URL.Path, body, s.deviceNow(), devsig.MaxAge); err != nil {
 		return nil, errf(http.StatusUnauthorized, "%v", err)
 	}
 	return &deviceProof{keyID: sig.KeyID, nonce: sig.Claims.Nonce, key: a.PublicKey, userID: a.UserID, allowDeleted: allowDeleted,
-		until: time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second)}, nil
+		until: time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second + s.offset())}, nil
 }
 
 func checkDeviceKey(a *Authenticator, allowDeleted bool) error {
@@ -835,7 +849,7 @@ func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutDispatchToken(dt); err != nil {
 			return err
 		}
-		return failTransaction(st, tx, reason, now)
+		return s.failTransaction(st, tx, reason, now)
 	})
 	if err != nil {
 		s.devFail(w, r, err)
@@ -870,10 +884,14 @@ func (s *Server) handleDeregistration(w http.ResponseWriter, r *http.Request) {
 		if len(dr.Authenticators) != 1 || dr.Authenticators[0].KeyID != a.KeyID || dr.Authenticators[0].AAID != a.AAID {
 			return errf(http.StatusForbidden, "a device may only deregister its own key")
 		}
-		if err := failPending(st, "", a.ID, "authenticator deregistered", now); err != nil {
+		if err := s.failPending(st, "", a.ID, "authenticator deregistered", now); err != nil {
 			return err
 		}
 		if err := st.DeleteAuthenticator(a.ID); err != nil {
+			return err
+		}
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventAuthenticatorRemoved, UserID: a.UserID, AuthenticatorID: a.ID,
+			Reason: "deregistered by the device"}); err != nil {
 			return err
 		}
 		return st.ClearInbox(a.ID)
@@ -887,9 +905,12 @@ func (s *Server) handleDeregistration(w http.ResponseWriter, r *http.Request) {
 
 // failTransaction ends a pending transaction as failed with reason: its
 // UAF requests in flight are forgotten and its push messages withdrawn.
-func failTransaction(st Tx, tx *Transaction, reason string, now time.Time) error {
+func (s *Server) failTransaction(st Tx, tx *Transaction, reason string, now time.Time) error {
 	tx.Status, tx.Reason, tx.UpdatedAt = cloudapi.StatusFailed, reason, now
 	if err := st.PutTransaction(tx); err != nil {
+		return err
+	}
+	if err := s.emitTx(st, tx, tx.Status); err != nil {
 		return err
 	}
 	sessions, err := st.TransactionSessions(tx.ID)

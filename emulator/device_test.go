@@ -358,7 +358,7 @@ func TestCounterlessAuthenticator(t *testing.T) {
 }
 
 func TestDispatchTokensAreSingleUse(t *testing.T) {
-	c := newCloud(t, emulator.WithEnrollTTL(200*time.Millisecond))
+	c := newCloud(t, emulator.WithEnrollTTL(30*time.Second))
 	p, _ := c.enroll("carol")
 	path := strings.TrimPrefix(p.RedeemURL, c.url)
 	var sb deviceapi.StatusBody
@@ -372,7 +372,9 @@ func TestDispatchTokensAreSingleUse(t *testing.T) {
 		t.Fatalf("unknown token %d", code)
 	}
 	p2, st := c.enroll("carol2")
-	time.Sleep(250 * time.Millisecond)
+	if _, err := c.srv.AdvanceClock(31 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if code := c.do("POST", path, nil, mustJSON(deviceapi.RedeemRequest{Token: p2.Token}), &sb); code != 410 || sb.Description != "token expired" {
 		t.Fatalf("expired redeem %d %+v", code, sb)
 	}

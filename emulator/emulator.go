@@ -22,8 +22,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/trustapi"
@@ -47,6 +49,9 @@ type Server struct {
 	unsubscribe func()
 
 	loginLimit, deviceLimit *limiter
+
+	// clockOffset (nanoseconds) is added to cfg.now: AdvanceClock moves it.
+	clockOffset atomic.Int64
 
 	mu      sync.RWMutex
 	baseURL string
@@ -80,6 +85,8 @@ type config struct {
 
 	timeouts              Timeouts
 	loginRate, deviceRate rate
+
+	clockControl bool // POST /api/v1/admin/clock answers
 
 	upv uaf.Version // zero: 1.1
 }
@@ -341,7 +348,14 @@ func (s *Server) base(r *http.Request) string {
 	return s.baseURL
 }
 
-func (s *Server) now() time.Time { return s.cfg.now().UTC() }
+// now is the cloud's clock: TTLs, expiry and the tokens it issues.
+func (s *Server) now() time.Time { return s.cfg.now().Add(s.offset()).UTC() }
+
+// deviceNow is the devices' clock, which AdvanceClock does not move: the
+// freshness of their signed timestamps is checked against it.
+func (s *Server) deviceNow() time.Time { return s.cfg.now().UTC() }
+
+func (s *Server) offset() time.Duration { return time.Duration(s.clockOffset.Load()) }
 
 func (s *Server) routes() {
 	m := s.mux
@@ -375,6 +389,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+trustapi.PathOAuthToken, s.handleOAuthToken)
 	m.HandleFunc("POST "+trustapi.PathOAuthRevoke, s.handleOAuthRevoke)
 	m.HandleFunc("POST "+trustapi.PathRotateKey, s.backendAuth(s.handleRotateKey))
+	m.HandleFunc("GET "+cloudapi.PathClock, s.backendAuth(s.handleClock))
+	m.HandleFunc("POST "+cloudapi.PathClock, s.backendAuth(s.handleClock))
 	m.HandleFunc("POST "+trustapi.PathLoginRequests, s.handleCreateLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/respond", s.handleRespondLoginRequest)
 	m.HandleFunc("POST "+trustapi.PathLoginRequests+"/{id}/token", s.handleLoginToken)
@@ -384,6 +400,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+trustapi.PathPairings+"/{id}", s.handlePairingStatus)
 	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/approve", s.handleApprovePairing)
 	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
+
+	m.HandleFunc("GET "+adminapi.PathEvents, s.backendAuth(s.handleEvents))
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
 
@@ -422,6 +440,7 @@ func errf(status int, format string, a ...any) error {
 
 // writeError writes the Spring-style error body.
 func writeError(w http.ResponseWriter, status int, msg string) {
+	refusal(w, msg)
 	writeJSON(w, status, cloudapi.ErrorBody{Status: status, Error: http.StatusText(status), Message: msg})
 }
 
@@ -532,6 +551,7 @@ func parseWait(r *http.Request) (time.Duration, error) {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	reason string // why the request was refused (see refusal)
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -551,6 +571,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		s.cfg.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		s.logRefusal(r, rec.status, rec.reason)
 	})
 }
 

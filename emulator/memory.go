@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/authphone/authphone/sdk/adminapi"
 )
 
 // MemoryStore keeps the state in maps, with an index map per secondary key
@@ -37,6 +39,10 @@ type MemoryStore struct {
 	chainTokens *memTable[expiring]
 	meta        map[string][]byte
 	closed      bool
+
+	// events is the event log, by ID; lastEvent the newest ID ever given.
+	events    []*adminapi.Event
+	lastEvent int64
 }
 
 // expiring is a key kept until a time (nonces, revocations, chain tokens).
@@ -130,6 +136,13 @@ func (m *MemoryStore) Update(_ context.Context, fn func(Tx) error) error {
 	commit, err := keeps(fn(tx))
 	if !commit {
 		tx.rollback()
+	} else if len(tx.events) > 0 {
+		for _, e := range tx.events {
+			m.lastEvent++
+			e.ID = m.lastEvent
+			m.events = append(m.events, e)
+		}
+		tx.wake = append(tx.wake, eventsWaitKey)
 	}
 	m.mu.Unlock()
 	if commit {
@@ -317,10 +330,11 @@ func (h *expHeap) Pop() any {
 // else runs meanwhile) and are undone, newest first, if the transaction
 // fails.
 type memTx struct {
-	m     *MemoryStore
-	write bool
-	undo  []func()
-	wake  []string
+	m      *MemoryStore
+	write  bool
+	undo   []func()
+	wake   []string
+	events []*adminapi.Event
 }
 
 func (tx *memTx) rollback() {
@@ -540,6 +554,99 @@ func (tx *memTx) Sweep(now, cutoff time.Time) (int, error) {
 		m.inbox.sweep(tx, now, cutoff) + m.intents.sweep(tx, now, cutoff) + m.nonces.sweep(tx, now, cutoff) +
 		m.revoked.sweep(tx, now, cutoff) + m.logins.sweep(tx, now, cutoff) + m.pairings.sweep(tx, now, cutoff) +
 		m.refresh.sweep(tx, now, cutoff) + m.chainTokens.sweep(tx, now, cutoff)
-	return n, nil
+	old := m.events
+	i := 0
+	for i < len(old) && old[i].Time.Before(cutoff) {
+		i++
+	}
+	if i > 0 {
+		m.events = slices.Clone(old[i:])
+		tx.undo = append(tx.undo, func() { m.events = old })
+	}
+	return n + i, nil
 }
 func (tx *memTx) Wake(keys ...string) { tx.wake = append(tx.wake, keys...) }
+
+func cloneEvent(e *adminapi.Event) *adminapi.Event {
+	c := *e
+	c.Data = maps.Clone(e.Data)
+	return &c
+}
+
+func (tx *memTx) AddEvent(e *adminapi.Event) error {
+	if !tx.write {
+		return errReadOnly
+	}
+	tx.events = append(tx.events, cloneEvent(e))
+	return nil
+}
+func (tx *memTx) Events(since int64, limit int) ([]*adminapi.Event, error) {
+	ev := tx.m.events
+	i, _ := slices.BinarySearchFunc(ev, since+1, func(e *adminapi.Event, id int64) int { return cmp.Compare(e.ID, id) })
+	ev = ev[i:]
+	if limit >= 0 && len(ev) > limit {
+		ev = ev[:limit]
+	}
+	out := make([]*adminapi.Event, len(ev))
+	for i, e := range ev {
+		out[i] = cloneEvent(e)
+	}
+	return out, nil
+}
+func (tx *memTx) LastEventID() (int64, error) { return tx.m.lastEvent, nil }
+
+// all lists every row of a table, sorted by less.
+func all[V any](t *memTable[V], less func(a, b *V) int) []*V {
+	out := make([]*V, 0, len(t.rows))
+	for _, v := range t.rows {
+		out = append(out, t.clone(v))
+	}
+	slices.SortFunc(out, less)
+	return out
+}
+
+var (
+	loginsOrder   = byCreated(func(l *LoginRequest) time.Time { return l.CreatedAt }, func(l *LoginRequest) string { return l.ID })
+	pairingsOrder = byCreated(func(p *Pairing) time.Time { return p.CreatedAt }, func(p *Pairing) string { return p.ID })
+)
+
+func (tx *memTx) Transactions() ([]*Transaction, error) { return all(tx.m.txs, txsOrder), nil }
+func (tx *memTx) LoginRequests() ([]*LoginRequest, error) {
+	return all(tx.m.logins, loginsOrder), nil
+}
+func (tx *memTx) Pairings() ([]*Pairing, error) { return all(tx.m.pairings, pairingsOrder), nil }
+func (tx *memTx) Counts() (Counts, error) {
+	m := tx.m
+	c := Counts{Users: len(m.users.rows), Transactions: len(m.txs.rows), LoginRequests: len(m.logins.rows),
+		Pairings: len(m.pairings.rows), Inbox: len(m.inbox.rows), RefreshTokens: len(m.refresh.rows)}
+	for _, a := range m.auths.rows {
+		if a.Deleted {
+			c.DeletedAuthenticators++
+		} else {
+			c.Authenticators++
+		}
+	}
+	for _, t := range m.txs.rows {
+		if t.Status == "pending" {
+			c.PendingTransactions++
+		}
+	}
+	return c, nil
+}
+
+// clearAll deletes every row of a table (undone if the transaction fails).
+func clearAll[V any](tx *memTx, t *memTable[V]) error {
+	for k := range t.rows {
+		if err := del(tx, t, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (tx *memTx) Reset() error {
+	m := tx.m
+	return errors.Join(clearAll(tx, m.users), clearAll(tx, m.auths), clearAll(tx, m.txs), clearAll(tx, m.tokens), clearAll(tx, m.sessions),
+		clearAll(tx, m.inbox), clearAll(tx, m.intents), clearAll(tx, m.nonces), clearAll(tx, m.revoked), clearAll(tx, m.logins),
+		clearAll(tx, m.pairings), clearAll(tx, m.refresh), clearAll(tx, m.chains), clearAll(tx, m.chainTokens))
+}

@@ -181,6 +181,10 @@ func (s *PostgresStore) attempt(ctx context.Context, fn func(Tx) error) (wake []
 		_ = tx.Rollback()
 		return nil, false, ferr
 	}
+	if err := t.flushEvents(); err != nil {
+		_ = tx.Rollback()
+		return nil, false, err
+	}
 	for _, k := range t.wake {
 		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, k); err != nil {
 			_ = tx.Rollback()

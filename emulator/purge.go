@@ -13,6 +13,10 @@ const Retention = time.Hour
 // sweepEvery is how often the background sweep runs.
 const sweepEvery = time.Minute
 
+// expireEvery is how often a started server looks for operations whose
+// time is up, to log their expiry.
+const expireEvery = time.Second
+
 // WithRetention sets how long finished or expired operations are kept
 // (default Retention).
 func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
@@ -32,14 +36,19 @@ func (s *Server) Sweep(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// sweepLoop sweeps every sweepEvery until the server stops.
+// sweepLoop sweeps every sweepEvery, and logs expiries every expireEvery,
+// until the server stops.
 func (s *Server) sweepLoop() {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
+	e := time.NewTicker(expireEvery)
+	defer e.Stop()
 	for {
 		select {
 		case <-s.stopping:
 			return
+		case <-e.C:
+			s.expireDue(context.Background())
 		case <-t.C:
 			if _, err := s.Sweep(context.Background()); err != nil {
 				s.cfg.logger.Warn("sweep", "err", err)

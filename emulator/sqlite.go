@@ -145,6 +145,10 @@ func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
 		_ = tx.Rollback()
 		return err
 	}
+	if ferr := t.flushEvents(); ferr != nil {
+		_ = tx.Rollback()
+		return ferr
+	}
 	if cerr := tx.Commit(); cerr != nil {
 		return unavailable(cerr)
 	}

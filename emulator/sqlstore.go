@@ -5,12 +5,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/authphone/authphone/sdk/adminapi"
 )
 
 // The SQL stores (SQLite and PostgreSQL) share one schema and one Tx: a
@@ -30,7 +33,7 @@ var (
 )
 
 // schemaVersion is the version migrations bring a database to.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // migrations[i] brings a database from version i to i+1.
 var migrations = []string{
@@ -101,6 +104,17 @@ var migrations = []string{
 	// 2: number matching.
 	`ALTER TABLE transactions ADD COLUMN number INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE transactions ADD COLUMN choices TEXT NOT NULL DEFAULT ''`,
+	// 3: the event log. event_seq holds the last ID given: a transaction
+	// takes its IDs from it just before it commits, so IDs follow the
+	// commit order (on PostgreSQL two concurrent loggers conflict on that
+	// row and one is run again).
+	`CREATE TABLE events (
+		id BIGINT PRIMARY KEY, at BIGINT NOT NULL, type TEXT NOT NULL, user_id TEXT NOT NULL, username TEXT NOT NULL,
+		authenticator_id TEXT NOT NULL, operation_id TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+		data TEXT NOT NULL);
+	CREATE INDEX events_at ON events (at);
+	CREATE TABLE event_seq (last BIGINT NOT NULL);
+	INSERT INTO event_seq (last) VALUES (0)`,
 }
 
 // ErrSchemaTooNew is returned when a database was made by a newer emulator.
@@ -207,6 +221,8 @@ type sqlTx struct {
 	write bool
 	seq   *atomic.Int64
 	wake  []string
+	// events waits for flushEvents, just before the commit.
+	events []*adminapi.Event
 	// stmts caches the rebound text of each query.
 	stmts map[string]string
 }
@@ -619,6 +635,7 @@ var sweeps = []struct {
 	{"DELETE FROM pairings WHERE expires_at < ?", true},
 	{"DELETE FROM refresh_tokens WHERE expires_at < ?", false},
 	{"DELETE FROM chain_tokens WHERE until < ?", false},
+	{"DELETE FROM events WHERE at < ?", true},
 }
 
 func (t *sqlTx) Sweep(now, cutoff time.Time) (int, error) {
@@ -639,6 +656,116 @@ func (t *sqlTx) Sweep(now, cutoff time.Time) (int, error) {
 }
 
 func (t *sqlTx) Wake(keys ...string) { t.wake = append(t.wake, keys...) }
+
+var sqlEvents = newKind("events", "id, at, type, user_id, username, authenticator_id, operation_id, status, reason, data",
+	func(e *adminapi.Event) []any {
+		data := ""
+		if len(e.Data) > 0 {
+			b, _ := json.Marshal(e.Data)
+			data = string(b)
+		}
+		return []any{e.ID, nanos(e.Time), e.Type, e.UserID, e.Username, e.AuthenticatorID, e.OperationID, e.Status, e.Reason, data}
+	},
+	func(s scanner) (*adminapi.Event, error) {
+		var e adminapi.Event
+		var at int64
+		var data string
+		if err := s.Scan(&e.ID, &at, &e.Type, &e.UserID, &e.Username, &e.AuthenticatorID, &e.OperationID, &e.Status, &e.Reason, &data); err != nil {
+			return nil, err
+		}
+		e.Time = fromNanos(at)
+		if data != "" {
+			if err := json.Unmarshal([]byte(data), &e.Data); err != nil {
+				return nil, fmt.Errorf("event %d: stored data: %w", e.ID, err)
+			}
+		}
+		return &e, nil
+	})
+
+func (t *sqlTx) AddEvent(e *adminapi.Event) error {
+	if !t.write {
+		return errReadOnly
+	}
+	c := *e
+	t.events = append(t.events, &c)
+	return nil
+}
+
+// flushEvents numbers the logged events from event_seq and writes them.
+// The stores run it last before the commit: on PostgreSQL the row lock on
+// event_seq is then held only for the commit itself.
+func (t *sqlTx) flushEvents() error {
+	if len(t.events) == 0 {
+		return nil
+	}
+	var last int64
+	err := t.tx.QueryRowContext(t.ctx, t.q("UPDATE event_seq SET last = last + ? RETURNING last"), len(t.events)).Scan(&last)
+	if err != nil {
+		return unavailable(err)
+	}
+	next := last - int64(len(t.events))
+	for _, e := range t.events {
+		next++
+		e.ID = next
+		if _, err := t.exec(sqlEvents.insert, sqlEvents.args(e)...); err != nil {
+			return err
+		}
+	}
+	t.wake = append(t.wake, eventsWaitKey)
+	return nil
+}
+
+func (t *sqlTx) Events(since int64, limit int) ([]*adminapi.Event, error) {
+	if limit < 0 {
+		return getMany(t, sqlEvents, "id > ? ORDER BY id", since)
+	}
+	return getMany(t, sqlEvents, "id > ? ORDER BY id LIMIT ?", since, limit)
+}
+
+func (t *sqlTx) LastEventID() (int64, error) {
+	var last int64
+	err := t.tx.QueryRowContext(t.ctx, "SELECT last FROM event_seq").Scan(&last)
+	return last, unavailable(err)
+}
+
+func (t *sqlTx) Transactions() ([]*Transaction, error) {
+	return getMany(t, sqlTxs, "1 = 1 ORDER BY created_at, id")
+}
+func (t *sqlTx) LoginRequests() ([]*LoginRequest, error) {
+	return getMany(t, sqlLogins, "1 = 1 ORDER BY created_at, id")
+}
+func (t *sqlTx) Pairings() ([]*Pairing, error) {
+	return getMany(t, sqlPairings, "1 = 1 ORDER BY created_at, id")
+}
+
+func (t *sqlTx) Counts() (Counts, error) {
+	var c Counts
+	err := t.tx.QueryRowContext(t.ctx, `SELECT
+		(SELECT COUNT(*) FROM users),
+		(SELECT COUNT(*) FROM authenticators WHERE NOT deleted),
+		(SELECT COUNT(*) FROM authenticators WHERE deleted),
+		(SELECT COUNT(*) FROM transactions),
+		(SELECT COUNT(*) FROM transactions WHERE status = 'pending'),
+		(SELECT COUNT(*) FROM login_requests),
+		(SELECT COUNT(*) FROM pairings),
+		(SELECT COUNT(*) FROM inbox),
+		(SELECT COUNT(*) FROM refresh_tokens)`).Scan(&c.Users, &c.Authenticators, &c.DeletedAuthenticators,
+		&c.Transactions, &c.PendingTransactions, &c.LoginRequests, &c.Pairings, &c.Inbox, &c.RefreshTokens)
+	return c, unavailable(err)
+}
+
+// resetTables are the tables Reset empties: all but meta and the event log.
+var resetTables = []string{"users", "authenticators", "transactions", "dispatch_tokens", "sessions", "inbox", "intents",
+	"nonces", "revoked", "login_requests", "pairings", "refresh_tokens", "chains", "chain_tokens"}
+
+func (t *sqlTx) Reset() error {
+	for _, table := range resetTables {
+		if _, err := t.exec("DELETE FROM " + table); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // joinInts and splitInts keep a short list of numbers in a TEXT column.
 func joinInts(ns []int) string {

@@ -5,6 +5,8 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"time"
+
+	"github.com/authphone/authphone/sdk/adminapi"
 )
 
 // Store keeps the emulator's state. Handlers read in View and change in
@@ -135,7 +137,38 @@ type Tx interface {
 
 	// Wake names a long-poll key to wake once the transaction commits.
 	Wake(keys ...string)
+
+	// AddEvent appends e to the event log if, and when, the transaction
+	// commits; the store then sets e.ID to the next ID, so IDs follow the
+	// commit order, across replicas too (see events.go for the emit API).
+	AddEvent(e *adminapi.Event) error
+	// Events lists up to limit events with an ID above since, oldest first.
+	Events(since int64, limit int) ([]*adminapi.Event, error)
+	// LastEventID is the newest event's ID, 0 when there is none.
+	LastEventID() (int64, error)
+
+	// Transactions lists every transaction kept, oldest first;
+	// LoginRequests and Pairings likewise (inspection API).
+	Transactions() ([]*Transaction, error)
+	LoginRequests() ([]*LoginRequest, error)
+	Pairings() ([]*Pairing, error)
+	// Counts counts what the store holds.
+	Counts() (Counts, error)
+	// Reset forgets every user, authenticator, operation, token, message
+	// and nonce. The meta values (signing keys, access key, webhooks) and
+	// the event log stay, so IDs keep growing and readers keep their place.
+	Reset() error
 }
+
+// Counts is how many of each kind a store holds.
+type Counts struct {
+	Users, Authenticators, DeletedAuthenticators  int
+	Transactions, PendingTransactions             int
+	LoginRequests, Pairings, Inbox, RefreshTokens int
+}
+
+// eventsWaitKey is woken by every transaction that logs an event.
+const eventsWaitKey = "events"
 
 // Meta names.
 const (

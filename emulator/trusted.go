@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
@@ -160,6 +161,14 @@ func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request
 		if err := st.PutLoginRequest(lr); err != nil {
 			return err
 		}
+		if err := s.emitLogin(st, lr, adminapi.EventLoginCreated); err != nil {
+			return err
+		}
+		if lr.Status == trustapi.StatusApproved {
+			if err := s.emitLogin(st, lr, adminapi.EventLoginApproved); err != nil {
+				return err
+			}
+		}
 		if lr.Status == trustapi.StatusPending {
 			for _, a := range trusted {
 				err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, LoginRequestID: lr.ID,
@@ -191,7 +200,7 @@ func orUnnamed(s string) string {
 
 // freshSignature checks a trusted device's signed timestamp.
 func (s *Server) freshSignature(ts int64) error {
-	d := s.now().Sub(time.Unix(ts, 0))
+	d := s.deviceNow().Sub(time.Unix(ts, 0))
 	if d > devsig.MaxAge || d < -5*time.Second {
 		return errf(http.StatusUnauthorized, "the signed timestamp is too old or from the future")
 	}
@@ -247,6 +256,9 @@ func (s *Server) handleRespondLoginRequest(w http.ResponseWriter, r *http.Reques
 		}
 		lr.ApprovedBy, lr.Signature, lr.SignedAt, lr.UpdatedAt = a.ID, req.Signature, req.Timestamp, now
 		if err := st.PutLoginRequest(lr); err != nil {
+			return err
+		}
+		if err := s.emitLogin(st, lr, map[bool]string{true: adminapi.EventLoginApproved, false: adminapi.EventLoginRejected}[req.Approved]); err != nil {
 			return err
 		}
 		st.Wake(loginWaitKey(lr.ID))
@@ -420,7 +432,9 @@ func (s *Server) signTokens(base string, u *User, now time.Time) (*signedTokens,
 // recordTokens records signed tokens in chain (a new chain when empty) with
 // a new refresh token, and returns the whole answer.
 func (s *Server) recordTokens(st Tx, t *signedTokens, chainID string, now time.Time) (trustapi.OAuthToken, error) {
+	typ := adminapi.EventTokenRefreshed
 	if chainID == "" {
+		typ = adminapi.EventTokenIssued
 		chainID = uuid.NewString()
 		if err := st.PutChain(&TokenChain{ID: chainID}); err != nil {
 			return trustapi.OAuthToken{}, err
@@ -428,6 +442,10 @@ func (s *Server) recordTokens(st Tx, t *signedTokens, chainID string, now time.T
 	}
 	rt := &RefreshToken{Token: randomToken("rt_"), ChainID: chainID, UserID: t.userID, Username: t.username, ExpiresAt: now.Add(refreshTTL)}
 	if err := st.PutRefreshToken(rt); err != nil {
+		return trustapi.OAuthToken{}, err
+	}
+	if err := s.emit(st, adminapi.Event{Type: typ, UserID: t.userID, Username: t.username,
+		Data: map[string]string{"chain": chainID, "jti": t.accessJTI}}); err != nil {
 		return trustapi.OAuthToken{}, err
 	}
 	if err := st.AddChainToken(chainID, t.accessJTI, t.expires); err != nil {
@@ -540,7 +558,7 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 			return oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "the refresh token was revoked")
 		case rt.Used:
 			// A rotated token came back: someone else holds the chain.
-			if err := revokeChain(st, chain); err != nil {
+			if err := s.revokeChain(st, chain, "a used refresh token came back"); err != nil {
 				return err
 			}
 			return commitWith(oerr(http.StatusBadRequest, trustapi.ErrCodeInvalidGrant, "this refresh token was already used; the whole token chain is now revoked"))
@@ -615,7 +633,11 @@ func (s *Server) handleOAuthRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	err = s.store.Update(r.Context(), func(st Tx) error {
 		if jti != "" {
-			return st.Revoke(jti, exp)
+			if err := st.Revoke(jti, exp); err != nil {
+				return err
+			}
+			return s.emit(st, adminapi.Event{Type: adminapi.EventTokenRevoked, Reason: "revoked by the client",
+				Data: map[string]string{"jti": jti}})
 		}
 		rt, err := st.RefreshToken(token)
 		if err != nil || rt == nil {
@@ -625,7 +647,7 @@ func (s *Server) handleOAuthRevoke(w http.ResponseWriter, r *http.Request) {
 		if err != nil || chain == nil || chain.Revoked {
 			return err
 		}
-		return revokeChain(st, chain)
+		return s.revokeChain(st, chain, "revoked by the client")
 	})
 	if err != nil {
 		s.oauthFail(w, r, err)
@@ -634,10 +656,13 @@ func (s *Server) handleOAuthRevoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// revokeChain revokes every token of a chain.
-func revokeChain(st Tx, chain *TokenChain) error {
+// revokeChain revokes every token of a chain, and logs why.
+func (s *Server) revokeChain(st Tx, chain *TokenChain, why string) error {
 	chain.Revoked = true
 	if err := st.PutChain(chain); err != nil {
+		return err
+	}
+	if err := s.emit(st, adminapi.Event{Type: adminapi.EventTokenRevoked, Reason: why, Data: map[string]string{"chain": chain.ID}}); err != nil {
 		return err
 	}
 	jtis, err := st.ChainTokens(chain.ID)
@@ -692,6 +717,7 @@ func (s *Server) handleRotateKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.emitNow(r.Context(), adminapi.Event{Type: adminapi.EventKeyRotated, Data: map[string]string{"kid": kid}})
 	writeJSON(w, http.StatusOK, map[string]string{"kid": kid})
 }
 
@@ -738,6 +764,10 @@ func (s *Server) handleCreatePairing(w http.ResponseWriter, r *http.Request) {
 			return errf(http.StatusConflict, "keyId is already registered")
 		}
 		p.UserID = u.ID
+		if err := s.emit(st, adminapi.Event{Type: adminapi.EventPairingCreated, UserID: u.ID, Username: u.Username, OperationID: p.ID,
+			Status: p.Status, Data: map[string]string{"device": p.DeviceName}}); err != nil {
+			return err
+		}
 		if err := st.PutPairing(p); err != nil {
 			return err
 		}
@@ -870,10 +900,14 @@ func (s *Server) handleApprovePairing(w http.ResponseWriter, r *http.Request) {
 		st.Wake(pairingWaitKey(id))
 		out = trustapi.PairingStatus{Status: p.Status, AuthenticatorID: na.ID, UserID: p.UserID}
 		u, err := st.User(p.UserID)
+		if err != nil {
+			return err
+		}
 		if u != nil {
 			out.Username = u.Username
 		}
-		return err
+		return s.emit(st, adminapi.Event{Type: adminapi.EventPairingApproved, UserID: p.UserID, Username: out.Username,
+			AuthenticatorID: na.ID, OperationID: p.ID, Status: p.Status})
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -983,6 +1017,9 @@ func (s *Server) handleCancelLoginRequest(w http.ResponseWriter, r *http.Request
 		if err := st.PutLoginRequest(lr); err != nil {
 			return err
 		}
+		if err := s.emitLogin(st, lr, adminapi.EventLoginCancelled); err != nil {
+			return err
+		}
 		items, err := st.InboxItems("", lr.ID)
 		if err != nil {
 			return err
@@ -1041,11 +1078,23 @@ func (s *Server) handleCancelPairing(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		st.Wake(pairingWaitKey(id))
-		return nil
+		return s.emit(st, adminapi.Event{Type: adminapi.EventPairingCancelled, UserID: p.UserID, OperationID: p.ID, Status: p.Status})
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// emitLogin logs a login request's step.
+func (s *Server) emitLogin(st Tx, lr *LoginRequest, typ string) error {
+	e := adminapi.Event{Type: typ, UserID: lr.UserID, OperationID: lr.ID, Status: lr.Status, AuthenticatorID: lr.ApprovedBy,
+		Data: map[string]string{"device": lr.DeviceName, "ip": lr.IP}}
+	if u, err := st.User(lr.UserID); err != nil {
+		return err
+	} else if u != nil {
+		e.Username = u.Username
+	}
+	return s.emit(st, e)
 }

@@ -225,7 +225,7 @@ func TestWrongPINDeclinesAndLocksAfterFive(t *testing.T) {
 
 func TestScanRejectsReusedAndExpiredTokens(t *testing.T) {
 	e := newEnv(t)
-	short := newEnv(t, emulator.WithEnrollTTL(300*time.Millisecond))
+	short := newEnv(t, emulator.WithEnrollTTL(30*time.Second))
 	p := e.phone("p")
 	u, _, _ := e.be.Enroll(e.ctx, cloudapi.EnrollRequest{Username: "carol"})
 	link := []byte(u.Enrollment.AppLinkURI)
@@ -239,7 +239,9 @@ func TestScanRejectsReusedAndExpiredTokens(t *testing.T) {
 		t.Fatalf("reused: %v", last.Err)
 	}
 	u, _, _ = short.be.Enroll(e.ctx, cloudapi.EnrollRequest{Username: "carol2"})
-	time.Sleep(400 * time.Millisecond)
+	if _, err := short.emu.AdvanceClock(31 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	f, err = p.Scan(e.ctx, []byte(u.Enrollment.AppLinkURI))
 	_, last = run(t, f, err, flows.Answers{NewPIN: "1234"})
 	if !errors.Is(last.Err, sdk.ErrTokenExpired) {

@@ -25,7 +25,7 @@ status, introspect, intent, users) with --cloud and --access-key
 	cmd.PersistentFlags().StringVar(&a.accessKey, "access-key", "", "the cloud's access key ("+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	cmd.AddCommand(newBackendEnrollCmd(a), newBackendApproveCmd(a), newBackendStatusCmd(a), newBackendIntrospectCmd(a),
 		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a), newBackendVerifyTokenCmd(a),
-		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a))
+		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a), newBackendClockCmd(a))
 	return cmd
 }
 
@@ -481,4 +481,47 @@ func newBackendRotateKeyCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newBackendClockCmd(a *app) *cobra.Command {
+	var advance time.Duration
+	cmd := &cobra.Command{
+		Use:   "clock [--advance DUR]",
+		Short: "Read the emulator's clock, or move it forward so operations expire without waiting",
+		Long: `clock prints the emulator's time and how far ahead of real time it runs.
+--advance moves it forward (the emulator must run with --clock-control): an
+enrolment, approval, login request or pairing due to expire within DUR has
+expired at once, and waiting long-polls answer. Phones keep real time and
+go on working (their signatures' freshness is checked against the unmoved
+clock); tokens issued afterwards carry the moved time.`,
+		Example: `  authphone backend clock
+  authphone backend clock --advance 3m --json`,
+		Args: maxArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f := cmd.Flag("advance"); f.Changed && advance <= 0 {
+				return usageErrorf("--advance %s is not a positive duration: give e.g. 90s", advance)
+			}
+			c, err := a.backend()
+			if err != nil {
+				return err
+			}
+			var out *cloudapi.ClockResponse
+			if advance > 0 {
+				out, err = c.AdvanceClock(cmd.Context(), advance)
+			} else {
+				out, err = c.Clock(cmd.Context())
+			}
+			if err != nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(out)
+			} else {
+				a.printf("now:    %s\noffset: %s\n", out.Now.Format(time.RFC3339Nano), out.Offset)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&advance, "advance", 0, "move the clock forward by this much")
+	return cmd
 }

@@ -17,7 +17,7 @@ import (
 func newEmulatorCmd(a *app) *cobra.Command {
 	var addr, readyFile string
 	var enrollTTL, approvalTTL time.Duration
-	var quiet bool
+	var quiet, clockControl bool
 	var dataService string
 	var versions []string
 	var maxData int64
@@ -43,6 +43,7 @@ service verifies with /.well-known/jwks.json.`,
 		Example: `  authphone emulator
   authphone emulator --addr 127.0.0.1:0 --json
   authphone emulator --access-key dev-key --approval-ttl 30s
+  authphone emulator --clock-control --approval-ttl 5s   # then: authphone backend clock --advance 6s
   authphone emulator --data-service http://127.0.0.1:9000/data
   authphone emulator --db ~/.local/share/authphone/cloud.db
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
@@ -70,6 +71,9 @@ service verifies with /.well-known/jwks.json.`,
 				emulator.WithLoginRateLimit(loginLimit, time.Minute), emulator.WithDeviceRateLimit(deviceLimit, time.Second)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
+			}
+			if clockControl {
+				opts = append(opts, emulator.WithClockControl())
 			}
 			switch {
 			case emulator.IsPostgresURL(dbPath):
@@ -140,6 +144,7 @@ service verifies with /.well-known/jwks.json.`,
 	f.IntVar(&deviceLimit, "device-limit", 0, "device API requests allowed per client IP per second (more: 429; 0, the default: no limit, as a fleet comes from one address)")
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
+	f.BoolVar(&clockControl, "clock-control", false, "for tests: let 'authphone backend clock --advance DUR' move this emulator's clock forward, expiring operations without waiting")
 	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")
 	f.StringSliceVar(&versions, "protocol-versions", []string{"v1_1", "v1_2"}, "second-factor server protocol versions served; headless accounts need v1_2")
 	f.Int64Var(&maxData, "max-data", emulator.DefaultMaxData, "largest getData payload, in bytes")

@@ -29,6 +29,7 @@ type Client struct {
 	audience string
 	issuer   string
 	refetch  time.Duration
+	now      func() time.Time
 	jwks     jwksCache
 }
 
@@ -58,6 +59,7 @@ type options struct {
 	issuer    string
 	refetch   time.Duration
 	timeout   time.Duration
+	now       func() time.Time
 }
 
 // Option configures a Client.
@@ -75,12 +77,16 @@ func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client 
 // ErrNoAnswer.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
+// WithClock replaces time.Now when checking a token's exp and nbf, for
+// tests whose emulator runs on a moved clock.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
 // WithVerbose logs each exchange to w; the access key is never printed.
 func WithVerbose(w io.Writer) Option { return func(o *options) { o.verbose = w } }
 
 // New returns a client for the cloud at baseURL.
 func New(baseURL string, opts ...Option) *Client {
-	o := options{audience: trustapi.DefaultClientID, refetch: DefaultJWKSRefetchInterval}
+	o := options{audience: trustapi.DefaultClientID, refetch: DefaultJWKSRefetchInterval, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -109,7 +115,7 @@ func New(baseURL string, opts ...Option) *Client {
 	if o.issuer == "" {
 		o.issuer = base
 	}
-	return &Client{base: base, r: r, audience: o.audience, issuer: o.issuer, refetch: o.refetch}
+	return &Client{base: base, r: r, audience: o.audience, issuer: o.issuer, refetch: o.refetch, now: o.now}
 }
 
 // BaseURL is the cloud's base URL.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -117,7 +118,8 @@ func (c *Client) VerifyAccessToken(ctx context.Context, token string) (*TokenCla
 		return nil, err
 	}
 	t, err := jwt.ParseString(token, jwt.WithKey(jwa.ES256(), key), jwt.WithValidate(true),
-		jwt.WithIssuer(c.issuer), jwt.WithAudience(c.audience), jwt.WithAcceptableSkew(5*time.Second))
+		jwt.WithIssuer(c.issuer), jwt.WithAudience(c.audience), jwt.WithAcceptableSkew(5*time.Second),
+		jwt.WithClock(jwt.ClockFunc(c.now)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
@@ -152,6 +154,27 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (*trustapi.Re
 	}
 	var out trustapi.RefreshResponse
 	if err := json.Unmarshal(resp.Body(), &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Clock reads the emulator's clock (ours: GET /api/v1/admin/clock).
+func (c *Client) Clock(ctx context.Context) (*cloudapi.ClockResponse, error) {
+	var out cloudapi.ClockResponse
+	if err := c.do(ctx, http.MethodGet, cloudapi.PathClock, nil, &out, nil); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AdvanceClock moves the emulator's clock forward by d (ours: POST
+// /api/v1/admin/clock; the emulator must run with WithClockControl,
+// `authphone emulator --clock-control`), so what was due to expire within d
+// has expired.
+func (c *Client) AdvanceClock(ctx context.Context, d time.Duration) (*cloudapi.ClockResponse, error) {
+	var out cloudapi.ClockResponse
+	if err := c.do(ctx, http.MethodPost, cloudapi.PathClock, cloudapi.ClockRequest{Advance: d.String()}, &out, nil); err != nil {
 		return nil, err
 	}
 	return &out, nil

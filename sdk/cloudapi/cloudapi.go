@@ -22,6 +22,9 @@ const (
 	PathIntent         = "/api/v1/intent"
 	PathUsers          = "/api/v1/users"
 	PathAuthenticators = "/api/v1/authenticators"
+	// PathClock reads (GET) or moves forward (POST) the emulator's clock
+	// (ours, for tests: see ClockRequest).
+	PathClock = "/api/v1/admin/clock"
 )
 
 // Channels of enroll and approval.
@@ -252,4 +255,19 @@ func PlainText(m string) string {
 		}
 		return ""
 	})
+}
+
+// ClockRequest is the body of POST /api/v1/admin/clock (ours, the
+// emulator's test hook): Advance, a Go duration such as "90s", moves the
+// emulator's clock forward, so a test expires an operation at once instead
+// of sleeping past its TTL.
+type ClockRequest struct {
+	Advance string `json:"advance"`
+}
+
+// ClockResponse is the emulator's time after the call, and how far ahead of
+// its system clock it runs (a Go duration).
+type ClockResponse struct {
+	Now    time.Time `json:"now"`
+	Offset string    `json:"offset"`
 }

@@ -1,0 +1,149 @@
+package emulator_test
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/authphone/authphone/emulator"
+	"github.com/authphone/authphone/sdk/adminapi"
+	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
+	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/uaf"
+)
+
+// events reads the log after since through the admin API.
+func (c *cloud) events(since int64) adminapi.EventsResponse {
+	c.t.Helper()
+	var out adminapi.EventsResponse
+	if code := c.do("GET", fmt.Sprintf("%s?since=%d", adminapi.PathEvents, since), backendAuth, nil, &out); code != 200 {
+		c.t.Fatalf("events: HTTP %d", code)
+	}
+	return out
+}
+
+func types(evs []adminapi.Event) string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Type)
+	}
+	return strings.Join(out, " ")
+}
+
+// TestEventLogOfAFlow: an enrolment, an approval with a forged answer
+// refused and then the honest one, and an approval left to expire, each
+// appear in the log, in order, with who and why.
+func TestEventLogOfAFlow(t *testing.T) {
+	var offset atomic.Int64
+	c := newCloud(t, emulator.WithClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }))
+	d := newDevice()
+	c.enrolled(d, "ann")
+	ap := c.approve(cloudapi.ApprovalRequest{Username: "ann", Message: "Pay 10 EUR"})
+	p, _ := dispatch.Decode([]byte(c.inbox(d)[0].Payload))
+	var req uaf.AuthenticationRequest
+	c.redeem(p, &req)
+	forged := newDevice()
+	forged.keyID = d.keyID
+	if code, _ := c.postUAF(deviceapi.PathAuthentication, forged.authResponse(t, req, 1, "Pay 10 EUR")); code < 400 {
+		t.Fatalf("forged answer: %d", code)
+	}
+	if code, sb := c.postUAF(deviceapi.PathAuthentication, d.authResponse(t, req, 1, "Pay 10 EUR")); code != 200 {
+		t.Fatalf("answer: %d %+v", code, sb)
+	}
+	log := c.events(0)
+	want := "enroll.created enroll.succeeded authenticator.registered approval.created request.refused approval.succeeded"
+	if got := types(log.Events); got != want {
+		t.Fatalf("log:\n got %s\nwant %s", got, want)
+	}
+	for i, e := range log.Events {
+		if e.ID != int64(i+1) {
+			t.Fatalf("event %d has ID %d", i, e.ID)
+		}
+	}
+	if log.LastID != int64(len(log.Events)) {
+		t.Fatalf("lastId %d", log.LastID)
+	}
+	refused, ok := log.Events[4], log.Events[5]
+	if refused.Reason == "" || refused.Data["path"] != deviceapi.PathAuthentication || refused.Data["status"] == "" {
+		t.Fatalf("refusal without its reason: %+v", refused)
+	}
+	if ok.Username != "ann" || ok.OperationID != ap.TransactionID || ok.Status != cloudapi.StatusSucceeded || ok.AuthenticatorID == "" {
+		t.Fatalf("approval event: %+v", ok)
+	}
+
+	// An approval nobody answers expires when the clock passes its TTL.
+	ap2 := c.approve(cloudapi.ApprovalRequest{Username: "ann"})
+	offset.Add(int64(3 * time.Minute))
+	tail := c.events(log.LastID)
+	if got := types(tail.Events); got != "approval.created approval.expired" {
+		t.Fatalf("tail: %s", got)
+	}
+	if e := tail.Events[1]; e.OperationID != ap2.TransactionID || e.Reason != cloudapi.ReasonExpired {
+		t.Fatalf("expiry event: %+v", e)
+	}
+	if s := c.status(ap2.StatusToken); s != cloudapi.StatusFailed {
+		t.Fatalf("expired approval reads %s", s)
+	}
+}
+
+// TestEventLogWaitAndErrors: ?wait= returns as soon as an event is logged;
+// bad input is one clear 400; no access key is a 401.
+func TestEventLogWaitAndErrors(t *testing.T) {
+	c := newCloud(t)
+	got := make(chan adminapi.EventsResponse, 1)
+	go func() {
+		var out adminapi.EventsResponse
+		c.do("GET", adminapi.PathEvents+"?since=0&wait=30s", backendAuth, nil, &out)
+		got <- out
+	}()
+	time.Sleep(20 * time.Millisecond) // let the wait begin; it works either way
+	c.enroll("bo")
+	select {
+	case out := <-got:
+		if types(out.Events) != "enroll.created" {
+			t.Fatalf("woken with %+v", out)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the wait did not end when an event was logged")
+	}
+	for _, q := range []string{"since=-1", "since=x", "limit=0", "limit=1001", "wait=forever"} {
+		var eb cloudapi.ErrorBody
+		if code := c.do("GET", adminapi.PathEvents+"?"+q, backendAuth, nil, &eb); code != 400 || eb.Message == "" {
+			t.Errorf("%s: HTTP %d %+v", q, code, eb)
+		}
+	}
+	if code := c.do("GET", adminapi.PathEvents, nil, nil, nil); code != 401 {
+		t.Fatalf("no access key: %d", code)
+	}
+}
+
+// TestEventLogAcrossReplicas: two emulators on one PostgreSQL database
+// keep one log: a wait on B ends when A logs, and both read the same IDs.
+func TestEventLogAcrossReplicas(t *testing.T) {
+	rs := replicas(t, 2)
+	a, b := rs[0], rs[1]
+	got := make(chan adminapi.EventsResponse, 1)
+	go func() {
+		var out adminapi.EventsResponse
+		b.do("GET", adminapi.PathEvents+"?since=0&wait=30s", backendAuth, nil, &out)
+		got <- out
+	}()
+	time.Sleep(20 * time.Millisecond)
+	a.enroll("cy")
+	select {
+	case out := <-got:
+		if types(out.Events) != "enroll.created" || out.Events[0].ID != 1 {
+			t.Fatalf("B woken with %+v", out)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("B's wait did not end when A logged")
+	}
+	b.enroll("dee")
+	la, lb := a.events(0), b.events(0)
+	if types(la.Events) != "enroll.created enroll.created" || fmt.Sprint(la) != fmt.Sprint(lb) {
+		t.Fatalf("A reads %+v, B reads %+v", la, lb)
+	}
+}
