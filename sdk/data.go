@@ -253,7 +253,7 @@ func (p *Phone) ChangePIN(ctx context.Context, ref string) (*flows.Flow, error) 
 		}
 		if err := s.VerifyPIN(ctx, MaxPINAttempts-a.PINFailures, p.pinCheck(a)); err != nil {
 			if errors.Is(err, flows.ErrWrongPIN) {
-				return fmt.Errorf("%w: %d attempts left before the account locks", err, MaxPINAttempts-a.PINFailures)
+				return fmt.Errorf("%w: %s left before the account locks", err, attemptsLeft(MaxPINAttempts-a.PINFailures))
 			}
 			return err
 		}

@@ -63,3 +63,11 @@ func (e *CloudError) Is(target error) bool {
 }
 
 var keystoreNotFound = keystore.ErrNotFound
+
+// attemptsLeft is "1 attempt" or "N attempts".
+func attemptsLeft(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
+}

@@ -305,7 +305,7 @@ func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Pay
 	if err := p.verifySecondFactor(ctx, s, a); err != nil {
 		p.decline(ctx, pl, reasonFor(err), sg)
 		if errors.Is(err, flows.ErrWrongPIN) {
-			return fmt.Errorf("%w: %d attempts left before the account locks; the request was declined", err, MaxPINAttempts-a.PINFailures)
+			return fmt.Errorf("%w: %s left before the account locks; the request was declined", err, attemptsLeft(MaxPINAttempts-a.PINFailures))
 		}
 		return err
 	}

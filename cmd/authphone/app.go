@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -212,7 +213,7 @@ func (a *app) printUpdate(u flows.Update) {
 			line += "  numbers=" + flows.JoinNumbers(in.Numbers)
 		}
 		if u.PreviousResult == flows.PINFail {
-			line += fmt.Sprintf("  (wrong PIN, %d attempts left)", in.RetriesLeft)
+			line += fmt.Sprintf("  (wrong PIN, %s left)", plural(in.RetriesLeft, "attempt"))
 		}
 	}
 	if u.Err != nil {
@@ -271,7 +272,7 @@ func (a *app) answerer(ans answers) flows.Answerer {
 				f.CancelWith(flows.ErrWrongPIN)
 				return
 			}
-			pin, err := a.pinFromEnv(fmt.Sprintf("PIN (%d attempts left): ", in.RetriesLeft))
+			pin, err := a.pinFromEnv(fmt.Sprintf("PIN (%s left): ", plural(in.RetriesLeft, "attempt")))
 			if err != nil {
 				f.CancelWith(err)
 				return
@@ -296,8 +297,11 @@ func (a *app) runFlow(f *flows.Flow, ans flows.Answerer) flows.Update {
 // exactArgs and friends make argument errors usage errors (exit 2).
 func maxArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n && n == 0 {
+			return usageErrorf("%s takes no arguments, got %d: see '%s --help'", cmd.CommandPath(), len(args), cmd.CommandPath())
+		}
 		if len(args) > n {
-			return usageErrorf("%s takes at most %d argument(s), got %d; see --help", cmd.CommandPath(), n, len(args))
+			return usageErrorf("%s takes at most %s, got %d: see '%s --help'", cmd.CommandPath(), plural(n, "argument"), len(args), cmd.CommandPath())
 		}
 		return nil
 	}
@@ -306,7 +310,7 @@ func maxArgs(n int) cobra.PositionalArgs {
 func exactArgs(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageErrorf("%s needs %s; see --help", cmd.CommandPath(), names)
+			return usageErrorf("%s needs %s: see '%s --help'", cmd.CommandPath(), names, cmd.CommandPath())
 		}
 		return nil
 	}
@@ -333,7 +337,7 @@ func (a *app) readInput(args []string, what string) ([]byte, error) {
 		case err == nil && fi.Mode().IsRegular():
 			b, err := os.ReadFile(arg)
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", arg, err)
+				return nil, fmt.Errorf("cannot read %s (%v): check its permissions, or give %s as text", arg, errors.Unwrap(err), what)
 			}
 			if isImageName(arg) && !qr.IsImage(b) {
 				return nil, fmt.Errorf("%s is not a PNG or JPEG image: give the image of the QR code, or its text", arg)
@@ -363,3 +367,23 @@ func isImageName(s string) bool {
 }
 
 var errSilent = errors.New("silent")
+
+// plural is "1 attempt", "0 arguments", "3 attempts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// readFile reads a file a flag names, saying which flag when it is missing.
+func readFile(path, flag string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("no such file %s: check %s", path, flag)
+	case err != nil:
+		return nil, fmt.Errorf("cannot read %s (%v): check %s", path, errors.Unwrap(err), flag)
+	}
+	return b, nil
+}

@@ -285,7 +285,7 @@ func newBackendIntentCmd(a *app) *cobra.Command {
 }
 
 func (a *app) printUser(u *cloudapi.User) {
-	a.printf("%s  %s  %s  %d authenticator(s)\n", u.UserID, orDash(u.Username), u.Status, len(u.Authenticators))
+	a.printf("%s  %s  %s  %s\n", u.UserID, orDash(u.Username), u.Status, plural(len(u.Authenticators), "authenticator"))
 	for _, au := range u.Authenticators {
 		a.printf("    %s  %s  %s  %s\n", au.AuthenticatorID, au.Name, au.Type, au.CreatedAt.Format(time.RFC3339))
 	}

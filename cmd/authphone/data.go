@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"unicode/utf8"
 
 	"github.com/authphone/authphone/sdk"
@@ -34,8 +33,8 @@ Ctrl-C cancels the call.`,
 			case file != "" && len(args) > 0:
 				return usageErrorf("give DATA or --file, not both")
 			case file != "":
-				if payload, err = os.ReadFile(file); err != nil {
-					return fmt.Errorf("read %s: %w", file, err)
+				if payload, err = readFile(file, "--file"); err != nil {
+					return err
 				}
 			case len(args) == 1 && args[0] != "-":
 				payload = []byte(args[0])

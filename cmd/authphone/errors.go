@@ -9,6 +9,7 @@ import (
 	"github.com/authphone/authphone/flows"
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/backend"
+	"github.com/authphone/authphone/sdk/qr"
 )
 
 // Exit codes (cli.md).
@@ -67,6 +68,10 @@ func (a *app) explain(err error) error {
 	switch {
 	case errors.Is(err, sdk.ErrNoAnswer), errors.Is(err, backend.ErrNoAnswer):
 		return fmt.Errorf("%w: is the cloud stuck? raise --timeout (now %s) if it is only slow", err, a.timeout)
+	case errors.Is(err, qr.ErrBadImage):
+		return fmt.Errorf("%w: give a PNG or JPEG of the QR code, or its text", err)
+	case errors.Is(err, qr.ErrNoQRCode):
+		return fmt.Errorf("%w: give an image where the QR code is sharp and whole, or its text", err)
 	}
 	return err
 }

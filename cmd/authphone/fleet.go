@@ -69,7 +69,7 @@ ran) unless --keep.`,
 			if count == 0 && duration == 0 {
 				return usageErrorf("give --count N or --duration D (e.g. --count 1000)")
 			}
-			cfg := fleet.Config{Cloud: a.cloud, AccessKey: a.accessKey, Phones: phones, Count: count, Duration: duration,
+			cfg := fleet.Config{Cloud: a.cloud, AccessKey: a.accessKeyValue(), Phones: phones, Count: count, Duration: duration,
 				Rate: rate, Inflight: inflight, Approve: share, Think: th, Biometric: factor == "biometric", PIN: pin, KDF: k, Durability: dur, Keep: keep}
 			ctx := cmd.Context()
 			if !cmd.Flags().Changed("cloud") && os.Getenv("AUTHPHONE_CLOUD") == "" {
@@ -113,7 +113,7 @@ ran) unless --keep.`,
 	f.StringVar(&kdf, "kdf", "standard", "the PIN verifiers' Argon2id cost: standard, or test (load tests only, NOT FOR REAL KEYS)")
 	f.StringVar(&durability, "durability", "full", "how the phones write their sign counters: full (fsync each) or relaxed (no fsync, faster)")
 	f.BoolVar(&keep, "keep", false, "keep the enrolled users at the end")
-	f.StringVar(&a.accessKey, "access-key", envOr("AUTHPHONE_ACCESS_KEY", ""), "the cloud's access key, with --cloud (env AUTHPHONE_ACCESS_KEY)")
+	f.StringVar(&a.accessKey, "access-key", "", "the cloud's access key, with --cloud ("+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	return cmd
 }
 

@@ -254,7 +254,15 @@ func (a *app) next(cmd *cobra.Command, p *sdk.Phone, sel sdk.Select) (sdk.Reques
 	} else if !ok {
 		return sdk.Request{}, timedOut(fmt.Errorf("%w: this phone (profile %s) has no accounts; scan an enrolment QR first", sdk.ErrNoPending, a.profile))
 	}
-	return p.Next(cmd.Context(), sel)
+	r, err := p.Next(cmd.Context(), sel)
+	if errors.Is(err, sdk.ErrNoPending) {
+		hint := "nothing is waiting for this phone (profile " + a.profile + "); wait for a request with --wait DUR"
+		if sel.ID != "" || sel.Match != "" {
+			hint = "`authphone pending` lists what is waiting"
+		}
+		return r, timedOut(fmt.Errorf("%w: %s", err, hint))
+	}
+	return r, err
 }
 
 func newApproveCmd(a *app) *cobra.Command {

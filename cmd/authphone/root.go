@@ -86,7 +86,9 @@ and can also act as the relying party's backend and run the cloud itself.`,
 	pf.BoolVar(&a.verbose, "verbose", envOr("AUTHPHONE_VERBOSE", "") != "", "print HTTP exchanges on stderr, secrets redacted (env AUTHPHONE_VERBOSE)")
 	pf.StringSliceVar(&a.versions, "allowed-protocol-versions", splitList(envOr("AUTHPHONE_ALLOWED_PROTOCOL_VERSIONS", strings.Join(sdk.DefaultProtocolVersions, ","))),
 		"second-factor server protocol versions the phone allows; headless accounts need v1_2 (env AUTHPHONE_ALLOWED_PROTOCOL_VERSIONS)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErrorf("%v", err) })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageErrorf("%s: see '%s --help'", flagError(err), c.CommandPath())
+	})
 
 	root.AddCommand(newScanCmd(a), newPendingCmd(a), newApproveCmd(a), newDenyCmd(a), newAccountsCmd(a),
 		newQRCmd(a), newGetDataCmd(a), newUpgradeCmd(a), newPINCmd(a), newLoginCmd(a), newTrustCmd(a), newBackendCmd(a), newEmulatorCmd(a), newDemoCmd(a), newFleetCmd(a), newVersionCmd(a))
@@ -132,6 +134,27 @@ func subcommandArgs(next cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return usageErrorf("%s: see '%s --help'", msg, cmd.CommandPath())
 	}
+}
+
+// flagError words a flag's parse error for people: pflag quotes the Go
+// parser's own message ("time: invalid duration", "strconv.ParseInt: …").
+func flagError(err error) string {
+	m := err.Error()
+	head, tail, ok := strings.Cut(m, " flag: ")
+	if !ok {
+		return m
+	}
+	switch {
+	case strings.HasPrefix(tail, "time: "):
+		tail = "not a duration (a number with a unit, such as 500ms, 30s or 2m)"
+	case strings.HasPrefix(tail, "strconv.ParseInt"), strings.HasPrefix(tail, "strconv.ParseUint"):
+		tail = "not a whole number"
+	case strings.HasPrefix(tail, "strconv.ParseBool"):
+		tail = "not true or false"
+	case strings.HasPrefix(tail, "strconv.ParseFloat"):
+		tail = "not a number"
+	}
+	return head + " flag: " + tail
 }
 
 func splitList(s string) []string {
