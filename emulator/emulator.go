@@ -43,6 +43,8 @@ type Server struct {
 	// dataClient forwards getData to the data service.
 	dataClient *http.Client
 
+	chaos chaosState
+
 	stopping chan struct{} // closed by Close: long-polls answer at once
 	stopOnce sync.Once
 
@@ -89,6 +91,8 @@ type config struct {
 	clockControl bool // POST /api/v1/admin/clock answers
 
 	upv uaf.Version // zero: 1.1
+
+	chaos cloudapi.Chaos
 }
 
 // WithUAFVersion makes the cloud send its UAF requests (and expect the
@@ -146,12 +150,15 @@ func New(opts ...Option) (*Server, error) {
 	if cfg.store == nil {
 		cfg.store = NewMemoryStore()
 	}
+	if err := cfg.chaos.Validate(); err != nil {
+		return nil, fmt.Errorf("emulator: %w", err)
+	}
 	is, err := loadIssuer(&cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
-		dataClient: &http.Client{}, stopping: make(chan struct{}),
+		dataClient: &http.Client{}, stopping: make(chan struct{}), chaos: chaosState{c: cfg.chaos},
 		loginLimit: newLimiter(cfg.loginRate, cfg.now), deviceLimit: newLimiter(cfg.deviceRate, cfg.now)}
 	s.unsubscribe = s.store.Subscribe(func(key string) {
 		switch key {
@@ -293,7 +300,7 @@ func (s *Server) Addr() string {
 // Handler serves the whole API. Without WithBaseURL or Start, the base URL is
 // taken from the first request's Host.
 func (s *Server) Handler() http.Handler {
-	return s.logRequests(s.limitDevices(s.jsonErrors(s.mux)))
+	return s.logRequests(s.limitDevices(s.withChaos(s.jsonErrors(s.mux))))
 }
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
@@ -402,6 +409,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
 
 	m.HandleFunc("GET "+adminapi.PathEvents, s.backendAuth(s.handleEvents))
+	s.steerRoutes()
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
 

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -324,6 +325,9 @@ func (p *Phone) verifySecondFactor(ctx context.Context, s *flows.Step, a *Accoun
 // sign builds, counts and sends the authentication assertion.
 // number is the number the user picked (number matching), or 0.
 func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr uaf.Header, challenge string, tx []uaf.Transaction, number int) error {
+	if p.faults.WrongChallenge {
+		challenge = randomChallenge()
+	}
 	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
 	th, err := uaf.TransactionHash(tx)
 	if err != nil {
@@ -335,7 +339,12 @@ func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr
 	}
 	// Like a real authenticator, count the signature before it leaves.
 	var counter uint32
-	if err := p.updateAccount(a.ID, func(s *Account) { s.SignCounter++; counter = s.SignCounter }); err != nil {
+	if p.faults.StaleCounter {
+		// A clone repeats the counter its original last used.
+		if counter = a.SignCounter; counter == 0 {
+			return fmt.Errorf("fault stale-counter: %s has not signed yet, so it has no counter to repeat; approve once without the fault first", a.Name())
+		}
+	} else if err := p.updateAccount(a.ID, func(s *Account) { s.SignCounter++; counter = s.SignCounter }); err != nil {
 		return err
 	}
 	rawID, _ := uaf.B64.DecodeString(a.KeyID)
@@ -344,10 +353,21 @@ func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr
 	if err != nil {
 		return err
 	}
+	if p.faults.BadSignature {
+		assertion[len(assertion)-1] ^= 0x01 // the signature is the assertion's last element
+	}
 	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: hdr.UPV, Op: uaf.OpAuth, AppID: hdr.AppID, ServerData: hdr.ServerData},
 		FCParams: fc, Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(assertion)}}})
 	if err != nil {
 		return err
+	}
+	if p.faults.Slow > 0 {
+		if err := p.sleep(ctx, p.faults.Slow); err != nil {
+			return err
+		}
+	}
+	if p.faults.DropAnswer {
+		return fmt.Errorf("%w: the cloud still waits for it, until the operation expires", ErrAnswerDropped)
 	}
 	body := deviceapi.UAFBody{UAFResponse: msg}
 	if number != 0 {
@@ -425,4 +445,11 @@ func (p *Phone) RemoveAccount(ctx context.Context, ref string, force bool) (*Acc
 		return nil, fmt.Errorf("%w; the account was kept (use --force to remove it from this phone anyway)", err)
 	}
 	return a, p.forget(ctx, a)
+}
+
+// randomChallenge is a challenge the cloud never sent (wrong-challenge).
+func randomChallenge() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return uaf.B64.EncodeToString(b)
 }

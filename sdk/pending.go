@@ -115,7 +115,10 @@ func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Re
 	var msgs []deviceapi.InboxMessage
 	if err := p.call(ctx, http.MethodGet, a.Cloud, deviceapi.PathInbox, q, nil, &msgs, &signer{key, a.KeyID}); err != nil {
 		var ce *CloudError
-		if errors.As(err, &ce) && ce.HTTPStatus == http.StatusUnauthorized {
+		switch {
+		case errors.As(err, &ce) && ce.HTTPStatus == http.StatusUnauthorized && errors.Is(err, errStaleSignature):
+			return nil, fmt.Errorf("%w; is this machine's clock right?", err)
+		case errors.As(err, &ce) && ce.HTTPStatus == http.StatusUnauthorized:
 			return nil, fmt.Errorf("the cloud no longer knows the account %s (%s); remove it with `authphone accounts remove %s --force`", a.Name(), ce.Message, a.ID)
 		}
 		return nil, err
