@@ -90,6 +90,8 @@ type config struct {
 
 	clockControl bool // POST /api/v1/admin/clock answers
 
+	webhooks []adminapi.WebhookRequest // WithWebhook
+
 	upv uaf.Version // zero: 1.1
 
 	chaos cloudapi.Chaos
@@ -172,6 +174,11 @@ func New(opts ...Option) (*Server, error) {
 		s.hub.Signal(key)
 	})
 	s.routes()
+	for _, h := range cfg.webhooks {
+		if _, err := s.AddWebhook(context.Background(), h.URL, h.Secret); err != nil {
+			return nil, fmt.Errorf("emulator: webhook: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -321,6 +328,7 @@ func (s *Server) Start(addr string) error {
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
 	go s.sweepLoop()
+	go s.webhookLoop()
 	return nil
 }
 
@@ -384,6 +392,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+deviceapi.PathDeregistration, s.handleDeregistration)
 	m.HandleFunc("POST "+deviceapi.PathDispatchTargets, s.handleDispatchTarget)
 	m.HandleFunc("GET "+deviceapi.PathInbox, s.handleInbox)
+	m.HandleFunc("POST "+deviceapi.PathInboxes, s.handleInboxes)
 	m.HandleFunc("POST "+deviceapi.PathDecline, s.handleDecline)
 	m.HandleFunc("GET "+deviceapi.PathFacets, s.handleFacets)
 	m.HandleFunc("POST "+deviceapi.PathHeadless, s.handleHeadless)
@@ -409,6 +418,15 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
 
 	m.HandleFunc("GET "+adminapi.PathEvents, s.backendAuth(s.handleEvents))
+	m.HandleFunc("GET "+adminapi.PathEventStream, s.backendAuth(s.handleEventStream))
+	m.HandleFunc("GET "+cloudapi.PathStatus+"/{token}/events", s.handleStatusStream)
+	m.HandleFunc("GET "+adminapi.PathState, s.backendAuth(s.handleState))
+	m.HandleFunc("GET "+adminapi.PathOperations, s.backendAuth(s.handleOperations))
+	m.HandleFunc("POST "+adminapi.PathOperations+"/{id}/expire", s.backendAuth(s.handleExpire))
+	m.HandleFunc("POST "+adminapi.PathReset, s.backendAuth(s.handleReset))
+	m.HandleFunc("GET "+adminapi.PathWebhooks, s.backendAuth(s.handleWebhooks))
+	m.HandleFunc("POST "+adminapi.PathWebhooks, s.backendAuth(s.handleAddWebhook))
+	m.HandleFunc("DELETE "+adminapi.PathWebhooks+"/{id}", s.backendAuth(s.handleRemoveWebhook))
 	s.steerRoutes()
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
@@ -624,12 +642,24 @@ func readSigned(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
 // expiry check reports, when sooner) and runs it again. It returns false if
 // the client went away. A server shutting down ends every wait.
 func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
+	return s.longPollAny(ctx, []string{key}, wait, check)
+}
+
+// longPollAny is longPoll woken by any of keys.
+func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
 	deadline := time.Now().Add(wait)
 	for {
-		woken := s.hub.Wait(key) // before check: a signal in between is not lost
+		var woken <-chan struct{}
+		forget := func() {}
+		if len(keys) == 1 {
+			woken = s.hub.Wait(keys[0]) // before check: a signal in between is not lost
+		} else {
+			woken, forget = s.hub.WaitAny(keys)
+		}
 		done, exp := check()
 		left := time.Until(deadline)
 		if done || left <= 0 {
+			forget()
 			return true
 		}
 		if !exp.IsZero() {
@@ -645,9 +675,11 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 			deadline = time.Now()
 		case <-ctx.Done():
 			t.Stop()
+			forget()
 			return false
 		}
 		t.Stop()
+		forget()
 	}
 }
 

@@ -13,6 +13,7 @@ package sdk
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,8 +55,14 @@ type Phone struct {
 	maxPayload int
 	kdf        KDF
 	headlessMu sync.Mutex // one headless account at a time
-	faults     Faults
-	sleep      func(ctx context.Context, d time.Duration) error
+
+	dkMu    sync.Mutex // guards the device key and unbound
+	dk      *ecdsa.PrivateKey
+	dkID    string
+	dkJWK   []byte
+	unbound map[string]bool // accounts the cloud does not read in a batch
+	faults  Faults
+	sleep   func(ctx context.Context, d time.Duration) error
 }
 
 type options struct {
