@@ -207,6 +207,15 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Authentication), TransactionID: tx.ID, ExpiresAt: tx.ExpiresAt}
 	payload := dispatch.New(base, dispatch.Authentication, dt.Token)
 	var out cloudapi.ApprovalResponse
+	dropped := map[string]bool{} // chaos drop-push, decided once per authenticator (Update may run fn again)
+	drop := func(id string) bool {
+		d, ok := dropped[id]
+		if !ok {
+			d = s.dropPush(id)
+			dropped[id] = d
+		}
+		return d
+	}
 	err := s.store.Update(r.Context(), func(st Tx) error {
 		// Credentials first: an unknown user is not told apart to strangers.
 		if err := s.authorize(r, st, cloudapi.OperationApprove, req.UserID, req.Username, now); err != nil {
@@ -238,6 +247,9 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 					if err := st.PutDispatchToken(adt); err != nil {
 						return err
 					}
+					if drop(a.ID) {
+						continue // chaos: the push never arrives
+					}
 					err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: adt.Token, TransactionID: tx.ID,
 						Kind: adt.Kind, Payload: dispatch.New(base, dispatch.Authentication, adt.Token).Encode(), Notification: req.NotificationMessage,
 						Message: req.Message, CreatedAt: now, ExpiresAt: tx.ExpiresAt})
@@ -265,7 +277,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutDispatchToken(dt); err != nil {
 			return err
 		}
-		if req.Channel == cloudapi.ChannelPush {
+		if req.Channel == cloudapi.ChannelPush && !drop(a.ID) {
 			err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, TransactionID: tx.ID,
 				Kind: string(dispatch.Authentication), Payload: payload.Encode(), Notification: req.NotificationMessage,
 				Message: req.Message, CreatedAt: now, ExpiresAt: tx.ExpiresAt})

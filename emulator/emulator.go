@@ -43,6 +43,8 @@ type Server struct {
 	// dataClient forwards getData to the data service.
 	dataClient *http.Client
 
+	chaos chaosState
+
 	stopping chan struct{} // closed by Close: long-polls answer at once
 	stopOnce sync.Once
 
@@ -83,7 +85,11 @@ type config struct {
 
 	clockControl bool // POST /api/v1/admin/clock answers
 
+	webhooks []adminapi.WebhookRequest // WithWebhook
+
 	upv uaf.Version // zero: 1.1
+
+	chaos cloudapi.Chaos
 }
 
 // WithUAFVersion makes the cloud send its UAF requests (and expect the
@@ -139,12 +145,15 @@ func New(opts ...Option) (*Server, error) {
 	if cfg.store == nil {
 		cfg.store = NewMemoryStore()
 	}
+	if err := cfg.chaos.Validate(); err != nil {
+		return nil, fmt.Errorf("emulator: %w", err)
+	}
 	is, err := loadIssuer(&cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
-		dataClient: &http.Client{}, stopping: make(chan struct{})}
+		dataClient: &http.Client{}, stopping: make(chan struct{}), chaos: chaosState{c: cfg.chaos}}
 	s.unsubscribe = s.store.Subscribe(func(key string) {
 		switch key {
 		case wakeAllKey:
@@ -157,6 +166,11 @@ func New(opts ...Option) (*Server, error) {
 		s.hub.Signal(key)
 	})
 	s.routes()
+	for _, h := range cfg.webhooks {
+		if _, err := s.AddWebhook(context.Background(), h.URL, h.Secret); err != nil {
+			return nil, fmt.Errorf("emulator: webhook: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -284,7 +298,7 @@ func (s *Server) Addr() string {
 
 // Handler serves the whole API. Without WithBaseURL or Start, the base URL is
 // taken from the first request's Host.
-func (s *Server) Handler() http.Handler { return s.logRequests(s.jsonErrors(s.mux)) }
+func (s *Server) Handler() http.Handler { return s.logRequests(s.withChaos(s.jsonErrors(s.mux))) }
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
 // It returns once the listener is bound; URL then answers.
@@ -303,6 +317,7 @@ func (s *Server) Start(addr string) error {
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
 	go s.sweepLoop()
+	go s.webhookLoop()
 	return nil
 }
 
@@ -366,6 +381,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+deviceapi.PathDeregistration, s.handleDeregistration)
 	m.HandleFunc("POST "+deviceapi.PathDispatchTargets, s.handleDispatchTarget)
 	m.HandleFunc("GET "+deviceapi.PathInbox, s.handleInbox)
+	m.HandleFunc("POST "+deviceapi.PathInboxes, s.handleInboxes)
 	m.HandleFunc("POST "+deviceapi.PathDecline, s.handleDecline)
 	m.HandleFunc("GET "+deviceapi.PathFacets, s.handleFacets)
 	m.HandleFunc("POST "+deviceapi.PathHeadless, s.handleHeadless)
@@ -391,6 +407,16 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
 
 	m.HandleFunc("GET "+adminapi.PathEvents, s.backendAuth(s.handleEvents))
+	m.HandleFunc("GET "+adminapi.PathEventStream, s.backendAuth(s.handleEventStream))
+	m.HandleFunc("GET "+cloudapi.PathStatus+"/{token}/events", s.handleStatusStream)
+	m.HandleFunc("GET "+adminapi.PathState, s.backendAuth(s.handleState))
+	m.HandleFunc("GET "+adminapi.PathOperations, s.backendAuth(s.handleOperations))
+	m.HandleFunc("POST "+adminapi.PathOperations+"/{id}/expire", s.backendAuth(s.handleExpire))
+	m.HandleFunc("POST "+adminapi.PathReset, s.backendAuth(s.handleReset))
+	m.HandleFunc("GET "+adminapi.PathWebhooks, s.backendAuth(s.handleWebhooks))
+	m.HandleFunc("POST "+adminapi.PathWebhooks, s.backendAuth(s.handleAddWebhook))
+	m.HandleFunc("DELETE "+adminapi.PathWebhooks+"/{id}", s.backendAuth(s.handleRemoveWebhook))
+	s.steerRoutes()
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
 
@@ -605,12 +631,24 @@ func readSigned(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
 // expiry check reports, when sooner) and runs it again. It returns false if
 // the client went away. A server shutting down ends every wait.
 func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
+	return s.longPollAny(ctx, []string{key}, wait, check)
+}
+
+// longPollAny is longPoll woken by any of keys.
+func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
 	deadline := time.Now().Add(wait)
 	for {
-		woken := s.hub.Wait(key) // before check: a signal in between is not lost
+		var woken <-chan struct{}
+		forget := func() {}
+		if len(keys) == 1 {
+			woken = s.hub.Wait(keys[0]) // before check: a signal in between is not lost
+		} else {
+			woken, forget = s.hub.WaitAny(keys)
+		}
 		done, exp := check()
 		left := time.Until(deadline)
 		if done || left <= 0 {
+			forget()
 			return true
 		}
 		if !exp.IsZero() {
@@ -626,9 +664,11 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 			deadline = time.Now()
 		case <-ctx.Done():
 			t.Stop()
+			forget()
 			return false
 		}
 		t.Stop()
+		forget()
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/dispatch"
@@ -114,3 +116,80 @@ func TestNumberMatching(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestChaos(t *testing.T) {
+	c := newCloud(t, emulator.WithChaos(cloudapi.Chaos{ErrorRate: 1}))
+	var eb cloudapi.ErrorBody
+	if code := c.do("GET", cloudapi.PathPing, backendAuth, nil, &eb); code != 503 || !strings.Contains(eb.Message, "chaos") {
+		t.Fatalf("error-rate 1: %d %+v", code, eb)
+	}
+	var sb deviceapi.StatusBody
+	if code := c.do("POST", deviceapi.PathRedeem+"authentication", nil, mustJSON(deviceapi.RedeemRequest{Token: "x"}), &sb); code != 503 || sb.StatusCode != deviceapi.StatusInternal {
+		t.Fatalf("device API under chaos: %d %+v", code, sb)
+	}
+
+	// The admin API is spared, needs the access key, and checks ranges.
+	var got cloudapi.Chaos
+	if code := c.do("GET", cloudapi.PathAdminChaos, backendAuth, nil, &got); code != 200 || got.ErrorRate != 1 {
+		t.Fatalf("read chaos: %d %+v", code, got)
+	}
+	if code := c.do("GET", cloudapi.PathAdminChaos, nil, nil, &eb); code != 401 {
+		t.Fatalf("chaos without the access key: %d", code)
+	}
+	for _, body := range []string{`{"errorRate":1.5}`, `{"latency":"-1s"}`, `{"latency":"soon"}`, `{"dropPush":-0.1}`} {
+		eb = cloudapi.ErrorBody{}
+		if code := c.do("PUT", cloudapi.PathAdminChaos, backendAuth, []byte(body), &eb); code != 400 || eb.Status != 400 || eb.Message == "" {
+			t.Errorf("PUT %s: %d %+v", body, code, eb)
+		}
+	}
+	if c.srv.Chaos().ErrorRate != 1 {
+		t.Fatal("a refused PUT changed the chaos")
+	}
+
+	// Lost pushes: the approval exists, its push does not.
+	if code := c.do("PUT", cloudapi.PathAdminChaos, backendAuth, []byte(`{"dropPush":1}`), &got); code != 200 || got != (cloudapi.Chaos{DropPush: 1}) {
+		t.Fatalf("set drop-push: %d %+v", code, got)
+	}
+	d := newDevice()
+	c.enrolled(d, "otto")
+	ap := c.approve(cloudapi.ApprovalRequest{Username: "otto"})
+	if msgs := c.inbox(d); len(msgs) != 0 {
+		t.Fatalf("a dropped push arrived: %+v", msgs)
+	}
+	if st := statusOf(c, ap.StatusToken); st.Status != cloudapi.StatusPending {
+		t.Fatalf("status %+v", st)
+	}
+
+	// Latency: every answer comes at least that late.
+	if err := c.srv.SetChaos(cloudapi.Chaos{Latency: 150 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if code := c.do("GET", cloudapi.PathPing, backendAuth, nil, nil); code != 200 {
+		t.Fatalf("ping with latency: %d", code)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("ping answered after %s, before the latency", d)
+	}
+	if err := c.srv.SetChaos(cloudapi.Chaos{ErrorRate: 2}); err == nil {
+		t.Fatal("SetChaos took an error rate of 2")
+	}
+}
+
+func TestParseChaos(t *testing.T) {
+	c, err := cloudapi.ParseChaos("latency=200ms, error-rate=0.05,drop-push=0.1")
+	if err != nil || c != (cloudapi.Chaos{Latency: 200 * time.Millisecond, ErrorRate: 0.05, DropPush: 0.1}) {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if back, err := cloudapi.ParseChaos(c.String()); err != nil || back != c {
+		t.Fatalf("round trip %q: %+v %v", c.String(), back, err)
+	}
+	if off, err := cloudapi.ParseChaos("off"); err != nil || off.On() || off.String() != "off" {
+		t.Fatalf("off: %+v %v", off, err)
+	}
+	for _, bad := range []string{"latency", "latency=2m", "error-rate=x", "drop-push=1.1", "jitter=1"} {
+		if _, err := cloudapi.ParseChaos(bad); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
+	}
+}

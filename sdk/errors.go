@@ -3,8 +3,10 @@ package sdk
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk/devsig"
 )
 
 // Errors callers branch on (with errors.Is).
@@ -58,11 +60,17 @@ func (e *CloudError) Is(target error) bool {
 		return e.HTTPStatus == 410 && e.Message != "token already redeemed"
 	case ErrTokenUnknown:
 		return e.HTTPStatus == 404 && e.StatusCode == 1491
+	case errStaleSignature:
+		return e.HTTPStatus == 401 && strings.Contains(e.Message, devsig.ErrStale.Error())
 	}
 	return false
 }
 
 var keystoreNotFound = keystore.ErrNotFound
+
+// errStaleSignature matches the cloud's refusal of a Device-Signature made
+// at a time too far from its own (a skewed clock).
+var errStaleSignature = devsig.ErrStale
 
 // attemptsLeft is "1 attempt" or "N attempts".
 func attemptsLeft(n int) string {

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -166,6 +167,7 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 		return err
 	}
 	acct.Username, acct.Biometric = req.Username, so.biometric
+	p.bindInbox(ctx, acct)
 	if err := p.addAccount(acct); err != nil {
 		return fmt.Errorf("enrolled, but the phone could not record the account: %w", err)
 	}
@@ -221,14 +223,23 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 }
 
 // registerTarget tells the cloud to deliver push messages to this phone's
-// inbox.
+// inbox. The request is signed by the account's key; the target names the
+// phone's device key when the account is bound to it (InboxKey), so that
+// one signed request reads every account's inbox.
 func (p *Phone) registerTarget(ctx context.Context, a *Account, key *ecdsa.PrivateKey) error {
-	jk, err := jwk.Import(&key.PublicKey)
+	pub, deviceID := &key.PublicKey, a.KeyID[:16]
+	if a.InboxKey != "" {
+		dk, id, err := p.deviceKey(ctx, false)
+		if err == nil && id == a.InboxKey {
+			pub, deviceID = &dk.PublicKey, id
+		}
+	}
+	jk, err := jwk.Import(pub)
 	if err != nil {
 		return err
 	}
 	jb, _ := json.Marshal(jk)
-	t := deviceapi.DispatchTarget{Name: p.name, DeviceID: a.KeyID[:16], Dispatcher: "inbox", Username: a.Username, SignatureKey: jb}
+	t := deviceapi.DispatchTarget{Name: p.name, DeviceID: deviceID, Dispatcher: "inbox", Username: a.Username, SignatureKey: jb}
 	if err := p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathDispatchTargets, nil, t, nil, &signer{key, a.KeyID}); err != nil {
 		return fmt.Errorf("enrolled as %s, but registering for push messages failed (%w); approvals will only work by QR code", a.Name(), err)
 	}
@@ -324,6 +335,9 @@ func (p *Phone) verifySecondFactor(ctx context.Context, s *flows.Step, a *Accoun
 // sign builds, counts and sends the authentication assertion.
 // number is the number the user picked (number matching), or 0.
 func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr uaf.Header, challenge string, tx []uaf.Transaction, number int) error {
+	if p.faults.WrongChallenge {
+		challenge = randomChallenge()
+	}
 	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
 	th, err := uaf.TransactionHash(tx)
 	if err != nil {
@@ -335,7 +349,12 @@ func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr
 	}
 	// Like a real authenticator, count the signature before it leaves.
 	var counter uint32
-	if err := p.updateAccount(a.ID, func(s *Account) { s.SignCounter++; counter = s.SignCounter }); err != nil {
+	if p.faults.StaleCounter {
+		// A clone repeats the counter its original last used.
+		if counter = a.SignCounter; counter == 0 {
+			return fmt.Errorf("fault stale-counter: %s has not signed yet, so it has no counter to repeat; approve once without the fault first", a.Name())
+		}
+	} else if err := p.updateAccount(a.ID, func(s *Account) { s.SignCounter++; counter = s.SignCounter }); err != nil {
 		return err
 	}
 	rawID, _ := uaf.B64.DecodeString(a.KeyID)
@@ -344,10 +363,21 @@ func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr
 	if err != nil {
 		return err
 	}
+	if p.faults.BadSignature {
+		assertion[len(assertion)-1] ^= 0x01 // the signature is the assertion's last element
+	}
 	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: hdr.UPV, Op: uaf.OpAuth, AppID: hdr.AppID, ServerData: hdr.ServerData},
 		FCParams: fc, Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(assertion)}}})
 	if err != nil {
 		return err
+	}
+	if p.faults.Slow > 0 {
+		if err := p.sleep(ctx, p.faults.Slow); err != nil {
+			return err
+		}
+	}
+	if p.faults.DropAnswer {
+		return fmt.Errorf("%w: the cloud still waits for it, until the operation expires", ErrAnswerDropped)
 	}
 	body := deviceapi.UAFBody{UAFResponse: msg}
 	if number != 0 {
@@ -425,4 +455,11 @@ func (p *Phone) RemoveAccount(ctx context.Context, ref string, force bool) (*Acc
 		return nil, fmt.Errorf("%w; the account was kept (use --force to remove it from this phone anyway)", err)
 	}
 	return a, p.forget(ctx, a)
+}
+
+// randomChallenge is a challenge the cloud never sent (wrong-challenge).
+func randomChallenge() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return uaf.B64.EncodeToString(b)
 }

@@ -12,6 +12,8 @@
 package sdk
 
 import (
+	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"io"
 	"net/http"
@@ -53,6 +55,14 @@ type Phone struct {
 	maxPayload int
 	kdf        KDF
 	headlessMu sync.Mutex // one headless account at a time
+
+	dkMu    sync.Mutex // guards the device key and unbound
+	dk      *ecdsa.PrivateKey
+	dkID    string
+	dkJWK   []byte
+	unbound map[string]bool // accounts the cloud does not read in a batch
+	faults  Faults
+	sleep   func(ctx context.Context, d time.Duration) error
 }
 
 type options struct {
@@ -68,6 +78,8 @@ type options struct {
 	maxPayload int
 	kdf        KDF
 	durability Durability
+	faults     Faults
+	sleep      func(ctx context.Context, d time.Duration) error
 }
 
 // Option configures a Phone.
@@ -122,6 +134,12 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.sleep == nil {
+		o.sleep = sleepCtx
+	}
+	if skew, now := o.faults.Skew, o.now; skew != 0 {
+		o.now = func() time.Time { return now().Add(skew) }
+	}
 	if o.dir == "" {
 		d, err := ProfileDir(profile)
 		if err != nil {
@@ -147,7 +165,7 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 		logExchanges(r, o.verbose)
 	}
 	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now,
-		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf, durability: o.durability}, nil
+		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf, durability: o.durability, faults: o.faults, sleep: o.sleep}, nil
 }
 
 // Profile is the phone's profile name.

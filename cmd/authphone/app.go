@@ -54,6 +54,7 @@ type app struct {
 	accessKey string
 	versions  []string
 	timeout   time.Duration
+	faults    []string // --fault: the phone misbehaves (tests)
 	// printed is set once a result document went to stdout with --json;
 	// an error after it then gets no second document.
 	printed bool
@@ -115,6 +116,13 @@ func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
 		sdk.WithTimeout(a.timeout)}
 	if w := a.verboseWriter(); w != nil {
 		opts = append(opts, sdk.WithVerbose(w))
+	}
+	if len(a.faults) > 0 {
+		f, err := sdk.ParseFaults(a.faults...)
+		if err != nil {
+			return nil, usageErrorf("--fault: %v", err)
+		}
+		opts = append(opts, sdk.WithFaults(f))
 	}
 	return sdk.New(a.profile, ks, opts...)
 }
@@ -367,6 +375,12 @@ func isImageName(s string) bool {
 }
 
 var errSilent = errors.New("silent")
+
+// faultFlag adds --fault to a command that answers an authentication.
+func (a *app) faultFlag(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&a.faults, "fault", nil, "for tests: answer like a broken or cloned authenticator, "+sdk.FaultNames+
+		" (repeat or comma-separate; the cloud must refuse the first three, skew beyond 60s; drop-answer and slow never reach it in time)")
+}
 
 // plural is "1 attempt", "0 arguments", "3 attempts".
 func plural(n int, noun string) string {

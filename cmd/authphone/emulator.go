@@ -10,6 +10,7 @@ import (
 
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/spf13/cobra"
 )
@@ -26,6 +27,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var clientID string
 	var dbPath, dbSync, publicURL string
 	var retention time.Duration
+	var chaos string
 	cmd := &cobra.Command{
 		Use:   "emulator",
 		Short: "Run the local authentication cloud in the foreground",
@@ -38,18 +40,25 @@ a restart picks up again (users, keys, counters, tokens, the signing keys and
 the generated access key), or in PostgreSQL, where several emulators on one
 database (replicas, behind the proxy --public-url names) serve as one
 cloud. getData calls go to --data-service with a 60-second ES256 JWT the
-service verifies with /.well-known/jwks.json.`,
+service verifies with /.well-known/jwks.json. For testing a backend's
+retries and timeouts, --chaos adds latency, 503s and lost pushes (switch it
+at run time with 'authphone backend chaos').`,
 		Example: `  authphone emulator
   authphone emulator --addr 127.0.0.1:0 --json
   authphone emulator --access-key dev-key --approval-ttl 30s
   authphone emulator --clock-control --approval-ttl 5s   # then: authphone backend clock --advance 6s
   authphone emulator --data-service http://127.0.0.1:9000/data
   authphone emulator --db ~/.local/share/authphone/cloud.db
-  authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700`,
+  authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
+  authphone emulator --chaos latency=200ms,error-rate=0.05,drop-push=0.1`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if retention <= 0 {
 				return fmt.Errorf("--retention %s is not a positive duration; use e.g. 1h", retention)
+			}
+			ch, err := cloudapi.ParseChaos(chaos)
+			if err != nil {
+				return usageErrorf("--chaos: %v", err)
 			}
 			level := slog.LevelInfo
 			if quiet {
@@ -62,7 +71,7 @@ service verifies with /.well-known/jwks.json.`,
 			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL),
 				emulator.WithProtocolVersions(versions...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout),
 				emulator.WithLoginTTL(loginTTL), emulator.WithAccessTokenTTL(accessTTL), emulator.WithClientID(clientID),
-				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention)}
+				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention), emulator.WithChaos(ch)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
 			}
@@ -145,5 +154,6 @@ service verifies with /.well-known/jwks.json.`,
 	f.DurationVar(&accessTTL, "access-token-ttl", trustapi.DefaultAccessTokenLifetime, "life of access and id tokens")
 	f.DurationVar(&pollInterval, "poll-interval", trustapi.DefaultPollInterval, "least time between token polls (faster: slow_down)")
 	f.StringVar(&clientID, "client-id", trustapi.DefaultClientID, "the audience (aud) of access and id tokens")
+	f.StringVar(&chaos, "chaos", "off", "for tests: misbehave like a flaky cloud, "+cloudapi.ChaosNames+": added latency, 503s (nothing done), pushes that never reach the inbox; the admin API is spared")
 	return cmd
 }

@@ -121,6 +121,7 @@ leaves the QR code or request usable.`,
 	cmd.Flags().StringArrayVar(&pins, "pin", nil, "the PIN to set (enrolment) or to enter (approval); again for another try after a wrong one; or AUTHPHONE_PIN")
 	cmd.Flags().BoolVar(&deny, "deny", false, "decline instead of approving")
 	cmd.Flags().BoolVar(&biometric, "biometric", false, "use a simulated biometric as the second factor (enrols AAID F1D0#0003; answers its prompts)")
+	a.faultFlag(cmd)
 	return cmd
 }
 
@@ -347,7 +348,8 @@ pending: exit 4.`,
 		Example: `  authphone approve --pin 1234
   authphone approve --wait 30s --match 'Pay 100' --pin 1234 --json
   authphone approve --pin 0000 --pin 1234   # a wrong PIN, then the right one
-  authphone approve --number 42 --pin 1234  # number matching: the number the web page shows`,
+  authphone approve --number 42 --pin 1234  # number matching: the number the web page shows
+  authphone approve --pin 1234 --fault stale-counter   # a cloned authenticator: the cloud refuses it`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if biometric && len(pins) > 0 {
@@ -387,6 +389,7 @@ pending: exit 4.`,
 	cmd.Flags().StringArrayVar(&pins, "pin", nil, "the PIN (again for another try after a wrong one); or AUTHPHONE_PIN, or a prompt on a terminal")
 	cmd.Flags().BoolVar(&biometric, "biometric", false, "answer with the simulated biometric (accounts enrolled with --biometric)")
 	cmd.Flags().IntVar(&number, "number", 0, "number matching: the number the service shows (one of the three the request offers)")
+	a.faultFlag(cmd)
 	return cmd
 }
 
