@@ -50,6 +50,8 @@ type Server struct {
 
 	unsubscribe func()
 
+	loginLimit, deviceLimit *limiter
+
 	// clockOffset (nanoseconds) is added to cfg.now: AdvanceClock moves it.
 	clockOffset atomic.Int64
 
@@ -82,6 +84,9 @@ type config struct {
 	pollInterval time.Duration
 
 	retention time.Duration
+
+	timeouts              Timeouts
+	loginRate, deviceRate rate
 
 	clockControl bool // POST /api/v1/admin/clock answers
 
@@ -138,6 +143,8 @@ func New(opts ...Option) (*Server, error) {
 		protocolVersions: []string{"v1_1", ProtocolV1_2}, maxData: DefaultMaxData, dataTimeout: 10 * time.Second,
 		loginTTL: trustapi.DefaultRequestTTL, accessTTL: trustapi.DefaultAccessTokenLifetime, clientID: trustapi.DefaultClientID,
 		pollInterval: trustapi.DefaultPollInterval, retention: Retention,
+		timeouts:  Timeouts{Header: DefaultHeaderTimeout, Body: DefaultBodyTimeout, Idle: DefaultIdleTimeout},
+		loginRate: rate{DefaultLoginRate, DefaultLoginPer},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -153,7 +160,8 @@ func New(opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
-		dataClient: &http.Client{}, stopping: make(chan struct{}), chaos: chaosState{c: cfg.chaos}}
+		dataClient: &http.Client{}, stopping: make(chan struct{}), chaos: chaosState{c: cfg.chaos},
+		loginLimit: newLimiter(cfg.loginRate, cfg.now), deviceLimit: newLimiter(cfg.deviceRate, cfg.now)}
 	s.unsubscribe = s.store.Subscribe(func(key string) {
 		switch key {
 		case wakeAllKey:
@@ -298,7 +306,9 @@ func (s *Server) Addr() string {
 
 // Handler serves the whole API. Without WithBaseURL or Start, the base URL is
 // taken from the first request's Host.
-func (s *Server) Handler() http.Handler { return s.logRequests(s.withChaos(s.jsonErrors(s.mux))) }
+func (s *Server) Handler() http.Handler {
+	return s.logRequests(s.limitDevices(s.withChaos(s.jsonErrors(s.mux))))
+}
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
 // It returns once the listener is bound; URL then answers.
@@ -312,7 +322,8 @@ func (s *Server) Start(addr string) error {
 		s.baseURL = "http://" + ln.Addr().String()
 	}
 	s.ln = ln
-	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	t := s.cfg.timeouts
+	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: t.Header, ReadTimeout: t.Body, IdleTimeout: t.Idle}
 	srv := s.httpSrv
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()

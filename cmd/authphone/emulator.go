@@ -27,6 +27,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var clientID string
 	var dbPath, dbSync, publicURL string
 	var retention time.Duration
+	var loginLimit, deviceLimit int
 	var chaos string
 	cmd := &cobra.Command{
 		Use:   "emulator",
@@ -50,9 +51,13 @@ at run time with 'authphone backend chaos').`,
   authphone emulator --data-service http://127.0.0.1:9000/data
   authphone emulator --db ~/.local/share/authphone/cloud.db
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
+  authphone emulator --addr 0.0.0.0:8722 --device-limit 200 --login-limit 5
   authphone emulator --chaos latency=200ms,error-rate=0.05,drop-push=0.1`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if loginLimit < 0 || deviceLimit < 0 {
+				return usageErrorf("--login-limit and --device-limit take a count, 0 or more (0: no limit)")
+			}
 			if retention <= 0 {
 				return fmt.Errorf("--retention %s is not a positive duration; use e.g. 1h", retention)
 			}
@@ -71,7 +76,8 @@ at run time with 'authphone backend chaos').`,
 			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL),
 				emulator.WithProtocolVersions(versions...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout),
 				emulator.WithLoginTTL(loginTTL), emulator.WithAccessTokenTTL(accessTTL), emulator.WithClientID(clientID),
-				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention), emulator.WithChaos(ch)}
+				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention), emulator.WithChaos(ch),
+				emulator.WithLoginRateLimit(loginLimit, time.Minute), emulator.WithDeviceRateLimit(deviceLimit, time.Second)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
 			}
@@ -143,6 +149,8 @@ at run time with 'authphone backend chaos').`,
 	f.StringVar(&publicURL, "public-url", "", "the URL phones and backends reach the cloud at, written into payloads and tokens (replicas behind a proxy)")
 	f.StringVar(&dbSync, "db-sync", "full", "SQLite commit durability: full (survives power loss) or normal (faster; survives a crash of the emulator)")
 	f.DurationVar(&retention, "retention", emulator.Retention, "how long finished or expired operations are kept before they are forgotten")
+	f.IntVar(&loginLimit, "login-limit", emulator.DefaultLoginRate, "login requests without a device signature allowed per user per minute (more: 429; 0: no limit)")
+	f.IntVar(&deviceLimit, "device-limit", 0, "device API requests allowed per client IP per second (more: 429; 0, the default: no limit, as a fleet comes from one address)")
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
 	f.BoolVar(&clockControl, "clock-control", false, "for tests: let 'authphone backend clock --advance DUR' move this emulator's clock forward, expiring operations without waiting")
