@@ -100,6 +100,7 @@ and can also act as the relying party's backend and run the cloud itself.`,
 	pf.BoolVar(&a.verbose, "verbose", envOr("AUTHPHONE_VERBOSE", "") != "", "print HTTP exchanges on stderr, secrets redacted (env AUTHPHONE_VERBOSE)")
 	pf.StringSliceVar(&a.versions, "allowed-protocol-versions", splitList(envOr("AUTHPHONE_ALLOWED_PROTOCOL_VERSIONS", strings.Join(sdk.DefaultProtocolVersions, ","))),
 		"second-factor server protocol versions the phone allows; headless accounts need v1_2 (env AUTHPHONE_ALLOWED_PROTOCOL_VERSIONS)")
+	pf.StringVar(&a.facetID, "facet-id", envOr("AUTHPHONE_FACET_ID", sdk.FacetID), "the UAF facet ID the phone reports; the cloud must trust it (env AUTHPHONE_FACET_ID)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErrorf("%s: see '%s --help'", flagError(err), c.CommandPath())
 	})
