@@ -92,10 +92,15 @@ type config struct {
 
 	webhooks []adminapi.WebhookRequest // WithWebhook
 
-	upv uaf.Version // zero: 1.1
+	upv    uaf.Version // zero: 1.1
+	facets []string
 
 	chaos cloudapi.Chaos
 }
+
+// WithTrustedFacets sets the facet IDs (besides the cloud's own origin) the
+// cloud accepts in fcParams; default deviceapi.DefaultFacetID.
+func WithTrustedFacets(ids ...string) Option { return func(c *config) { c.facets = ids } }
 
 // WithUAFVersion makes the cloud send its UAF requests (and expect the
 // answers) in protocol version v, 1.0 or 1.1 (the default), as a UAF 1.0
@@ -141,13 +146,18 @@ func New(opts ...Option) (*Server, error) {
 		tokenTTL: 10 * time.Minute, intentTTL: 5 * time.Minute,
 		logger: slog.New(slog.DiscardHandler), now: time.Now,
 		protocolVersions: []string{"v1_1", ProtocolV1_2}, maxData: DefaultMaxData, dataTimeout: 10 * time.Second,
-		loginTTL: trustapi.DefaultRequestTTL, accessTTL: trustapi.DefaultAccessTokenLifetime, clientID: trustapi.DefaultClientID,
+		loginTTL: trustapi.DefaultRequestTTL, accessTTL: trustapi.DefaultAccessTokenLifetime, clientID: trustapi.DefaultClientID, facets: []string{deviceapi.DefaultFacetID},
 		pollInterval: trustapi.DefaultPollInterval, retention: Retention,
 		timeouts:  Timeouts{Header: DefaultHeaderTimeout, Body: DefaultBodyTimeout, Idle: DefaultIdleTimeout},
 		loginRate: rate{DefaultLoginRate, DefaultLoginPer},
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	for _, id := range cfg.facets {
+		if err := uaf.CheckFacetID(id); err != nil {
+			return nil, fmt.Errorf("emulator: trusted facet: %w", err)
+		}
 	}
 	if cfg.store == nil {
 		cfg.store = NewMemoryStore()
@@ -606,9 +616,19 @@ func (s *Server) handlePing(w http.ResponseWriter, _ *http.Request) {
 	_, _ = io.WriteString(w, "PONG")
 }
 
+// trustedFacets are the facet IDs the cloud accepts: its own web origin and
+// the configured ones (default deviceapi.DefaultFacetID).
+func (s *Server) trustedFacets(r *http.Request) []string {
+	return append([]string{s.base(r)}, s.cfg.facets...)
+}
+
+// handleFacets serves the trusted facet list at the appID URL (UAF 1.1
+// AppID and Facet specification), for UAF 1.0 and 1.1.
 func (s *Server) handleFacets(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"trustedFacets": []any{map[string]any{
-		"version": map[string]int{"major": 1, "minor": 1}, "ids": []string{s.base(r), "authphone:cli"}}}})
+	ids := s.trustedFacets(r)
+	w.Header().Set("Content-Type", deviceapi.ContentTypeTrustedFacets)
+	_ = json.NewEncoder(w).Encode(map[string]any{"trustedFacets": []any{
+		map[string]any{"version": uaf.V1_0, "ids": ids}, map[string]any{"version": uaf.V1_1, "ids": ids}}})
 }
 
 func (s *Server) handleJWKS(w http.ResponseWriter, _ *http.Request) {

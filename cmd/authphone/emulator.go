@@ -11,7 +11,9 @@ import (
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/trustapi"
+	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/spf13/cobra"
 )
 
@@ -20,7 +22,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var enrollTTL, approvalTTL time.Duration
 	var quiet, clockControl bool
 	var dataService string
-	var versions []string
+	var versions, facets []string
 	var maxData int64
 	var dataTimeout time.Duration
 	var loginTTL, accessTTL, pollInterval time.Duration
@@ -49,6 +51,7 @@ at run time with 'authphone backend chaos').`,
   authphone emulator --access-key dev-key --approval-ttl 30s
   authphone emulator --clock-control --approval-ttl 5s   # then: authphone backend clock --advance 6s
   authphone emulator --data-service http://127.0.0.1:9000/data
+  authphone emulator --trusted-facet android:apk-key-hash:c2hvcC1hcHA
   authphone emulator --db ~/.local/share/authphone/cloud.db
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
   authphone emulator --addr 0.0.0.0:8722 --device-limit 200 --login-limit 5
@@ -60,6 +63,11 @@ at run time with 'authphone backend chaos').`,
 			}
 			if retention <= 0 {
 				return fmt.Errorf("--retention %s is not a positive duration; use e.g. 1h", retention)
+			}
+			for _, id := range facets {
+				if err := uaf.CheckFacetID(id); err != nil {
+					return usageErrorf("--trusted-facet: %v", err)
+				}
 			}
 			ch, err := cloudapi.ParseChaos(chaos)
 			if err != nil {
@@ -74,7 +82,7 @@ at run time with 'authphone backend chaos').`,
 				h = slog.NewJSONHandler(a.io.err, &slog.HandlerOptions{Level: level})
 			}
 			opts := []emulator.Option{emulator.WithLogger(slog.New(h)), emulator.WithEnrollTTL(enrollTTL), emulator.WithApprovalTTL(approvalTTL),
-				emulator.WithProtocolVersions(versions...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout),
+				emulator.WithProtocolVersions(versions...), emulator.WithTrustedFacets(facets...), emulator.WithMaxData(maxData), emulator.WithDataTimeout(dataTimeout),
 				emulator.WithLoginTTL(loginTTL), emulator.WithAccessTokenTTL(accessTTL), emulator.WithClientID(clientID),
 				emulator.WithPollInterval(pollInterval), emulator.WithRetention(retention), emulator.WithChaos(ch),
 				emulator.WithLoginRateLimit(loginLimit, time.Minute), emulator.WithDeviceRateLimit(deviceLimit, time.Second)}
@@ -155,6 +163,7 @@ at run time with 'authphone backend chaos').`,
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
 	f.BoolVar(&clockControl, "clock-control", false, "for tests: let 'authphone backend clock --advance DUR' move this emulator's clock forward, expiring operations without waiting")
 	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")
+	f.StringSliceVar(&facets, "trusted-facet", []string{deviceapi.DefaultFacetID}, "facet IDs the cloud trusts besides its own origin (repeat or comma-separate), served at "+deviceapi.PathFacets)
 	f.StringSliceVar(&versions, "protocol-versions", []string{"v1_1", "v1_2"}, "second-factor server protocol versions served; headless accounts need v1_2")
 	f.Int64Var(&maxData, "max-data", emulator.DefaultMaxData, "largest getData payload, in bytes")
 	f.DurationVar(&dataTimeout, "data-timeout", 10*time.Second, "how long the data service may take")
