@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/authphone/authphone/sdk/adminapi"
@@ -326,6 +327,10 @@ func (s *Server) checkSession(r *http.Request, st Tx, resp *uaf.Response, op uaf
 	}
 	if p.AppID != s.appID(r) {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "fcParams appID is not this cloud's")
+	}
+	if !slices.Contains(s.trustedFacets(r), p.FacetID) {
+		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusUntrustedFacet,
+			"untrusted facet "+strconv.Quote(p.FacetID)+": it is not in the cloud's trusted facet list ("+s.appID(r)+")")
 	}
 	if !bytes.Equal(fc, uaf.FinalChallenge(resp.FCParams)) {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "FINAL_CHALLENGE is not the hash of fcParams")
