@@ -40,10 +40,24 @@ func run(ctx context.Context, args []string, s *ioStreams) int {
 	} else {
 		fmt.Fprintf(s.err, "authphone: %s\n", message(err))
 	}
-	if a.json && !a.printed {
+	if (a.json || wantsJSON(args)) && !a.printed {
 		a.printJSON(map[string]any{"error": map[string]any{"code": code, "message": message(err)}})
 	}
 	return code
+}
+
+// wantsJSON tells whether --json is among args, for an error found before
+// the flags were parsed (a bad flag value, an unknown command).
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
 }
 
 // isCobraUsage recognises cobra's own usage errors (unknown command or
