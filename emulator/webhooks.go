@@ -52,8 +52,8 @@ func WithWebhook(url, secret string) Option {
 // ErrBadWebhookURL is a webhook URL that is not an absolute http(s) URL.
 var ErrBadWebhookURL = fmt.Errorf("a webhook URL must be an absolute http:// or https:// URL")
 
-// checkWebhookURL validates a webhook URL.
-func checkWebhookURL(raw string) error {
+// CheckWebhookURL validates a webhook URL.
+func CheckWebhookURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w, such as http://127.0.0.1:9000/hook; not %q", ErrBadWebhookURL, raw)
@@ -68,7 +68,8 @@ func webhookID(url string) string {
 	return "wh-" + hex.EncodeToString(h[:6])
 }
 
-func newSecret() string {
+// NewWebhookSecret makes a random webhook secret.
+func NewWebhookSecret() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return "whsec_" + hex.EncodeToString(b)
@@ -101,7 +102,7 @@ func putWebhooks(st Tx, hooks []adminapi.Webhook) error {
 // registered keeps its place in the log, and its secret unless one is
 // given.
 func (s *Server) AddWebhook(ctx context.Context, url, secret string) (adminapi.Webhook, error) {
-	if err := checkWebhookURL(url); err != nil {
+	if err := CheckWebhookURL(url); err != nil {
 		return adminapi.Webhook{}, errf(http.StatusBadRequest, "%v", err)
 	}
 	h := adminapi.Webhook{ID: webhookID(url), URL: url, Secret: secret, CreatedAt: s.now()}
@@ -122,7 +123,7 @@ func (s *Server) AddWebhook(ctx context.Context, url, secret string) (adminapi.W
 			}
 		}
 		if h.Secret == "" {
-			h.Secret = newSecret()
+			h.Secret = NewWebhookSecret()
 		}
 		last, err := st.LastEventID()
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/authphone/authphone/emulator"
@@ -31,6 +33,8 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var retention time.Duration
 	var loginLimit, deviceLimit int
 	var chaos string
+	var webhooks []string
+	var webhookSecret string
 	cmd := &cobra.Command{
 		Use:   "emulator",
 		Short: "Run the local authentication cloud in the foreground",
@@ -45,7 +49,9 @@ database (replicas, behind the proxy --public-url names) serve as one
 cloud. getData calls go to --data-service with a 60-second ES256 JWT the
 service verifies with /.well-known/jwks.json. For testing a backend's
 retries and timeouts, --chaos adds latency, 503s and lost pushes (switch it
-at run time with 'authphone backend chaos').`,
+at run time with 'authphone backend chaos'). Every event of the log goes to
+each --webhook URL, signed with --webhook-secret (printed when made up); the
+console at /console shows users, operations and the live log.`,
 		Example: `  authphone emulator
   authphone emulator --addr 127.0.0.1:0 --json
   authphone emulator --access-key dev-key --approval-ttl 30s
@@ -55,7 +61,8 @@ at run time with 'authphone backend chaos').`,
   authphone emulator --db ~/.local/share/authphone/cloud.db
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
   authphone emulator --addr 0.0.0.0:8722 --device-limit 200 --login-limit 5
-  authphone emulator --chaos latency=200ms,error-rate=0.05,drop-push=0.1`,
+  authphone emulator --chaos latency=200ms,error-rate=0.05,drop-push=0.1
+  authphone emulator --webhook http://127.0.0.1:9000/hook --webhook-secret "$HOOK_SECRET"`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if loginLimit < 0 || deviceLimit < 0 {
@@ -92,6 +99,18 @@ at run time with 'authphone backend chaos').`,
 			if clockControl {
 				opts = append(opts, emulator.WithClockControl())
 			}
+			if webhookSecret == "" {
+				webhookSecret = os.Getenv("AUTHPHONE_WEBHOOK_SECRET")
+			}
+			if len(webhooks) > 0 && webhookSecret == "" {
+				webhookSecret = emulator.NewWebhookSecret()
+			}
+			for _, u := range webhooks {
+				if err := emulator.CheckWebhookURL(u); err != nil {
+					return usageErrorf("--webhook: %v", err)
+				}
+				opts = append(opts, emulator.WithWebhook(u, webhookSecret))
+			}
 			switch {
 			case emulator.IsPostgresURL(dbPath):
 				store, err := emulator.OpenPostgres(cmd.Context(), dbPath)
@@ -126,11 +145,18 @@ at run time with 'authphone backend chaos').`,
 				return fmt.Errorf("%w; is another emulator running? pick another --addr (127.0.0.1:0 picks a free port)", err)
 			}
 			ready := map[string]string{"url": emu.URL(), "accessKey": emu.AccessKey()}
+			if len(webhooks) > 0 {
+				ready["webhookSecret"] = webhookSecret
+			}
 			if a.json {
 				a.printJSON(ready)
 			} else {
 				a.printf("authphone emulator listening on %s\n", emu.URL())
-				a.printf("access key: %s\n\n", emu.AccessKey())
+				a.printf("access key: %s\n", emu.AccessKey())
+				a.printf("console:    %s/console\n\n", emu.URL())
+				if len(webhooks) > 0 {
+					a.printf("webhooks:   %s (secret %s)\n\n", strings.Join(webhooks, ", "), webhookSecret)
+				}
 				a.printf("  export AUTHPHONE_CLOUD=%s\n  export AUTHPHONE_ACCESS_KEY=%s\n\n", emu.URL(), emu.AccessKey())
 			}
 			if readyFile != "" {
@@ -172,5 +198,7 @@ at run time with 'authphone backend chaos').`,
 	f.DurationVar(&pollInterval, "poll-interval", trustapi.DefaultPollInterval, "least time between token polls (faster: slow_down)")
 	f.StringVar(&clientID, "client-id", trustapi.DefaultClientID, "the audience (aud) of access and id tokens")
 	f.StringVar(&chaos, "chaos", "off", "for tests: misbehave like a flaky cloud, "+cloudapi.ChaosNames+": added latency, 503s (nothing done), pushes that never reach the inbox; the admin API is spared")
+	f.StringArrayVar(&webhooks, "webhook", nil, "post every event to this URL (repeatable); see 'authphone backend webhooks --help'")
+	f.StringVar(&webhookSecret, "webhook-secret", "", "the secret --webhook deliveries are signed with (default: a new one, printed; "+secretEnv("AUTHPHONE_WEBHOOK_SECRET")+")")
 	return cmd
 }
