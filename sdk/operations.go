@@ -179,7 +179,7 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 // the keystore, then registers it with the cloud; if the cloud refuses, the
 // secrets are removed again.
 func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, aaid string, key *ecdsa.PrivateKey, keyID, pin string) (*Account, error) {
-	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
+	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: p.facetID()})
 	rawID, _ := uaf.B64.DecodeString(keyID)
 	mode := uaf.ModeUserVerified
 	assertion, err := uaf.BuildRegAssertion(key, uaf.KRD{AAID: aaid, Mode: mode, FinalChallenge: uaf.FinalChallenge(fc), KeyID: rawID})
@@ -339,7 +339,7 @@ func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr
 	if p.faults.WrongChallenge {
 		challenge = randomChallenge()
 	}
-	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
+	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: p.facetID()})
 	th, err := uaf.TransactionHash(tx)
 	if err != nil {
 		return err

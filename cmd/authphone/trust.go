@@ -199,7 +199,7 @@ The device is then trusted: it approves logins and other devices itself.`,
 	qrCmd.Flags().StringVar(&out, "out", "", "also write the QR's text to this file")
 	qrCmd.Flags().StringVar(&pngOut, "png", "", "also write the QR code as a PNG image to this file")
 
-	var scanPIN string
+	var scanPINs []string
 	var scanBiometric bool
 	scan := &cobra.Command{
 		Use:   "scan INPUT",
@@ -212,8 +212,18 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
+			if text, err := qrText(in); err == nil {
+				if q, err := trustapi.ParsePairingQR(text); err == nil {
+					if err := a.sameCloud(cmd, q.Cloud); err != nil {
+						return err
+					}
+				}
+			}
+			if scanBiometric && len(scanPINs) > 0 {
+				return usageErrorf("give --pin or --biometric, not both")
+			}
 			if !scanBiometric {
-				if err := a.needPIN(scanPIN); err != nil {
+				if err := a.needPIN(scanPINs...); err != nil {
 					return err
 				}
 			}
@@ -225,10 +235,10 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: nonEmpty(scanPIN), biometric: scanBiometric})), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: scanPINs, biometric: scanBiometric})), false)
 		},
 	}
-	scan.Flags().StringVar(&scanPIN, "pin", "", "this device's PIN; or AUTHPHONE_PIN")
+	scan.Flags().StringArrayVar(&scanPINs, "pin", nil, "this device's PIN (again for another try after a wrong one); or AUTHPHONE_PIN")
 	scan.Flags().BoolVar(&scanBiometric, "biometric", false, "answer with the simulated biometric")
 
 	list := &cobra.Command{
@@ -244,6 +254,9 @@ The device is then trusted: it approves logins and other devices itself.`,
 			ref := ""
 			if len(args) == 1 {
 				ref = args[0]
+			}
+			if ref, err = a.accountOn(cmd, p, ref); err != nil {
+				return err
 			}
 			devs, err := p.TrustedDevices(cmd.Context(), ref)
 			if err != nil {
@@ -272,7 +285,11 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
-			if err := p.RemoveTrustedDevice(cmd.Context(), account, args[0]); err != nil {
+			ref, err := a.accountOn(cmd, p, account)
+			if err != nil {
+				return err
+			}
+			if err := p.RemoveTrustedDevice(cmd.Context(), ref, args[0]); err != nil {
 				return err
 			}
 			if a.json {

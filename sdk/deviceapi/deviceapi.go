@@ -76,6 +76,19 @@ const (
 	StatusInternal               = 1500
 )
 
+// StatusUntrustedFacet answers a response whose fcParams facetID is not in
+// the cloud's trusted facet list (the number the UAF registry gives
+// UNACCEPTABLE_ATTESTATION; UAF defines no server status for facets).
+const StatusUntrustedFacet = 1496
+
+// DefaultFacetID is the facet ID the virtual phone reports unless told
+// otherwise, and one the emulator trusts by default.
+const DefaultFacetID = "ios:bundle-id:dev.authphone.cli"
+
+// ContentTypeTrustedFacets is the content type of the trusted facet list
+// served at the appID URL.
+const ContentTypeTrustedFacets = "application/fido.trusted-apps+json"
+
 // AAIDs the virtual phone uses.
 const (
 	AAIDHeadless  = "F1D0#0000"
