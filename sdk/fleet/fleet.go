@@ -504,9 +504,17 @@ func (r *run) enrolOne(ctx context.Context, dir, username string) (*phone, error
 	if err != nil {
 		return nil, err
 	}
-	u, _, err := r.be.Enroll(ctx, cloudapi.EnrollRequest{Username: username})
+	// The enroll call is not cut short by ctx: a cancelled call may still
+	// have made the user, whose id the fleet then would not know.
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
+	u, _, err := r.be.Enroll(ectx, cloudapi.EnrollRequest{Username: username})
+	cancel()
 	if err != nil {
 		return nil, err
+	}
+	if ctx.Err() != nil {
+		r.forget(u.UserID)
+		return nil, context.Cause(ctx)
 	}
 	ph := &phone{p: p, username: username, userID: u.UserID}
 	var so []sdk.ScanOption
