@@ -45,12 +45,15 @@ type Server struct {
 
 	chaos chaosState
 
+	deviceKeys deviceKeyCache // parsed device keys of POST /_app/inboxes
+
 	stopping chan struct{} // closed by Close: long-polls answer at once
 	stopOnce sync.Once
 
 	unsubscribe func()
 
 	loginLimit, deviceLimit *limiter
+	qrs                     qrCache
 
 	// clockOffset (nanoseconds) is added to cfg.now: AdvanceClock moves it.
 	clockOffset atomic.Int64
@@ -421,6 +424,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+deviceapi.PathData, s.handleData)
 	m.HandleFunc("GET "+deviceapi.PathVersions, s.handleVersions)
 	m.HandleFunc("GET /open", s.handleOpen)
+	m.HandleFunc("GET "+PathQR+"{file}", s.handleQR)
 	m.HandleFunc("GET "+trustapi.PathJWKS, s.handleJWKS)
 	m.HandleFunc("GET "+trustapi.PathDiscovery, s.handleDiscovery)
 	m.HandleFunc("POST "+trustapi.PathOAuthToken, s.handleOAuthToken)
