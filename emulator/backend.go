@@ -37,7 +37,7 @@ func userJSON(st Tx, u *User) (cloudapi.User, error) {
 	for _, a := range as {
 		out.Authenticators = append(out.Authenticators, cloudapi.Authenticator{
 			AuthenticatorID: a.ID, Name: a.Name, Type: a.Type, AuthenticatorType: "app",
-			State: "active", CreatedAt: a.CreatedAt})
+			State: "active", EnrolledAt: a.CreatedAt, UpdatedAt: a.CreatedAt, CreatedAt: a.CreatedAt})
 	}
 	if u.Activated {
 		out.Status = cloudapi.UserActive
@@ -196,6 +196,11 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := cloudapi.ValidateMessage(req.Message); err != nil {
 		s.fail(w, r, errf(http.StatusBadRequest, "%s", err))
+		return
+	}
+	if req.Prompt && req.Message == "" {
+		// The public API reference: message is required when prompt is true.
+		s.fail(w, r, errf(http.StatusBadRequest, "prompt asks the user to accept or deny a message: give the message too"))
 		return
 	}
 	base, now := s.base(r), s.now()

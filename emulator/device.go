@@ -72,6 +72,22 @@ func policyOf(aaids []string) uaf.Policy {
 	return p
 }
 
+// registrationPolicyFor is the policy of a registration request for the
+// user: aaids accepted, and each key the user already has disallowed by its
+// AAID and keyID, as UAF servers do so that one authenticator does not
+// register twice (another key of the same AAID still may).
+func registrationPolicyFor(st Tx, userID string, aaids []string) (uaf.Policy, error) {
+	p := policyOf(aaids)
+	if userID == "" {
+		return p, nil
+	}
+	as, err := activeAuthenticators(st, userID)
+	for _, a := range as {
+		p.Disallowed = append(p.Disallowed, uaf.MatchCriteria{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}})
+	}
+	return p, err
+}
+
 func challenge() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
@@ -135,7 +151,11 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 				return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the user was deleted")
 			}
 			hdr.Op, sess.Op, sess.Policy = uaf.OpReg, string(uaf.OpReg), registrationPolicy
-			msg = uaf.RegistrationRequest{Header: hdr, Challenge: sess.Challenge, Username: u.Username, Policy: policyOf(sess.Policy)}
+			pol, err := registrationPolicyFor(st, u.ID, sess.Policy)
+			if err != nil {
+				return err
+			}
+			msg = uaf.RegistrationRequest{Header: hdr, Challenge: sess.Challenge, Username: u.Username, Policy: pol}
 		case dispatch.Authentication:
 			// Asked of one authenticator, or of any of the user's ("*"):
 			// then a pushed token names its authenticator, and an app-link

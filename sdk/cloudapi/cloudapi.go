@@ -91,13 +91,17 @@ type Enrollment struct {
 	AppLinkURI    string  `json:"appLinkUri,omitempty"`
 }
 
-// Authenticator is one registered authenticator of a user.
+// Authenticator is one registered authenticator of a user. EnrolledAt and
+// UpdatedAt are the public API reference's names; CreatedAt (the same time
+// as EnrolledAt) is the contract's, kept for clients written against it.
 type Authenticator struct {
 	AuthenticatorID   string    `json:"authenticatorId"`
 	Name              string    `json:"name"`
 	Type              string    `json:"type"`
 	AuthenticatorType string    `json:"authenticatorType"`
 	State             string    `json:"state"`
+	EnrolledAt        time.Time `json:"enrolledAt"`
+	UpdatedAt         time.Time `json:"updatedAt"`
 	CreatedAt         time.Time `json:"createdAt"`
 }
 
