@@ -51,6 +51,7 @@ type Server struct {
 	unsubscribe func()
 
 	loginLimit, deviceLimit *limiter
+	qrs                     qrCache
 
 	// clockOffset (nanoseconds) is added to cfg.now: AdvanceClock moves it.
 	clockOffset atomic.Int64
@@ -410,6 +411,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+deviceapi.PathData, s.handleData)
 	m.HandleFunc("GET "+deviceapi.PathVersions, s.handleVersions)
 	m.HandleFunc("GET /open", s.handleOpen)
+	m.HandleFunc("GET "+PathQR+"{file}", s.handleQR)
 	m.HandleFunc("GET "+trustapi.PathJWKS, s.handleJWKS)
 	m.HandleFunc("GET "+trustapi.PathDiscovery, s.handleDiscovery)
 	m.HandleFunc("POST "+trustapi.PathOAuthToken, s.handleOAuthToken)

@@ -76,11 +76,15 @@ type EnrollRequest struct {
 	Channel  string `json:"channel,omitempty"`
 }
 
-// QRCode is a PNG QR code as a data: URI.
+// QRCode is a PNG QR code as a data: URI. URL (ours) serves the same PNG
+// while the operation is pending; an answer asked for with Prefer:
+// return=minimal carries the URL only, and the PNG is rendered when it is
+// fetched.
 type QRCode struct {
 	Type    string `json:"type"`
 	Size    int    `json:"size"`
-	DataURI string `json:"dataUri"`
+	DataURI string `json:"dataUri,omitempty"`
+	URL     string `json:"url,omitempty"`
 }
 
 // Enrollment is the enrol part of an enroll response.
