@@ -45,6 +45,8 @@ type Server struct {
 
 	chaos chaosState
 
+	deviceKeys deviceKeyCache // parsed device keys of POST /_app/inboxes
+
 	stopping chan struct{} // closed by Close: long-polls answer at once
 	stopOnce sync.Once
 

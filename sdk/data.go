@@ -228,6 +228,7 @@ func (p *Phone) Upgrade(ctx context.Context, ref string) (*flows.Flow, error) {
 		if err := p.replaceAccount(a.ID, na); err != nil {
 			return fmt.Errorf("upgraded, but the phone could not record it: %w", err)
 		}
+		p.dropKey(a.KeyID)
 		_ = p.keys.Delete(ctx, keyName(a.KeyID))
 		s.SetAccount(na.flowAccount())
 		return p.registerTarget(ctx, na, key)

@@ -197,6 +197,7 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 	cleanup := func() {
 		ctx, cancel := background(ctx)
 		defer cancel()
+		p.dropKey(keyID)
 		_ = p.keys.Delete(ctx, keyName(keyID))
 		if pin != "" {
 			_ = p.keys.Delete(ctx, pinName(keyID))
@@ -424,6 +425,7 @@ func (p *Phone) deregister(ctx context.Context, s *flows.Step, pl dispatch.Paylo
 
 // forget deletes an account's secrets and record.
 func (p *Phone) forget(ctx context.Context, a *Account) error {
+	p.dropKey(a.KeyID)
 	for _, name := range []string{keyName(a.KeyID), pinName(a.KeyID)} {
 		if err := p.keys.Delete(ctx, name); err != nil && !errors.Is(err, keystoreNotFound) {
 			return fmt.Errorf("delete %s from the %s keystore: %w", name, p.keys.Kind(), err)
