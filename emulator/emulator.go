@@ -45,6 +45,8 @@ type Server struct {
 
 	chaos chaosState
 
+	deviceKeys deviceKeyCache // parsed device keys of POST /_app/inboxes
+
 	stopping chan struct{} // closed by Close: long-polls answer at once
 	stopOnce sync.Once
 
@@ -96,12 +98,23 @@ type config struct {
 	upv    uaf.Version // zero: 1.1
 	facets []string
 
+	regPolicy *uaf.Policy // WithRegistrationPolicy; nil: the AAID list
+
 	chaos cloudapi.Chaos
 }
 
 // WithTrustedFacets sets the facet IDs (besides the cloud's own origin) the
 // cloud accepts in fcParams; default deviceapi.DefaultFacetID.
 func WithTrustedFacets(ids ...string) Option { return func(c *config) { c.facets = ids } }
+
+// WithRegistrationPolicy makes the cloud send p (plus the user's existing
+// keys under disallowed) in its enrolment requests instead of its own
+// AAID list, as a real UAF server configured with that policy does, and
+// refuse a registration it does not accept. The cloud has no authenticator
+// metadata: it judges an authenticator by the virtual phone's description
+// of its AAID (deviceapi.DescribeAlg) with the KRD's signature algorithm.
+// The AAID must still be one of the real SDK's.
+func WithRegistrationPolicy(p uaf.Policy) Option { return func(c *config) { c.regPolicy = &p } }
 
 // WithUAFVersion makes the cloud send its UAF requests (and expect the
 // answers) in protocol version v, 1.0 or 1.1 (the default), as a UAF 1.0
