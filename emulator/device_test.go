@@ -27,7 +27,7 @@ import (
 // cloud is an emulator on loopback plus raw HTTP helpers: the tests speak
 // the wire formats directly, so they can forge what a phone never would.
 type cloud struct {
-	t   *testing.T
+	t   testing.TB
 	srv *emulator.Server
 	url string
 }
@@ -123,6 +123,7 @@ type device struct {
 	aaid    string
 	counter uint32
 	facet   string // the facet ID in fcParams; "" is deviceapi.DefaultFacetID
+	alg     uint16 // signature algorithm; 0 is raw
 }
 
 func newDevice() *device {
@@ -142,9 +143,9 @@ func (d *device) fcParams(h uaf.Header, challenge string) string {
 	return uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: h.AppID, Challenge: challenge, FacetID: facet})
 }
 
-func (d *device) regResponse(t *testing.T, req uaf.RegistrationRequest) uaf.Response {
+func (d *device) regResponse(t testing.TB, req uaf.RegistrationRequest) uaf.Response {
 	fc := d.fcParams(req.Header, req.Challenge)
-	a, err := uaf.BuildRegAssertion(d.key, uaf.KRD{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc), KeyID: d.keyID, SignCounter: d.counter})
+	a, err := uaf.BuildRegAssertion(d.key, uaf.KRD{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc), KeyID: d.keyID, SignCounter: d.counter, SignAlg: d.alg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,14 +154,14 @@ func (d *device) regResponse(t *testing.T, req uaf.RegistrationRequest) uaf.Resp
 		Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(a)}}}
 }
 
-func (d *device) authResponse(t *testing.T, req uaf.AuthenticationRequest, counter uint32, text string) uaf.Response {
+func (d *device) authResponse(t testing.TB, req uaf.AuthenticationRequest, counter uint32, text string) uaf.Response {
 	fc := d.fcParams(req.Header, req.Challenge)
 	var th []byte
 	if text != "" {
 		th, _ = uaf.TransactionHash([]uaf.Transaction{{Content: uaf.B64.EncodeToString([]byte(text))}})
 	}
 	a, err := uaf.BuildAuthAssertion(d.key, uaf.SignedData{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc),
-		TransactionHash: th, KeyID: d.keyID, SignCounter: counter})
+		TransactionHash: th, KeyID: d.keyID, SignCounter: counter, SignAlg: d.alg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func (d *device) authResponse(t *testing.T, req uaf.AuthenticationRequest, count
 		Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(a)}}}
 }
 
-func (d *device) sign(t *testing.T, method, path string, body []byte, at time.Time) map[string]string {
+func (d *device) sign(t testing.TB, method, path string, body []byte, at time.Time) map[string]string {
 	h, err := devsig.Sign(d.key, d.kid(), method, path, body, at)
 	if err != nil {
 		t.Fatal(err)
