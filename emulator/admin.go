@@ -171,7 +171,7 @@ func (s *Server) Operations(ctx context.Context, status string, withQR bool) ([]
 		if err != nil {
 			return nil, err
 		}
-		if out[i].QRCode, err = s.qrCode(p); err != nil {
+		if out[i].QRCode, err = s.qrCode(s.URL(), p, false); err != nil {
 			return nil, err
 		}
 	}
