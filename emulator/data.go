@@ -122,7 +122,7 @@ func (s *Server) startRegistration(w http.ResponseWriter, r *http.Request, tx *T
 		if u != nil {
 			username = u.Username
 		}
-		pol, err := registrationPolicyFor(st, tx.UserID, aaids)
+		pol, err := registrationPolicyFor(st, tx.UserID, policyOf(aaids))
 		if err != nil {
 			return err
 		}

@@ -73,11 +73,12 @@ func policyOf(aaids []string) uaf.Policy {
 }
 
 // registrationPolicyFor is the policy of a registration request for the
-// user: aaids accepted, and each key the user already has disallowed by its
-// AAID and keyID, as UAF servers do so that one authenticator does not
-// register twice (another key of the same AAID still may).
-func registrationPolicyFor(st Tx, userID string, aaids []string) (uaf.Policy, error) {
-	p := policyOf(aaids)
+// user: base, and each key the user already has disallowed by its AAID and
+// keyID, as UAF servers do so that one authenticator does not register
+// twice (another key of the same AAID still may).
+func registrationPolicyFor(st Tx, userID string, base uaf.Policy) (uaf.Policy, error) {
+	p := base
+	p.Disallowed = slices.Clone(base.Disallowed)
 	if userID == "" {
 		return p, nil
 	}
@@ -151,7 +152,11 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 				return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the user was deleted")
 			}
 			hdr.Op, sess.Op, sess.Policy = uaf.OpReg, string(uaf.OpReg), registrationPolicy
-			pol, err := registrationPolicyFor(st, u.ID, sess.Policy)
+			base := policyOf(sess.Policy)
+			if s.cfg.regPolicy != nil {
+				base = *s.cfg.regPolicy
+			}
+			pol, err := registrationPolicyFor(st, u.ID, base)
 			if err != nil {
 				return err
 			}
@@ -437,6 +442,10 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		}
 		if !slices.Contains(sess.Policy, ra.KRD.AAID) {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnacceptableAuthn, "authenticator "+ra.KRD.AAID+" is not accepted by the policy")
+		}
+		if p := s.cfg.regPolicy; p != nil && tx.Kind == KindEnroll && !p.Accepts(deviceapi.DescribeAlg(ra.KRD.AAID, "", ra.KRD.SignAlg)) {
+			return deverr(http.StatusBadRequest, deviceapi.StatusUnacceptableAuthn,
+				fmt.Sprintf("authenticator %s signing with algorithm %d is not accepted by the cloud's registration policy", ra.KRD.AAID, ra.KRD.SignAlg))
 		}
 		keyID := uaf.B64.EncodeToString(ra.KRD.KeyID)
 		if dup, err := st.AuthenticatorByKeyID(keyID); err != nil || dup != nil {

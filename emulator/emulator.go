@@ -98,12 +98,23 @@ type config struct {
 	upv    uaf.Version // zero: 1.1
 	facets []string
 
+	regPolicy *uaf.Policy // WithRegistrationPolicy; nil: the AAID list
+
 	chaos cloudapi.Chaos
 }
 
 // WithTrustedFacets sets the facet IDs (besides the cloud's own origin) the
 // cloud accepts in fcParams; default deviceapi.DefaultFacetID.
 func WithTrustedFacets(ids ...string) Option { return func(c *config) { c.facets = ids } }
+
+// WithRegistrationPolicy makes the cloud send p (plus the user's existing
+// keys under disallowed) in its enrolment requests instead of its own
+// AAID list, as a real UAF server configured with that policy does, and
+// refuse a registration it does not accept. The cloud has no authenticator
+// metadata: it judges an authenticator by the virtual phone's description
+// of its AAID (deviceapi.DescribeAlg) with the KRD's signature algorithm.
+// The AAID must still be one of the real SDK's.
+func WithRegistrationPolicy(p uaf.Policy) Option { return func(c *config) { c.regPolicy = &p } }
 
 // WithUAFVersion makes the cloud send its UAF requests (and expect the
 // answers) in protocol version v, 1.0 or 1.1 (the default), as a UAF 1.0
@@ -393,11 +404,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+cloudapi.PathStatus, s.handleStatus)
 	m.HandleFunc("POST "+cloudapi.PathIntrospect, s.backendAuth(s.handleIntrospect))
 	m.HandleFunc("POST "+cloudapi.PathIntent, s.backendAuth(s.handleIntent))
-	m.HandleFunc("GET "+cloudapi.PathUsers, s.backendAuth(s.handleFindUser))
+	m.HandleFunc("GET "+cloudapi.PathUsers, s.adminAuth(s.handleFindUser))
 	m.HandleFunc("GET "+cloudapi.PathUsers+"/{userId}", s.backendAuth(s.handleGetUser))
 	m.HandleFunc("PATCH "+cloudapi.PathUsers+"/{userId}", s.backendAuth(s.handlePatchUser))
 	m.HandleFunc("DELETE "+cloudapi.PathUsers+"/{userId}", s.backendAuth(s.handleDeleteUser))
-	m.HandleFunc("DELETE "+cloudapi.PathAuthenticators+"/{authenticatorId}", s.backendAuth(s.handleDeleteAuthenticator))
+	m.HandleFunc("DELETE "+cloudapi.PathAuthenticators+"/{authenticatorId}", s.adminAuth(s.handleDeleteAuthenticator))
 
 	m.HandleFunc("POST "+deviceapi.PathRedeem+"{kind}", s.handleRedeem)
 	m.HandleFunc("POST "+deviceapi.PathRegistration, s.handleRegistration)
@@ -431,16 +442,17 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+trustapi.PathPairings+"/{id}/approve", s.handleApprovePairing)
 	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
 
-	m.HandleFunc("GET "+adminapi.PathEvents, s.backendAuth(s.handleEvents))
-	m.HandleFunc("GET "+adminapi.PathEventStream, s.backendAuth(s.handleEventStream))
+	s.consoleRoutes()
+	m.HandleFunc("GET "+adminapi.PathEvents, s.adminAuth(s.handleEvents))
+	m.HandleFunc("GET "+adminapi.PathEventStream, s.adminAuth(s.handleEventStream))
 	m.HandleFunc("GET "+cloudapi.PathStatus+"/{token}/events", s.handleStatusStream)
-	m.HandleFunc("GET "+adminapi.PathState, s.backendAuth(s.handleState))
-	m.HandleFunc("GET "+adminapi.PathOperations, s.backendAuth(s.handleOperations))
-	m.HandleFunc("POST "+adminapi.PathOperations+"/{id}/expire", s.backendAuth(s.handleExpire))
-	m.HandleFunc("POST "+adminapi.PathReset, s.backendAuth(s.handleReset))
-	m.HandleFunc("GET "+adminapi.PathWebhooks, s.backendAuth(s.handleWebhooks))
-	m.HandleFunc("POST "+adminapi.PathWebhooks, s.backendAuth(s.handleAddWebhook))
-	m.HandleFunc("DELETE "+adminapi.PathWebhooks+"/{id}", s.backendAuth(s.handleRemoveWebhook))
+	m.HandleFunc("GET "+adminapi.PathState, s.adminAuth(s.handleState))
+	m.HandleFunc("GET "+adminapi.PathOperations, s.adminAuth(s.handleOperations))
+	m.HandleFunc("POST "+adminapi.PathOperations+"/{id}/expire", s.adminAuth(s.handleExpire))
+	m.HandleFunc("POST "+adminapi.PathReset, s.adminAuth(s.handleReset))
+	m.HandleFunc("GET "+adminapi.PathWebhooks, s.adminAuth(s.handleWebhooks))
+	m.HandleFunc("POST "+adminapi.PathWebhooks, s.adminAuth(s.handleAddWebhook))
+	m.HandleFunc("DELETE "+adminapi.PathWebhooks+"/{id}", s.adminAuth(s.handleRemoveWebhook))
 	s.steerRoutes()
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
@@ -673,13 +685,10 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
 	deadline := time.Now().Add(wait)
 	for {
-		var woken <-chan struct{}
-		forget := func() {}
-		if len(keys) == 1 {
-			woken = s.hub.Wait(keys[0]) // before check: a signal in between is not lost
-		} else {
-			woken, forget = s.hub.WaitAny(keys)
-		}
+		// Before check: a signal in between is not lost. forget drops the
+		// waiter once it is done, so the hub keeps no waiters of
+		// operations that ended or expired unsignalled.
+		woken, forget := s.hub.WaitAny(keys)
 		done, exp := check()
 		left := time.Until(deadline)
 		if done || left <= 0 {

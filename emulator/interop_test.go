@@ -178,3 +178,42 @@ func TestRegistrationDisallowsExistingKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistrationPolicyOption: a cloud configured with a policy that wants
+// DER signatures sends it (with the user's keys disallowed) and refuses a
+// raw-signing authenticator with UAF 1492, changing nothing; the same key
+// signing in DER registers and logs in.
+func TestRegistrationPolicyOption(t *testing.T) {
+	var pol uaf.Policy
+	if err := json.Unmarshal([]byte(`{"accepted":[[{"aaid":["F1D0#0001"],"authenticationAlgorithms":[2]}]]}`), &pol); err != nil {
+		t.Fatal(err)
+	}
+	c := newCloud(t, emulator.WithRegistrationPolicy(pol))
+	p, st := c.enroll("ivan")
+	var req uaf.RegistrationRequest
+	c.redeem(p, &req)
+	if len(req.Policy.Accepted) != 1 || !slices.Equal(req.Policy.Accepted[0][0].AuthenticationAlgorithms, []uint16{2}) {
+		t.Fatalf("policy sent %+v", req.Policy)
+	}
+	d := newDevice()
+	if code, sb := c.postUAF(deviceapi.PathRegistration, d.regResponse(t, req)); code == 200 || sb.StatusCode != deviceapi.StatusUnacceptableAuthn {
+		t.Fatalf("raw signatures under a DER policy: %d %+v", code, sb)
+	}
+	if s := c.status(st); s != cloudapi.StatusPending {
+		t.Fatalf("status after the refusal: %s", s)
+	}
+	d.alg = uaf.AlgSecp256r1SHA256DER
+	if code, sb := c.postUAF(deviceapi.PathRegistration, d.regResponse(t, req)); code != 200 {
+		t.Fatalf("DER registration: %d %+v", code, sb)
+	}
+	ap := c.approve(cloudapi.ApprovalRequest{Username: "ivan"})
+	m, _ := dispatch.Decode([]byte(c.inbox(d)[0].Payload))
+	var areq uaf.AuthenticationRequest
+	c.redeem(m, &areq)
+	if code, sb := c.postUAF(deviceapi.PathAuthentication, d.authResponse(t, areq, 0, "")); code != 200 {
+		t.Fatalf("DER authentication: %d %+v", code, sb)
+	}
+	if s := c.status(ap.StatusToken); s != cloudapi.StatusSucceeded {
+		t.Fatalf("login status %s", s)
+	}
+}
