@@ -684,13 +684,10 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
 	deadline := time.Now().Add(wait)
 	for {
-		var woken <-chan struct{}
-		forget := func() {}
-		if len(keys) == 1 {
-			woken = s.hub.Wait(keys[0]) // before check: a signal in between is not lost
-		} else {
-			woken, forget = s.hub.WaitAny(keys)
-		}
+		// Before check: a signal in between is not lost. forget drops the
+		// waiter once it is done, so the hub keeps no waiters of
+		// operations that ended or expired unsignalled.
+		woken, forget := s.hub.WaitAny(keys)
 		done, exp := check()
 		left := time.Until(deadline)
 		if done || left <= 0 {
