@@ -126,6 +126,8 @@ func (s *Server) handlePutChaos(w http.ResponseWriter, r *http.Request) {
 func (s *Server) steerRoutes() {
 	s.mux.HandleFunc("GET "+cloudapi.PathAdminChaos, s.backendAuth(s.handleGetChaos))
 	s.mux.HandleFunc("PUT "+cloudapi.PathAdminChaos, s.backendAuth(s.handlePutChaos))
+	s.mux.HandleFunc("GET "+adminapi.PathExport, s.backendAuth(s.handleExport))
+	s.mux.HandleFunc("POST "+adminapi.PathImport, s.backendAuth(s.handleImport))
 }
 
 // emitPushDropped logs, in the approval's transaction, a push that chaos

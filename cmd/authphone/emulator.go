@@ -27,7 +27,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var clientID string
 	var dbPath, dbSync, publicURL string
 	var retention time.Duration
-	var chaos string
+	var chaos, seed string
 	cmd := &cobra.Command{
 		Use:   "emulator",
 		Short: "Run the local authentication cloud in the foreground",
@@ -50,7 +50,8 @@ at run time with 'authphone backend chaos').`,
   authphone emulator --data-service http://127.0.0.1:9000/data
   authphone emulator --db ~/.local/share/authphone/cloud.db
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
-  authphone emulator --chaos latency=200ms,error-rate=0.05,drop-push=0.1`,
+  authphone emulator --chaos latency=200ms,error-rate=0.05,drop-push=0.1
+  authphone emulator --seed state.json   # starts with the users and phones 'backend export' saved`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if retention <= 0 {
@@ -104,9 +105,20 @@ at run time with 'authphone backend chaos').`,
 			if k := a.accessKeyValue(); k != "" {
 				opts = append(opts, emulator.WithAccessKey(k))
 			}
+			var seedDoc []byte
+			if seed != "" {
+				if seedDoc, err = readFile(seed, "--seed"); err != nil {
+					return err
+				}
+			}
 			emu, err := emulator.New(opts...)
 			if err != nil {
 				return err
+			}
+			if seedDoc != nil {
+				if _, err := emu.ImportJSON(cmd.Context(), seedDoc); err != nil {
+					return fmt.Errorf("--seed %s: %w", seed, err)
+				}
 			}
 			if err := emu.Start(addr); err != nil {
 				return fmt.Errorf("%w; is another emulator running? pick another --addr (127.0.0.1:0 picks a free port)", err)
@@ -154,6 +166,7 @@ at run time with 'authphone backend chaos').`,
 	f.DurationVar(&accessTTL, "access-token-ttl", trustapi.DefaultAccessTokenLifetime, "life of access and id tokens")
 	f.DurationVar(&pollInterval, "poll-interval", trustapi.DefaultPollInterval, "least time between token polls (faster: slow_down)")
 	f.StringVar(&clientID, "client-id", trustapi.DefaultClientID, "the audience (aud) of access and id tokens")
+	f.StringVar(&seed, "seed", "", "start with the state in this file (written by 'authphone backend export'): users, authenticators, counters")
 	f.StringVar(&chaos, "chaos", "off", "for tests: misbehave like a flaky cloud, "+cloudapi.ChaosNames+": added latency, 503s (nothing done), pushes that never reach the inbox; the admin API is spared")
 	return cmd
 }
