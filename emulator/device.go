@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/authphone/authphone/sdk/adminapi"
@@ -20,7 +21,6 @@ import (
 	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/google/uuid"
-	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
 // devError is a device API failure: an HTTP status and a UAF status code.
@@ -327,6 +327,10 @@ func (s *Server) checkSession(r *http.Request, st Tx, resp *uaf.Response, op uaf
 	}
 	if p.AppID != s.appID(r) {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "fcParams appID is not this cloud's")
+	}
+	if !slices.Contains(s.trustedFacets(r), p.FacetID) {
+		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusUntrustedFacet,
+			"untrusted facet "+strconv.Quote(p.FacetID)+": it is not in the cloud's trusted facet list ("+s.appID(r)+")")
 	}
 	if !bytes.Equal(fc, uaf.FinalChallenge(resp.FCParams)) {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "FINAL_CHALLENGE is not the hash of fcParams")
@@ -706,13 +710,13 @@ func (s *Server) handleDispatchTarget(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		k, err := jwk.ParseKey(req.SignatureKey)
+		pub, deviceKeyID, err := deviceapi.DeviceKey(req.SignatureKey)
 		if err != nil {
-			return errf(http.StatusBadRequest, "signatureKey is not a JWK: %v", err)
+			return errf(http.StatusBadRequest, "signatureKey: %v", err)
 		}
-		var pub ecdsa.PublicKey
-		if err := jwk.Export(k, &pub); err != nil || !pub.Equal(a.PublicKey) {
-			return errf(http.StatusBadRequest, "signatureKey is not the device key that signed the request")
+		// The account's own key, or the phone's device key named by deviceId.
+		if !pub.Equal(a.PublicKey) && req.DeviceID != deviceKeyID {
+			return errf(http.StatusBadRequest, "signatureKey is neither the key that signed the request nor the device key deviceId names (its RFC 7638 thumbprint)")
 		}
 		if req.Dispatcher != "inbox" {
 			return errf(http.StatusBadRequest, "dispatcher %q is not served by the emulator; use \"inbox\"", req.Dispatcher)
@@ -761,43 +765,50 @@ func (s *Server) inboxOf(r *http.Request, aid string) ([]deviceapi.InboxMessage,
 	now := s.now()
 	out := []deviceapi.InboxMessage{}
 	err := s.store.View(r.Context(), func(st Tx) error {
-		items, err := st.Inbox(aid)
-		if err != nil {
-			return err
-		}
-		for _, it := range items {
-			if !now.Before(it.ExpiresAt) {
-				continue
-			}
-			var choices []int
-			if it.TransactionID != "" {
-				tx, err := st.Transaction(it.TransactionID)
-				if err != nil {
-					return err
-				}
-				if tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending {
-					continue
-				}
-				choices = tx.Choices
-			}
-			m := deviceapi.InboxMessage{ID: it.ID, CreatedAt: it.CreatedAt, ExpiresAt: it.ExpiresAt,
-				Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message,
-				TransactionID: it.TransactionID, NumberChoices: choices}
-			if it.LoginRequestID != "" {
-				lr, err := st.LoginRequest(it.LoginRequestID)
-				if err != nil {
-					return err
-				}
-				if lr == nil || lr.Status != trustapi.StatusPending || !now.Before(lr.ExpiresAt) {
-					continue
-				}
-				m.LoginRequest = lr.info()
-			}
-			out = append(out, m)
-		}
-		return nil
+		var err error
+		out, err = inboxIn(st, aid, now, out)
+		return err
 	})
 	return out, err
+}
+
+// inboxIn appends to out the live messages of an authenticator's inbox.
+func inboxIn(st Tx, aid string, now time.Time, out []deviceapi.InboxMessage) ([]deviceapi.InboxMessage, error) {
+	items, err := st.Inbox(aid)
+	if err != nil {
+		return out, err
+	}
+	for _, it := range items {
+		if !now.Before(it.ExpiresAt) {
+			continue
+		}
+		var choices []int
+		if it.TransactionID != "" {
+			tx, err := st.Transaction(it.TransactionID)
+			if err != nil {
+				return out, err
+			}
+			if tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending {
+				continue
+			}
+			choices = tx.Choices
+		}
+		m := deviceapi.InboxMessage{ID: it.ID, CreatedAt: it.CreatedAt, ExpiresAt: it.ExpiresAt,
+			Payload: it.Payload, NotificationMessage: it.Notification, Kind: deviceapi.InboxKind(it.Kind), Message: it.Message,
+			TransactionID: it.TransactionID, NumberChoices: choices}
+		if it.LoginRequestID != "" {
+			lr, err := st.LoginRequest(it.LoginRequestID)
+			if err != nil {
+				return out, err
+			}
+			if lr == nil || lr.Status != trustapi.StatusPending || !now.Before(lr.ExpiresAt) {
+				continue
+			}
+			m.LoginRequest = lr.info()
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 func (s *Server) handleDecline(w http.ResponseWriter, r *http.Request) {

@@ -122,6 +122,7 @@ type device struct {
 	keyID   []byte
 	aaid    string
 	counter uint32
+	facet   string // the facet ID in fcParams; "" is deviceapi.DefaultFacetID
 }
 
 func newDevice() *device {
@@ -133,12 +134,16 @@ func newDevice() *device {
 
 func (d *device) kid() string { return uaf.B64.EncodeToString(d.keyID) }
 
-func fcParams(h uaf.Header, challenge string) string {
-	return uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: h.AppID, Challenge: challenge, FacetID: "test"})
+func (d *device) fcParams(h uaf.Header, challenge string) string {
+	facet := d.facet
+	if facet == "" {
+		facet = deviceapi.DefaultFacetID
+	}
+	return uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: h.AppID, Challenge: challenge, FacetID: facet})
 }
 
 func (d *device) regResponse(t *testing.T, req uaf.RegistrationRequest) uaf.Response {
-	fc := fcParams(req.Header, req.Challenge)
+	fc := d.fcParams(req.Header, req.Challenge)
 	a, err := uaf.BuildRegAssertion(d.key, uaf.KRD{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc), KeyID: d.keyID, SignCounter: d.counter})
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +154,7 @@ func (d *device) regResponse(t *testing.T, req uaf.RegistrationRequest) uaf.Resp
 }
 
 func (d *device) authResponse(t *testing.T, req uaf.AuthenticationRequest, counter uint32, text string) uaf.Response {
-	fc := fcParams(req.Header, req.Challenge)
+	fc := d.fcParams(req.Header, req.Challenge)
 	var th []byte
 	if text != "" {
 		th, _ = uaf.TransactionHash([]uaf.Transaction{{Content: uaf.B64.EncodeToString([]byte(text))}})
@@ -283,6 +288,8 @@ func TestAuthenticationChecks(t *testing.T) {
 	}
 	other := newDevice()
 	other.keyID = d.keyID // same keyID, another key: a forged signature
+	elsewhere := *d
+	elsewhere.facet = "https://evil.example" // the right key, an untrusted facet
 	for _, tc := range []struct {
 		name string
 		r    uaf.Response
@@ -290,6 +297,7 @@ func TestAuthenticationChecks(t *testing.T) {
 	}{
 		{"forged signature", other.authResponse(t, req, 2, "Pay 10 EUR"), deviceapi.StatusBadRequest},
 		{"counter did not grow", d.authResponse(t, req, 1, "Pay 10 EUR"), deviceapi.StatusRequestInvalid},
+		{"untrusted facet", elsewhere.authResponse(t, req, 2, "Pay 10 EUR"), deviceapi.StatusUntrustedFacet},
 		{"counter back to zero", d.authResponse(t, req, 0, "Pay 10 EUR"), deviceapi.StatusRequestInvalid},
 		{"other transaction text", d.authResponse(t, req, 2, "Pay 10000 EUR"), deviceapi.StatusUnacceptableContent},
 		{"no transaction hash", d.authResponse(t, req, 2, ""), deviceapi.StatusUnacceptableContent},

@@ -50,6 +50,8 @@ type Server struct {
 
 	unsubscribe func()
 
+	loginLimit, deviceLimit *limiter
+
 	// clockOffset (nanoseconds) is added to cfg.now: AdvanceClock moves it.
 	clockOffset atomic.Int64
 
@@ -83,12 +85,22 @@ type config struct {
 
 	retention time.Duration
 
+	timeouts              Timeouts
+	loginRate, deviceRate rate
+
 	clockControl bool // POST /api/v1/admin/clock answers
 
-	upv uaf.Version // zero: 1.1
+	webhooks []adminapi.WebhookRequest // WithWebhook
+
+	upv    uaf.Version // zero: 1.1
+	facets []string
 
 	chaos cloudapi.Chaos
 }
+
+// WithTrustedFacets sets the facet IDs (besides the cloud's own origin) the
+// cloud accepts in fcParams; default deviceapi.DefaultFacetID.
+func WithTrustedFacets(ids ...string) Option { return func(c *config) { c.facets = ids } }
 
 // WithUAFVersion makes the cloud send its UAF requests (and expect the
 // answers) in protocol version v, 1.0 or 1.1 (the default), as a UAF 1.0
@@ -134,11 +146,18 @@ func New(opts ...Option) (*Server, error) {
 		tokenTTL: 10 * time.Minute, intentTTL: 5 * time.Minute,
 		logger: slog.New(slog.DiscardHandler), now: time.Now,
 		protocolVersions: []string{"v1_1", ProtocolV1_2}, maxData: DefaultMaxData, dataTimeout: 10 * time.Second,
-		loginTTL: trustapi.DefaultRequestTTL, accessTTL: trustapi.DefaultAccessTokenLifetime, clientID: trustapi.DefaultClientID,
+		loginTTL: trustapi.DefaultRequestTTL, accessTTL: trustapi.DefaultAccessTokenLifetime, clientID: trustapi.DefaultClientID, facets: []string{deviceapi.DefaultFacetID},
 		pollInterval: trustapi.DefaultPollInterval, retention: Retention,
+		timeouts:  Timeouts{Header: DefaultHeaderTimeout, Body: DefaultBodyTimeout, Idle: DefaultIdleTimeout},
+		loginRate: rate{DefaultLoginRate, DefaultLoginPer},
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	for _, id := range cfg.facets {
+		if err := uaf.CheckFacetID(id); err != nil {
+			return nil, fmt.Errorf("emulator: trusted facet: %w", err)
+		}
 	}
 	if cfg.store == nil {
 		cfg.store = NewMemoryStore()
@@ -151,7 +170,8 @@ func New(opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: cfg.store, issuer: is, hub: newHub(), mux: http.NewServeMux(), baseURL: cfg.baseURL,
-		dataClient: &http.Client{}, stopping: make(chan struct{}), chaos: chaosState{c: cfg.chaos}}
+		dataClient: &http.Client{}, stopping: make(chan struct{}), chaos: chaosState{c: cfg.chaos},
+		loginLimit: newLimiter(cfg.loginRate, cfg.now), deviceLimit: newLimiter(cfg.deviceRate, cfg.now)}
 	s.unsubscribe = s.store.Subscribe(func(key string) {
 		switch key {
 		case wakeAllKey:
@@ -164,6 +184,11 @@ func New(opts ...Option) (*Server, error) {
 		s.hub.Signal(key)
 	})
 	s.routes()
+	for _, h := range cfg.webhooks {
+		if _, err := s.AddWebhook(context.Background(), h.URL, h.Secret); err != nil {
+			return nil, fmt.Errorf("emulator: webhook: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -291,7 +316,9 @@ func (s *Server) Addr() string {
 
 // Handler serves the whole API. Without WithBaseURL or Start, the base URL is
 // taken from the first request's Host.
-func (s *Server) Handler() http.Handler { return s.logRequests(s.withChaos(s.jsonErrors(s.mux))) }
+func (s *Server) Handler() http.Handler {
+	return s.logRequests(s.limitDevices(s.withChaos(s.jsonErrors(s.mux))))
+}
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
 // It returns once the listener is bound; URL then answers.
@@ -305,11 +332,13 @@ func (s *Server) Start(addr string) error {
 		s.baseURL = "http://" + ln.Addr().String()
 	}
 	s.ln = ln
-	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	t := s.cfg.timeouts
+	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: t.Header, ReadTimeout: t.Body, IdleTimeout: t.Idle}
 	srv := s.httpSrv
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
 	go s.sweepLoop()
+	go s.webhookLoop()
 	return nil
 }
 
@@ -373,6 +402,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+deviceapi.PathDeregistration, s.handleDeregistration)
 	m.HandleFunc("POST "+deviceapi.PathDispatchTargets, s.handleDispatchTarget)
 	m.HandleFunc("GET "+deviceapi.PathInbox, s.handleInbox)
+	m.HandleFunc("POST "+deviceapi.PathInboxes, s.handleInboxes)
 	m.HandleFunc("POST "+deviceapi.PathDecline, s.handleDecline)
 	m.HandleFunc("GET "+deviceapi.PathFacets, s.handleFacets)
 	m.HandleFunc("POST "+deviceapi.PathHeadless, s.handleHeadless)
@@ -398,6 +428,15 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+trustapi.PathTrustedDevices, s.handleListTrusted)
 
 	m.HandleFunc("GET "+adminapi.PathEvents, s.backendAuth(s.handleEvents))
+	m.HandleFunc("GET "+adminapi.PathEventStream, s.backendAuth(s.handleEventStream))
+	m.HandleFunc("GET "+cloudapi.PathStatus+"/{token}/events", s.handleStatusStream)
+	m.HandleFunc("GET "+adminapi.PathState, s.backendAuth(s.handleState))
+	m.HandleFunc("GET "+adminapi.PathOperations, s.backendAuth(s.handleOperations))
+	m.HandleFunc("POST "+adminapi.PathOperations+"/{id}/expire", s.backendAuth(s.handleExpire))
+	m.HandleFunc("POST "+adminapi.PathReset, s.backendAuth(s.handleReset))
+	m.HandleFunc("GET "+adminapi.PathWebhooks, s.backendAuth(s.handleWebhooks))
+	m.HandleFunc("POST "+adminapi.PathWebhooks, s.backendAuth(s.handleAddWebhook))
+	m.HandleFunc("DELETE "+adminapi.PathWebhooks+"/{id}", s.backendAuth(s.handleRemoveWebhook))
 	s.steerRoutes()
 	m.HandleFunc("POST "+trustapi.PathTrustedDevices+"/{id}/remove", s.handleRemoveTrusted)
 }
@@ -577,9 +616,19 @@ func (s *Server) handlePing(w http.ResponseWriter, _ *http.Request) {
 	_, _ = io.WriteString(w, "PONG")
 }
 
+// trustedFacets are the facet IDs the cloud accepts: its own web origin and
+// the configured ones (default deviceapi.DefaultFacetID).
+func (s *Server) trustedFacets(r *http.Request) []string {
+	return append([]string{s.base(r)}, s.cfg.facets...)
+}
+
+// handleFacets serves the trusted facet list at the appID URL (UAF 1.1
+// AppID and Facet specification), for UAF 1.0 and 1.1.
 func (s *Server) handleFacets(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"trustedFacets": []any{map[string]any{
-		"version": map[string]int{"major": 1, "minor": 1}, "ids": []string{s.base(r), "authphone:cli"}}}})
+	ids := s.trustedFacets(r)
+	w.Header().Set("Content-Type", deviceapi.ContentTypeTrustedFacets)
+	_ = json.NewEncoder(w).Encode(map[string]any{"trustedFacets": []any{
+		map[string]any{"version": uaf.V1_0, "ids": ids}, map[string]any{"version": uaf.V1_1, "ids": ids}}})
 }
 
 func (s *Server) handleJWKS(w http.ResponseWriter, _ *http.Request) {
@@ -613,12 +662,24 @@ func readSigned(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
 // expiry check reports, when sooner) and runs it again. It returns false if
 // the client went away. A server shutting down ends every wait.
 func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
+	return s.longPollAny(ctx, []string{key}, wait, check)
+}
+
+// longPollAny is longPoll woken by any of keys.
+func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
 	deadline := time.Now().Add(wait)
 	for {
-		woken := s.hub.Wait(key) // before check: a signal in between is not lost
+		var woken <-chan struct{}
+		forget := func() {}
+		if len(keys) == 1 {
+			woken = s.hub.Wait(keys[0]) // before check: a signal in between is not lost
+		} else {
+			woken, forget = s.hub.WaitAny(keys)
+		}
 		done, exp := check()
 		left := time.Until(deadline)
 		if done || left <= 0 {
+			forget()
 			return true
 		}
 		if !exp.IsZero() {
@@ -634,9 +695,11 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 			deadline = time.Now()
 		case <-ctx.Done():
 			t.Stop()
+			forget()
 			return false
 		}
 		t.Stop()
+		forget()
 	}
 }
 

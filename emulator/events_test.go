@@ -2,7 +2,12 @@ package emulator_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -145,5 +150,54 @@ func TestEventLogAcrossReplicas(t *testing.T) {
 	la, lb := a.events(0), b.events(0)
 	if types(la.Events) != "enroll.created enroll.created" || fmt.Sprint(la) != fmt.Sprint(lb) {
 		t.Fatalf("A reads %+v, B reads %+v", la, lb)
+	}
+}
+
+// TestWebhooksAcrossReplicas: two replicas started with the same webhook
+// deliver each event once between them, signed.
+func TestWebhooksAcrossReplicas(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ts, _ := strconv.ParseInt(r.Header.Get(adminapi.HeaderTimestamp), 10, 64)
+		if r.Header.Get(adminapi.HeaderSignature) != adminapi.Sign("k", time.Unix(ts, 0), body) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		seen[r.Header.Get(adminapi.HeaderEventID)]++
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	rs := replicas(t, 2, emulator.WithWebhook(hook.URL, "k"))
+	for i := range 6 {
+		rs[i%2].enroll(fmt.Sprintf("u%d", i))
+	}
+	// Every delivery is logged too: wait for both.
+	delivered := 0
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		delivered = 0
+		for _, e := range rs[0].events(0).Events {
+			if e.Type == adminapi.EventWebhookDelivered {
+				delivered++
+			}
+		}
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n == 6 && delivered == 6 {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s delivered %d times", id, n)
+		}
+	}
+	if len(seen) != 6 || delivered != 6 {
+		t.Fatalf("delivered %v; %d in the log", seen, delivered)
 	}
 }

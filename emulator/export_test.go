@@ -234,3 +234,34 @@ func FuzzImport(f *testing.F) {
 		}
 	})
 }
+
+// TestExportResetImport: on every store, export, reset, import, and the
+// same phone still logs in (its counter kept growing).
+func TestExportResetImport(t *testing.T) {
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			c := newCloud(t, emulator.WithStore(open(t)))
+			d := newDevice()
+			c.enrolled(d, "alice")
+			if code := c.login(t, d, "alice", 1); code != 200 {
+				t.Fatalf("login: %d", code)
+			}
+			state := c.export(false)
+			if err := c.srv.Reset(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if code := c.do("GET", cloudapi.PathUsers+"?username=alice", backendAuth, nil, nil); code != 404 {
+				t.Fatalf("alice after the reset: %d", code)
+			}
+			if _, err := c.srv.ImportJSON(context.Background(), state); err != nil {
+				t.Fatal(err)
+			}
+			if code := c.login(t, d, "alice", 1); code == 200 {
+				t.Fatal("the counter was not kept")
+			}
+			if code := c.login(t, d, "alice", 2); code != 200 {
+				t.Fatalf("the same phone after export, reset, import: %d", code)
+			}
+		})
+	}
+}

@@ -1,9 +1,15 @@
 package emulator_test
 
 import (
+	"encoding/json"
+	"errors"
+	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/dispatch"
@@ -76,5 +82,49 @@ func TestApprovalCredentialsFirst(t *testing.T) {
 	}
 	if code := c.do("POST", cloudapi.PathApproval, backendAuth, []byte(`{"username":"erin","prompt":"yes"}`), nil); code != 400 {
 		t.Errorf("prompt as a string: %d, want 400", code)
+	}
+}
+
+// TestTrustedFacets: the trusted facet list is served at the appID URL with
+// its content type; a response from an untrusted facet gets UAF 1496 and
+// changes nothing, so the honest answer still succeeds.
+func TestTrustedFacets(t *testing.T) {
+	c := newCloud(t, emulator.WithTrustedFacets("android:apk-key-hash:Zm9vYmFy", deviceapi.DefaultFacetID))
+	resp, err := http.Get(c.url + deviceapi.PathFacets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		TrustedFacets []struct {
+			Version uaf.Version `json:"version"`
+			IDs     []string    `json:"ids"`
+		} `json:"trustedFacets"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || resp.Header.Get("Content-Type") != deviceapi.ContentTypeTrustedFacets ||
+		len(list.TrustedFacets) != 2 || !slices.Contains(list.TrustedFacets[1].IDs, "android:apk-key-hash:Zm9vYmFy") {
+		t.Fatalf("facet list %s %+v %v", resp.Header.Get("Content-Type"), list, err)
+	}
+	p, st := c.enroll("frank")
+	var req uaf.RegistrationRequest
+	c.redeem(p, &req)
+	if req.Header.AppID != c.url+deviceapi.PathFacets {
+		t.Fatalf("appID %s", req.Header.AppID)
+	}
+	d := newDevice()
+	evil := *d
+	evil.facet = "https://evil.example"
+	if code, sb := c.postUAF(deviceapi.PathRegistration, evil.regResponse(t, req)); code == 200 || sb.StatusCode != deviceapi.StatusUntrustedFacet || !strings.Contains(sb.Description, "untrusted facet") {
+		t.Fatalf("untrusted facet: %d %+v", code, sb)
+	}
+	if s := c.status(st); s != cloudapi.StatusPending {
+		t.Fatalf("status after an untrusted facet: %s", s)
+	}
+	d.facet = "android:apk-key-hash:Zm9vYmFy" // the same key from a configured facet
+	if code, sb := c.postUAF(deviceapi.PathRegistration, d.regResponse(t, req)); code != 200 {
+		t.Fatalf("trusted facet: %d %+v", code, sb)
+	}
+	if _, err := emulator.New(emulator.WithTrustedFacets("authphone:cli")); !errors.Is(err, uaf.ErrFacetID) {
+		t.Fatalf("a malformed trusted facet: %v", err)
 	}
 }

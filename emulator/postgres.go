@@ -43,9 +43,13 @@ const notifyChannel = "authphone"
 // long-poll: a notification may have been missed meanwhile.
 const wakeAllKey = "*"
 
-// maxAttempts bounds how often Update runs a transaction that keeps losing
-// serialization races.
-const maxAttempts = 10
+// retryFor bounds how long Update keeps running a transaction that loses
+// races to concurrent ones (each attempt after a random pause that grows
+// to at most maxPause); past it the client gets a 503 to retry later.
+const (
+	retryFor = 10 * time.Second
+	maxPause = 50 * time.Millisecond
+)
 
 // IsPostgresURL reports whether a --db value names a PostgreSQL database.
 func IsPostgresURL(s string) bool {
@@ -152,7 +156,8 @@ func (s *PostgresStore) View(ctx context.Context, fn func(Tx) error) error {
 func (s *PostgresStore) Update(ctx context.Context, fn func(Tx) error) error {
 	ctx = context.WithoutCancel(ctx)
 	var err error
-	for attempt := range maxAttempts {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
 		var wake []string
 		var committed bool
 		wake, committed, err = s.attempt(ctx, fn)
@@ -163,9 +168,12 @@ func (s *PostgresStore) Update(ctx context.Context, fn func(Tx) error) error {
 		if !retryable(err) {
 			return err
 		}
-		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 5))))
+		if time.Since(start) > retryFor {
+			return unavailable(fmt.Errorf("gave up after %d conflicting attempts in %s: %w", attempt+1, retryFor, err))
+		}
+		pause := min(time.Millisecond<<min(attempt, 6), maxPause)
+		time.Sleep(time.Duration(rand.Int64N(int64(pause))) + time.Millisecond)
 	}
-	return unavailable(fmt.Errorf("gave up after %d conflicting attempts: %w", maxAttempts, err))
 }
 
 // attempt runs fn once; committed reports whether its writes were kept

@@ -64,7 +64,13 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	// A file made by someone else with a looser mode is tightened: SQLite
+	// copies it onto the -wal and -shm files.
+	err = f.Chmod(0o600)
 	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("make %s readable by its owner only: %w", path, err)
+	}
 	s := &SQLiteStore{path: abs}
 	base := sqliteURI(abs) + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + cfg.sync + ")" +
 		"&_pragma=foreign_keys(0)"

@@ -117,6 +117,12 @@ func (s *Server) handleCreateLoginRequest(w http.ResponseWriter, r *http.Request
 		s.fail(w, r, errf(http.StatusBadRequest, "codeChallenge must be an S256 PKCE challenge: base64url(SHA-256(verifier)), 43 characters"))
 		return
 	}
+	if r.Header.Get(devsig.HeaderName) == "" {
+		if ok, after := s.loginLimit.allow(req.Identifier); !ok {
+			tooMany(w, after, "too many login requests for "+req.Identifier)
+			return
+		}
+	}
 	now := s.now()
 	lr := &LoginRequest{ID: uuid.NewString(), Identifier: req.Identifier, CodeChallenge: req.CodeChallenge,
 		PollToken: randomToken("pt_"), DeviceName: req.DeviceName, IP: remoteIP(r), BindingCode: bindingCode(),

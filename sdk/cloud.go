@@ -87,5 +87,5 @@ func transportError(ctx context.Context, err error, base string) error {
 	if errors.As(err, &le) {
 		return fmt.Errorf("%w: %w", ErrNoAnswer, le)
 	}
-	return fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, base, errors.Unwrap(err))
+	return fmt.Errorf("%w at %s: %s; is the cloud (authphone emulator) running there?", ErrUnreachable, base, httplimit.Reason(err))
 }

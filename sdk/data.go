@@ -224,6 +224,7 @@ func (p *Phone) Upgrade(ctx context.Context, ref string) (*flows.Flow, error) {
 			return fmt.Errorf("upgrade: %w", err)
 		}
 		na.Username, na.CreatedAt = req.Username, a.CreatedAt
+		p.bindInbox(ctx, na)
 		if err := p.replaceAccount(a.ID, na); err != nil {
 			return fmt.Errorf("upgraded, but the phone could not record it: %w", err)
 		}

@@ -1,12 +1,14 @@
 package sdk_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/flows"
+	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/uaf"
@@ -52,5 +54,85 @@ func TestUAFUnknownVersionRefused(t *testing.T) {
 	}
 	if _, err := p.Account("alice"); err == nil {
 		t.Fatal("an account was made")
+	}
+}
+
+// TestFacetID: a phone reporting a facet the cloud does not trust is refused
+// (UAF 1496) and keeps no account; trusted, the same facet enrols.
+func TestFacetID(t *testing.T) {
+	const facet = "android:apk-key-hash:c2hvcC1hcHA"
+	for _, trusted := range []bool{false, true} {
+		var opts []emulator.Option
+		if trusted {
+			opts = append(opts, emulator.WithTrustedFacets(facet))
+		}
+		e := newEnv(t, opts...)
+		p, err := sdk.New("phone1", keystore.NewMemory(), sdk.WithStateDir(t.TempDir()), sdk.WithCloud(e.emu.URL()), sdk.WithFacetID(facet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _, err := e.be.Enroll(e.ctx, cloudapi.EnrollRequest{Username: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := p.Scan(e.ctx, []byte(u.Enrollment.AppLinkURI))
+		_, last := run(t, f, err, flows.Answers{NewPIN: "1234"})
+		if trusted != (last.State == flows.Done) {
+			t.Fatalf("trusted=%v: %+v", trusted, last)
+		}
+		if !trusted && !strings.Contains(last.Err.Error(), "untrusted facet") {
+			t.Fatalf("untrusted facet error: %v", last.Err)
+		}
+		if _, err := p.Account("alice"); (err == nil) != trusted {
+			t.Fatalf("trusted=%v: account %v", trusted, err)
+		}
+		want := map[bool]string{false: cloudapi.StatusPending, true: cloudapi.StatusSucceeded}[trusted]
+		if st, err := e.be.Status(e.ctx, u.Enrollment.StatusToken, 0); err != nil || st.Status != want {
+			t.Fatalf("trusted=%v: status %+v %v, want %s", trusted, st, err, want)
+		}
+	}
+	if _, err := sdk.New("phone1", keystore.NewMemory(), sdk.WithStateDir(t.TempDir()), sdk.WithFacetID("authphone:cli")); !errors.Is(err, uaf.ErrFacetID) {
+		t.Fatalf("a malformed facet ID: %v", err)
+	}
+}
+
+// TestFacetIDLogin: the same phone (state and keys) answering a login from an
+// untrusted facet is refused with UAF 1496 and the approval stays pending;
+// from the trusted facet the next login succeeds.
+func TestFacetIDLogin(t *testing.T) {
+	e := newEnv(t)
+	dir, keys := t.TempDir(), keystore.NewMemory()
+	open := func(facet string) *sdk.Phone {
+		p, err := sdk.New("phone1", keys, sdk.WithStateDir(dir), sdk.WithCloud(e.emu.URL()), sdk.WithFacetID(facet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good, evil := open(""), open("https://evil.example")
+	e.enrol(good, "alice", "1234")
+	for _, tc := range []struct {
+		p    *sdk.Phone
+		want string
+	}{{evil, cloudapi.StatusPending}, {good, cloudapi.StatusSucceeded}} {
+		ap, _, err := e.be.Approve(e.ctx, cloudapi.ApprovalRequest{Username: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := tc.p.Next(e.ctx, sdk.Select{Wait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := tc.p.Approve(e.ctx, req)
+		_, last := run(t, f, err, flows.Answers{Confirm: true, PIN: "1234"})
+		if (last.State == flows.Done) != (tc.want == cloudapi.StatusSucceeded) {
+			t.Fatalf("want %s: %+v", tc.want, last)
+		}
+		if tc.want == cloudapi.StatusPending && !strings.Contains(last.Err.Error(), "untrusted facet") {
+			t.Fatalf("untrusted facet error: %v", last.Err)
+		}
+		if st, err := e.be.Status(e.ctx, ap.StatusToken, 0); err != nil || st.Status != tc.want {
+			t.Fatalf("status %+v %v, want %s", st, err, tc.want)
+		}
 	}
 }

@@ -167,6 +167,7 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 		return err
 	}
 	acct.Username, acct.Biometric = req.Username, so.biometric
+	p.bindInbox(ctx, acct)
 	if err := p.addAccount(acct); err != nil {
 		return fmt.Errorf("enrolled, but the phone could not record the account: %w", err)
 	}
@@ -178,7 +179,7 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 // the keystore, then registers it with the cloud; if the cloud refuses, the
 // secrets are removed again.
 func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, aaid string, key *ecdsa.PrivateKey, keyID, pin string) (*Account, error) {
-	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
+	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: p.facetID()})
 	rawID, _ := uaf.B64.DecodeString(keyID)
 	mode := uaf.ModeUserVerified
 	assertion, err := uaf.BuildRegAssertion(key, uaf.KRD{AAID: aaid, Mode: mode, FinalChallenge: uaf.FinalChallenge(fc), KeyID: rawID})
@@ -222,14 +223,23 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 }
 
 // registerTarget tells the cloud to deliver push messages to this phone's
-// inbox.
+// inbox. The request is signed by the account's key; the target names the
+// phone's device key when the account is bound to it (InboxKey), so that
+// one signed request reads every account's inbox.
 func (p *Phone) registerTarget(ctx context.Context, a *Account, key *ecdsa.PrivateKey) error {
-	jk, err := jwk.Import(&key.PublicKey)
+	pub, deviceID := &key.PublicKey, a.KeyID[:16]
+	if a.InboxKey != "" {
+		dk, id, err := p.deviceKey(ctx, false)
+		if err == nil && id == a.InboxKey {
+			pub, deviceID = &dk.PublicKey, id
+		}
+	}
+	jk, err := jwk.Import(pub)
 	if err != nil {
 		return err
 	}
 	jb, _ := json.Marshal(jk)
-	t := deviceapi.DispatchTarget{Name: p.name, DeviceID: a.KeyID[:16], Dispatcher: "inbox", Username: a.Username, SignatureKey: jb}
+	t := deviceapi.DispatchTarget{Name: p.name, DeviceID: deviceID, Dispatcher: "inbox", Username: a.Username, SignatureKey: jb}
 	if err := p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathDispatchTargets, nil, t, nil, &signer{key, a.KeyID}); err != nil {
 		return fmt.Errorf("enrolled as %s, but registering for push messages failed (%w); approvals will only work by QR code", a.Name(), err)
 	}
@@ -328,7 +338,7 @@ func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr
 	if p.faults.WrongChallenge {
 		challenge = randomChallenge()
 	}
-	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: FacetID})
+	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: p.facetID()})
 	th, err := uaf.TransactionHash(tx)
 	if err != nil {
 		return err

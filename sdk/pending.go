@@ -51,6 +51,8 @@ func (r Request) Text() string {
 
 // Pending lists the push messages waiting for this phone's accounts, oldest
 // first. With wait > 0 it holds until at least one arrives or wait ends.
+// Accounts bound to the phone's device key are read with one request per
+// cloud; others one by one.
 func (p *Phone) Pending(ctx context.Context, wait time.Duration) ([]Request, error) {
 	accts, err := p.Accounts()
 	if err != nil {
@@ -59,18 +61,27 @@ func (p *Phone) Pending(ctx context.Context, wait time.Duration) ([]Request, err
 	if len(accts) == 0 {
 		return nil, fmt.Errorf("%w: this phone (profile %s) has no accounts; scan an enrolment QR first", ErrNoAccount, p.profile)
 	}
+	polls := p.pollers(ctx, accts)
+	if len(polls) == 1 {
+		rs, err := polls[0](ctx, wait)
+		if err != nil {
+			return nil, err
+		}
+		sortRequests(rs)
+		return rs, nil
+	}
 	if wait > 0 {
-		// Long-poll every account; the first to get something stops the rest.
+		// Long-poll every inbox; the first to get something stops the rest.
 		wctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		var firstErr error
 		got := false
-		for _, a := range accts {
+		for _, poll := range polls {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				rs, err := p.inbox(wctx, a, wait)
+				rs, err := poll(wctx, wait)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil && wctx.Err() == nil && firstErr == nil {
@@ -92,15 +103,19 @@ func (p *Phone) Pending(ctx context.Context, wait time.Duration) ([]Request, err
 		}
 	}
 	var all []Request
-	for _, a := range accts {
-		rs, err := p.inbox(ctx, a, 0)
+	for _, poll := range polls {
+		rs, err := poll(ctx, 0)
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, rs...)
 	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].CreatedAt.Before(all[j].CreatedAt) })
+	sortRequests(all)
 	return all, nil
+}
+
+func sortRequests(rs []Request) {
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].CreatedAt.Before(rs[j].CreatedAt) })
 }
 
 func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Request, error) {
@@ -125,23 +140,31 @@ func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Re
 	}
 	out := make([]Request, 0, len(msgs))
 	for _, m := range msgs {
-		if m.Kind == deviceapi.InboxLoginRequest && m.LoginRequest != nil {
-			out = append(out, Request{ID: m.LoginRequest.RequestID, ItemID: m.ID, Kind: m.Kind, Notification: m.NotificationMessage, CreatedAt: m.CreatedAt,
-				ExpiresAt: m.ExpiresAt, Account: a, Login: m.LoginRequest})
-			continue
-		}
-		pl, err := dispatch.Decode([]byte(m.Payload))
+		r, err := toRequest(m, a)
 		if err != nil {
-			return nil, fmt.Errorf("the cloud sent a push message that is not a dispatch payload: %w", err)
+			return nil, err
 		}
-		id := m.TransactionID
-		if id == "" {
-			id = m.ID
-		}
-		out = append(out, Request{ID: id, TransactionID: m.TransactionID, ItemID: m.ID, Kind: m.Kind, Message: m.Message, Notification: m.NotificationMessage,
-			CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, NumberChoices: m.NumberChoices, payload: pl})
+		out = append(out, r)
 	}
 	return out, nil
+}
+
+// toRequest reads one inbox message of account a.
+func toRequest(m deviceapi.InboxMessage, a *Account) (Request, error) {
+	if m.Kind == deviceapi.InboxLoginRequest && m.LoginRequest != nil {
+		return Request{ID: m.LoginRequest.RequestID, ItemID: m.ID, Kind: m.Kind, Notification: m.NotificationMessage, CreatedAt: m.CreatedAt,
+			ExpiresAt: m.ExpiresAt, Account: a, Login: m.LoginRequest}, nil
+	}
+	pl, err := dispatch.Decode([]byte(m.Payload))
+	if err != nil {
+		return Request{}, fmt.Errorf("the cloud sent a push message that is not a dispatch payload: %w", err)
+	}
+	id := m.TransactionID
+	if id == "" {
+		id = m.ID
+	}
+	return Request{ID: id, TransactionID: m.TransactionID, ItemID: m.ID, Kind: m.Kind, Message: m.Message, Notification: m.NotificationMessage,
+		CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, NumberChoices: m.NumberChoices, payload: pl}, nil
 }
 
 // Select says which pending request Next picks.
@@ -176,7 +199,8 @@ func (p *Phone) Next(ctx context.Context, sel Select) (Request, error) {
 	deadline := time.Now().Add(sel.Wait)
 	for {
 		left := time.Until(deadline)
-		rs, err := p.Pending(ctx, 0)
+		// One read: the long-poll answers at once when something waits.
+		rs, err := p.Pending(ctx, max(left, 0))
 		if err != nil {
 			return Request{}, err
 		}
@@ -185,7 +209,7 @@ func (p *Phone) Next(ctx context.Context, sel Select) (Request, error) {
 				return r, nil
 			}
 		}
-		if left <= 0 {
+		if time.Until(deadline) <= 0 {
 			var what []string
 			if sel.ID != "" {
 				what = append(what, "with id "+sel.ID)
@@ -204,16 +228,13 @@ func (p *Phone) Next(ctx context.Context, sel Select) (Request, error) {
 			}
 			return Request{}, fmt.Errorf("%w %s", ErrNoPending, strings.Join(what, ", "))
 		}
-		if _, err := p.Pending(ctx, left); err != nil {
-			return Request{}, err
-		}
 		if len(rs) > 0 {
 			// Something unmatched is waiting: the long-poll returns at once,
 			// so pace the re-check.
 			select {
 			case <-ctx.Done():
 				return Request{}, context.Cause(ctx)
-			case <-time.After(min(left, 100*time.Millisecond)):
+			case <-time.After(min(time.Until(deadline), 100*time.Millisecond)):
 			}
 		}
 	}

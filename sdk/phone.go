@@ -13,6 +13,7 @@ package sdk
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,15 +26,18 @@ import (
 
 	"github.com/authphone/authphone/flows"
 	"github.com/authphone/authphone/keystore"
+	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/httplimit"
+	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/go-resty/resty/v2"
 )
 
 // DefaultCloud is the emulator's default address.
 const DefaultCloud = "http://127.0.0.1:8722"
 
-// FacetID is the facet the virtual phone reports in fcParams.
-const FacetID = "authphone:cli"
+// FacetID is the facet the virtual phone reports in fcParams unless
+// WithFacetID says otherwise.
+const FacetID = deviceapi.DefaultFacetID
 
 // Phone is one simulated phone. It is safe for concurrent use; it runs one
 // flow at a time.
@@ -44,6 +48,7 @@ type Phone struct {
 	http       *resty.Client
 	cloud      string
 	name       string
+	facet      string
 	now        func() time.Time
 	runner     flows.Runner
 	mu         sync.Mutex // guards st and the state files
@@ -54,8 +59,14 @@ type Phone struct {
 	maxPayload int
 	kdf        KDF
 	headlessMu sync.Mutex // one headless account at a time
-	faults     Faults
-	sleep      func(ctx context.Context, d time.Duration) error
+
+	dkMu    sync.Mutex // guards the device key and unbound
+	dk      *ecdsa.PrivateKey
+	dkID    string
+	dkJWK   []byte
+	unbound map[string]bool // accounts the cloud does not read in a batch
+	faults  Faults
+	sleep   func(ctx context.Context, d time.Duration) error
 }
 
 type options struct {
@@ -63,6 +74,7 @@ type options struct {
 	client  *http.Client
 	cloud   string
 	name    string
+	facetID string
 	verbose io.Writer
 	now     func() time.Time
 	timeout time.Duration
@@ -97,6 +109,10 @@ func WithCloud(url string) Option { return func(o *options) { o.cloud = strings.
 // WithDeviceName sets the name the cloud shows for this device.
 func WithDeviceName(name string) Option { return func(o *options) { o.name = name } }
 
+// WithFacetID sets the facet ID the phone reports in its UAF answers'
+// fcParams (default FacetID); the cloud must list it as trusted.
+func WithFacetID(id string) Option { return func(o *options) { o.facetID = id } }
+
 // WithVerbose logs each HTTP exchange to w, with secrets redacted.
 func WithVerbose(w io.Writer) Option { return func(o *options) { o.verbose = w } }
 
@@ -126,6 +142,11 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 		versions: DefaultProtocolVersions, maxPayload: DefaultMaxPayload, kdf: KDFStandard}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.facetID != "" {
+		if err := uaf.CheckFacetID(o.facetID); err != nil {
+			return nil, fmt.Errorf("sdk: WithFacetID: %w", err)
+		}
 	}
 	if o.sleep == nil {
 		o.sleep = sleepCtx
@@ -157,8 +178,16 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 	if o.verbose != nil {
 		logExchanges(r, o.verbose)
 	}
-	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now,
+	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now, facet: o.facetID,
 		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf, durability: o.durability, faults: o.faults, sleep: o.sleep}, nil
+}
+
+// facetID is the facet the phone reports.
+func (p *Phone) facetID() string {
+	if p.facet == "" {
+		return FacetID
+	}
+	return p.facet
 }
 
 // Profile is the phone's profile name.

@@ -20,17 +20,21 @@ import (
 // the clear. Its private key and PIN verifier live in the keystore.
 type Account struct {
 	// ID is the cloud's authenticator id: unique per account.
-	ID          string    `json:"id"`
-	Cloud       string    `json:"cloud"`
-	Username    string    `json:"username,omitempty"`
-	UserID      string    `json:"userId"`
-	KeyID       string    `json:"keyId"`
-	AAID        string    `json:"aaid"`
-	SignCounter uint32    `json:"signCounter"`
-	PINFailures int       `json:"pinFailures,omitempty"`
-	Headless    bool      `json:"headless,omitempty"`
-	Biometric   bool      `json:"biometric,omitempty"`
-	CreatedAt   time.Time `json:"createdAt"`
+	ID          string `json:"id"`
+	Cloud       string `json:"cloud"`
+	Username    string `json:"username,omitempty"`
+	UserID      string `json:"userId"`
+	KeyID       string `json:"keyId"`
+	AAID        string `json:"aaid"`
+	SignCounter uint32 `json:"signCounter"`
+	PINFailures int    `json:"pinFailures,omitempty"`
+	Headless    bool   `json:"headless,omitempty"`
+	Biometric   bool   `json:"biometric,omitempty"`
+	// InboxKey is the id of the phone's device key that the account's
+	// push target is bound to: such accounts are read with one signed
+	// request for all (POST /_app/inboxes).
+	InboxKey  string    `json:"inboxKey,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 // MaxPINAttempts is how many wrong PINs in a row lock an account.

@@ -190,3 +190,26 @@ func TestParseDurability(t *testing.T) {
 		t.Errorf("fast: %v", err)
 	}
 }
+
+func FuzzCounterLog(f *testing.F) {
+	f.Add([]byte("acct 5 0\nacct 6 1\n"))
+	f.Add([]byte("acct 5 0\nacct 9"))
+	f.Add([]byte("acct -1 0\n"))
+	f.Fuzz(func(t *testing.T, log []byte) {
+		dir := t.TempDir()
+		p := statePhone(t, dir)
+		if err := p.addAccount(&Account{ID: "acct", UserID: "u", KeyID: "k", SignCounter: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, countersFile), log, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		accts, err := statePhone(t, dir).Accounts()
+		if err != nil {
+			return
+		}
+		if len(accts) != 1 || accts[0].SignCounter < 3 {
+			t.Fatalf("%+v", accts)
+		}
+	})
+}

@@ -118,7 +118,7 @@ func (p *Phone) WaitTokens(ctx context.Context, lr *LoginRequest, wait time.Dura
 		}
 		tok, err := p.PollTokens(ctx, lr, min(left, 60*time.Second))
 		if ctx.Err() != nil {
-			return p.giveUpLogin(ctx, lr, err)
+			return p.giveUpLogin(ctx, lr, fmt.Errorf("%w: the request was cancelled", context.Cause(ctx)))
 		}
 		var oe *trustapi.OAuthError
 		if !errors.As(err, &oe) {
@@ -284,6 +284,9 @@ func (p *Phone) WaitPairing(ctx context.Context, pr *Pairing, wait time.Duration
 		var st trustapi.PairingStatus
 		q := url.Values{"wait": {min(left, 60*time.Second).String()}}
 		if err := p.call(ctx, http.MethodGet, pr.QR.Cloud, trustapi.PathPairings+"/"+url.PathEscape(pr.QR.PairingID), q, nil, &st, nil); err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w: the pairing was cancelled", context.Cause(ctx))
+			}
 			return p.giveUpPairing(ctx, pr, err)
 		}
 		switch st.Status {
@@ -300,6 +303,7 @@ func (p *Phone) WaitPairing(ctx context.Context, pr *Pairing, wait time.Duration
 func (p *Phone) paired(ctx context.Context, pr *Pairing, st trustapi.PairingStatus) (*Account, error) {
 	a := &Account{ID: st.AuthenticatorID, Cloud: pr.QR.Cloud, Username: st.Username, UserID: st.UserID, KeyID: pr.keyID,
 		AAID: deviceapi.AAIDPIN, CreatedAt: p.now().UTC().Truncate(time.Second)}
+	p.bindInbox(ctx, a)
 	if err := p.addAccount(a); err != nil {
 		return nil, fmt.Errorf("trusted, but the phone could not record the account: %w", err)
 	}

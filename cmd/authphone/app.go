@@ -18,6 +18,7 @@ import (
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/backend"
 	"github.com/authphone/authphone/sdk/qr"
+	"github.com/authphone/authphone/sdk/uaf"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -53,6 +54,7 @@ type app struct {
 	verbose   bool
 	accessKey string
 	versions  []string
+	facetID   string
 	timeout   time.Duration
 	faults    []string // --fault: the phone misbehaves (tests)
 	// printed is set once a result document went to stdout with --json;
@@ -103,6 +105,9 @@ func (a *app) verboseWriter() io.Writer {
 
 // phone opens the profile's phone with its keystore.
 func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
+	if err := uaf.CheckFacetID(a.facetID); err != nil {
+		return nil, usageErrorf("--facet-id (or AUTHPHONE_FACET_ID): %v", err)
+	}
 	dir, err := sdk.ProfileDir(a.profile)
 	if err != nil {
 		return nil, err
@@ -113,7 +118,7 @@ func (a *app) phone(ctx context.Context) (*sdk.Phone, error) {
 		return nil, err
 	}
 	opts := []sdk.Option{sdk.WithStateDir(dir), sdk.WithCloud(a.cloud), sdk.WithAllowedProtocolVersions(a.versions...),
-		sdk.WithTimeout(a.timeout)}
+		sdk.WithTimeout(a.timeout), sdk.WithFacetID(a.facetID)}
 	if w := a.verboseWriter(); w != nil {
 		opts = append(opts, sdk.WithVerbose(w))
 	}

@@ -106,6 +106,9 @@ func newUpgradeCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if ref, err = a.accountOn(cmd, p, ref); err != nil {
+				return err
+			}
 			f, err := p.Upgrade(cmd.Context(), ref)
 			if err != nil {
 				return err
@@ -145,6 +148,9 @@ func newPINCmd(a *app) *cobra.Command {
 			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {
+				return err
+			}
+			if ref, err = a.accountOn(cmd, p, ref); err != nil {
 				return err
 			}
 			f, err := p.ChangePIN(cmd.Context(), ref)

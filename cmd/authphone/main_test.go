@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -66,6 +68,7 @@ func TestScripts(t *testing.T) {
 			"exits":     cmdExits,
 			"blackhole": cmdBlackhole,
 			"otherthan": cmdOtherThan,
+			"httpget":   cmdHTTPGet,
 		},
 	})
 }
@@ -253,4 +256,21 @@ func cmdOtherThan(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("%s has no number other than %s", args[0], args[1])
+}
+
+// httpget URL: GET the URL and print "Content-Type: …" and the body on
+// stdout; fails unless the answer is 200.
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: httpget URL")
+	}
+	resp, err := http.Get(args[0])
+	ts.Check(err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "Content-Type: %s\n%s", resp.Header.Get("Content-Type"), b)
+	if (resp.StatusCode == http.StatusOK) == neg {
+		ts.Fatalf("GET %s: %s", args[0], resp.Status)
+	}
 }

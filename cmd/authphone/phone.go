@@ -88,6 +88,11 @@ leaves the QR code or request usable.`,
 			if err != nil {
 				return err
 			}
+			if pl, err := dispatch.Decode(in); err == nil {
+				if err := a.sameCloud(cmd, pl.Base()); err != nil {
+					return err
+				}
+			}
 			if !deny && !biometric {
 				if err := a.needPIN(pins...); err != nil {
 					return err
@@ -166,6 +171,61 @@ func (a *app) onCloud(cmd *cobra.Command, p *sdk.Phone) (string, error) {
 		return "", fmt.Errorf("%w on %s: this phone (profile %s) has no accounts; scan an enrolment QR first", sdk.ErrNoAccount, want, a.profile)
 	}
 	return "", fmt.Errorf("%w on %s: the accounts of profile %s are on %s; drop --cloud, or enrol on %s first", sdk.ErrNoAccount, want, a.profile, strings.Join(others, ", "), want)
+}
+
+// cloudFlag is an explicit --cloud, without a trailing slash, or "".
+func (a *app) cloudFlag(cmd *cobra.Command) string {
+	if f := cmd.Flag("cloud"); f == nil || !f.Changed {
+		return ""
+	}
+	return strings.TrimRight(a.cloud, "/")
+}
+
+// accountOn applies an explicit --cloud to a command that names one
+// account (or means the only one): the account must be on that cloud. It
+// returns the reference to pass on: ref itself, or the account id.
+func (a *app) accountOn(cmd *cobra.Command, p *sdk.Phone, ref string) (string, error) {
+	want := a.cloudFlag(cmd)
+	if want == "" {
+		return ref, nil
+	}
+	if ref != "" {
+		ac, err := p.Account(ref)
+		if err != nil {
+			return "", err
+		}
+		if strings.TrimRight(ac.Cloud, "/") != want {
+			return "", fmt.Errorf("%w on %s: %s is on %s; drop --cloud, or name an account on %s", sdk.ErrNoAccount, want, ac.Name(), ac.Cloud, want)
+		}
+		return ac.ID, nil
+	}
+	if _, err := a.onCloud(cmd, p); err != nil {
+		return "", err
+	}
+	accts, err := p.Accounts()
+	if err != nil {
+		return "", err
+	}
+	var on []*sdk.Account
+	for _, ac := range accts {
+		if strings.TrimRight(ac.Cloud, "/") == want {
+			on = append(on, ac)
+		}
+	}
+	if len(on) > 1 {
+		return "", usageErrorf("profile %s has %d accounts on %s: name one (username, user id or account id)", a.profile, len(on), want)
+	}
+	return on[0].ID, nil
+}
+
+// sameCloud refuses an explicit --cloud that is not the cloud a QR code
+// names (before anything is sent: the QR code stays usable).
+func (a *app) sameCloud(cmd *cobra.Command, qrCloud string) error {
+	want := a.cloudFlag(cmd)
+	if want == "" || qrCloud == "" || strings.TrimRight(qrCloud, "/") == want {
+		return nil
+	}
+	return usageErrorf("this QR code is from %s, not --cloud %s: drop --cloud (a QR code names its cloud)", strings.TrimRight(qrCloud, "/"), want)
 }
 
 func (a *app) printRequests(rs []sdk.Request) {
@@ -451,7 +511,11 @@ func newAccountsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ac, err := p.RemoveAccount(cmd.Context(), args[0], force)
+			ref, err := a.accountOn(cmd, p, args[0])
+			if err != nil {
+				return err
+			}
+			ac, err := p.RemoveAccount(cmd.Context(), ref, force)
 			if err != nil {
 				return err
 			}

@@ -40,10 +40,24 @@ func run(ctx context.Context, args []string, s *ioStreams) int {
 	} else {
 		fmt.Fprintf(s.err, "authphone: %s\n", message(err))
 	}
-	if a.json && !a.printed {
+	if (a.json || wantsJSON(args)) && !a.printed {
 		a.printJSON(map[string]any{"error": map[string]any{"code": code, "message": message(err)}})
 	}
 	return code
+}
+
+// wantsJSON tells whether --json is among args, for an error found before
+// the flags were parsed (a bad flag value, an unknown command).
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
 }
 
 // isCobraUsage recognises cobra's own usage errors (unknown command or
@@ -86,6 +100,7 @@ and can also act as the relying party's backend and run the cloud itself.`,
 	pf.BoolVar(&a.verbose, "verbose", envOr("AUTHPHONE_VERBOSE", "") != "", "print HTTP exchanges on stderr, secrets redacted (env AUTHPHONE_VERBOSE)")
 	pf.StringSliceVar(&a.versions, "allowed-protocol-versions", splitList(envOr("AUTHPHONE_ALLOWED_PROTOCOL_VERSIONS", strings.Join(sdk.DefaultProtocolVersions, ","))),
 		"second-factor server protocol versions the phone allows; headless accounts need v1_2 (env AUTHPHONE_ALLOWED_PROTOCOL_VERSIONS)")
+	pf.StringVar(&a.facetID, "facet-id", envOr("AUTHPHONE_FACET_ID", sdk.FacetID), "the UAF facet ID the phone reports; the cloud must trust it (env AUTHPHONE_FACET_ID)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErrorf("%s: see '%s --help'", flagError(err), c.CommandPath())
 	})

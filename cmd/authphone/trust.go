@@ -212,6 +212,13 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
+			if text, err := qrText(in); err == nil {
+				if q, err := trustapi.ParsePairingQR(text); err == nil {
+					if err := a.sameCloud(cmd, q.Cloud); err != nil {
+						return err
+					}
+				}
+			}
 			if !scanBiometric {
 				if err := a.needPIN(scanPIN); err != nil {
 					return err
@@ -245,6 +252,9 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if len(args) == 1 {
 				ref = args[0]
 			}
+			if ref, err = a.accountOn(cmd, p, ref); err != nil {
+				return err
+			}
 			devs, err := p.TrustedDevices(cmd.Context(), ref)
 			if err != nil {
 				return err
@@ -272,7 +282,11 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
-			if err := p.RemoveTrustedDevice(cmd.Context(), account, args[0]); err != nil {
+			ref, err := a.accountOn(cmd, p, account)
+			if err != nil {
+				return err
+			}
+			if err := p.RemoveTrustedDevice(cmd.Context(), ref, args[0]); err != nil {
 				return err
 			}
 			if a.json {

@@ -9,6 +9,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -22,6 +23,12 @@ const (
 	PathReset       = "/api/v1/admin/reset"
 	PathWebhooks    = "/api/v1/admin/webhooks"
 )
+
+// StatusEventsPath is the SSE stream of one operation's status (no access
+// key: the status token is the credential).
+func StatusEventsPath(statusToken string) string {
+	return "/api/v1/status/" + url.PathEscape(statusToken) + "/events"
+}
 
 // Event is one entry of the event log. IDs grow by one in the order the
 // changes committed, across every replica of one database; a client reads

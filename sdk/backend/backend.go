@@ -159,7 +159,7 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 	if errors.As(err, &le) {
 		return fmt.Errorf("%w: %w", ErrNoAnswer, le)
 	}
-	return fmt.Errorf("%w at %s: %v; is the cloud (authphone emulator) running there?", ErrUnreachable, c.base, errors.Unwrap(err))
+	return fmt.Errorf("%w at %s: %s; is the cloud (authphone emulator) running there?", ErrUnreachable, c.base, httplimit.Reason(err))
 }
 
 // Ping checks the cloud and the access key (GET /ping).

@@ -5,8 +5,15 @@
 package deviceapi
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
@@ -20,6 +27,7 @@ const (
 	PathDeregistration  = "/_app/uaf/1.1/deregistration"
 	PathDispatchTargets = "/_app/token/dispatch/targets"
 	PathInbox           = "/_app/inbox"
+	PathInboxes         = "/_app/inboxes"
 	PathDecline         = "/_app/token/decline"
 	PathFacets          = "/_app/facets"
 	PathData            = "/_app/data"
@@ -67,6 +75,19 @@ const (
 	StatusUnacceptableContent    = 1498
 	StatusInternal               = 1500
 )
+
+// StatusUntrustedFacet answers a response whose fcParams facetID is not in
+// the cloud's trusted facet list (the number the UAF registry gives
+// UNACCEPTABLE_ATTESTATION; UAF defines no server status for facets).
+const StatusUntrustedFacet = 1496
+
+// DefaultFacetID is the facet ID the virtual phone reports unless told
+// otherwise, and one the emulator trusts by default.
+const DefaultFacetID = "ios:bundle-id:dev.authphone.cli"
+
+// ContentTypeTrustedFacets is the content type of the trusted facet list
+// served at the appID URL.
+const ContentTypeTrustedFacets = "application/fido.trusted-apps+json"
 
 // AAIDs the virtual phone uses.
 const (
@@ -135,7 +156,10 @@ type UAFBody struct {
 	Context     json.RawMessage `json:"context,omitempty"`
 }
 
-// DispatchTarget registers where the cloud delivers push messages.
+// DispatchTarget registers where the cloud delivers push messages. Its
+// signatureKey is the account's own key, or the phone's device key with
+// deviceId its DeviceKey id (ours), which lets the phone read every
+// account's inbox with one signed POST /_app/inboxes.
 type DispatchTarget struct {
 	Name         string          `json:"name"`
 	DeviceID     string          `json:"deviceId"`
@@ -178,6 +202,59 @@ type InboxMessage struct {
 	// LoginRequest describes another device's login request (kind
 	// login-request), which has no dispatch payload.
 	LoginRequest *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`
+	// KeyID names the account the message is for, in answers to
+	// POST /_app/inboxes (ours).
+	KeyID string `json:"keyId,omitempty"`
+}
+
+// MaxInboxKeys is how many accounts one POST /_app/inboxes may name.
+const MaxInboxKeys = 1000
+
+// InboxesRequest is the body of POST /_app/inboxes[?wait=DURATION] (ours):
+// one long-poll for the inboxes of every account of a phone, signed once.
+// The Device-Signature is made with the phone's device key (its kid is
+// DeviceKeyID of DeviceKey), and each account named must have registered
+// its dispatch target with that key (signatureKey) and its id (deviceId).
+type InboxesRequest struct {
+	DeviceKey json.RawMessage `json:"deviceKey"` // the device key, a JWK
+	KeyIDs    []string        `json:"keyIds"`    // the accounts' UAF keyIDs
+}
+
+// InboxesResponse answers POST /_app/inboxes: the messages of every
+// account named, oldest first, each with its KeyID, and the keyIDs the
+// cloud does not know or that are not bound to the device key.
+type InboxesResponse struct {
+	Messages []InboxMessage `json:"messages"`
+	Unknown  []string       `json:"unknown,omitempty"`
+}
+
+// DeviceKey reads a device key JWK (P-256) and returns it with its id,
+// DeviceKeyID.
+func DeviceKey(jwkJSON []byte) (*ecdsa.PublicKey, string, error) {
+	k, err := jwk.ParseKey(jwkJSON)
+	if err != nil {
+		return nil, "", fmt.Errorf("the device key is not a JWK: %w", err)
+	}
+	var pub ecdsa.PublicKey
+	if err := jwk.Export(k, &pub); err != nil || pub.Curve != elliptic.P256() {
+		return nil, "", fmt.Errorf("the device key is not a P-256 public key")
+	}
+	id, err := DeviceKeyID(&pub)
+	return &pub, id, err
+}
+
+// DeviceKeyID is the id of a device key: its RFC 7638 JWK thumbprint
+// (SHA-256, base64url).
+func DeviceKeyID(pub *ecdsa.PublicKey) (string, error) {
+	pk, err := jwk.Import(pub)
+	if err != nil {
+		return "", err
+	}
+	tp, err := pk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), nil
 }
 
 // DeclineRequest is the body of POST /_app/token/decline.

@@ -6,10 +6,13 @@ package httplimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"syscall"
 	"time"
 )
 
@@ -66,9 +69,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithTimeoutCause(req.Context(), limit, &Error{URL: req.URL.Scheme + "://" + req.URL.Host + req.URL.Path, Limit: limit})
 	resp, err := t.Base.RoundTrip(req.WithContext(ctx))
 	if err != nil {
+		le := limitHit(ctx, req.Context())
 		cancel()
-		if req.Context().Err() == nil && ctx.Err() != nil {
-			return nil, context.Cause(ctx)
+		if le != nil {
+			return nil, le
 		}
 		return nil, err
 	}
@@ -86,14 +90,47 @@ type cancelBody struct {
 
 func (b *cancelBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && b.parent.Err() == nil && b.ctx.Err() != nil {
-		return n, context.Cause(b.ctx)
+	if err != nil && err != io.EOF {
+		if le := limitHit(b.ctx, b.parent); le != nil {
+			return n, le
+		}
 	}
 	return n, err
+}
+
+// limitHit is the *Error when ctx ended because its limit passed (not
+// because the caller's parent context ended, nor because it was released).
+func limitHit(ctx, parent context.Context) *Error {
+	if parent.Err() != nil {
+		return nil
+	}
+	var le *Error
+	if errors.As(context.Cause(ctx), &le) {
+		return le
+	}
+	return nil
 }
 
 func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel()
 	return err
+}
+
+// Reason words why a request could not reach its server, for people:
+// "connection refused" (nothing listens there), "no such host NAME", or
+// the transport's own error.
+func Reason(err error) string {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused (nothing listens there)"
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "no such host " + dnsErr.Name
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
 }

@@ -1,0 +1,123 @@
+package emulator
+
+import (
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/authphone/authphone/sdk/deviceapi"
+	"github.com/authphone/authphone/sdk/devsig"
+)
+
+// handleInboxes answers POST /_app/inboxes[?wait=D] (ours): one long-poll
+// for the inboxes of every account of a phone, signed once with the
+// phone's device key. An account counts only if its dispatch target was
+// registered, signed by the account's own key, with that device key
+// (deviceId = its thumbprint); the others are answered as unknown. Like
+// GET /_app/inbox, a removed authenticator still reads its removal notice.
+// When some accounts are unknown the answer comes at once, without waiting,
+// so the phone learns to read those one by one.
+func (s *Server) handleInboxes(w http.ResponseWriter, r *http.Request) {
+	wait, err := parseWait(r)
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	var req deviceapi.InboxesRequest
+	body, err := readSigned(w, r, &req)
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	if len(req.KeyIDs) == 0 || len(req.KeyIDs) > deviceapi.MaxInboxKeys {
+		s.devFail(w, r, errf(http.StatusBadRequest, "keyIds must name 1 to %d accounts", deviceapi.MaxInboxKeys))
+		return
+	}
+	pub, kid, err := deviceapi.DeviceKey(req.DeviceKey)
+	if err != nil {
+		s.devFail(w, r, errf(http.StatusBadRequest, "deviceKey: %v", err))
+		return
+	}
+	sig, err := devsig.Parse(r.Header.Get(devsig.HeaderName))
+	if err != nil {
+		s.devFail(w, r, errf(http.StatusUnauthorized, "%v", err))
+		return
+	}
+	if sig.KeyID != kid {
+		s.devFail(w, r, errf(http.StatusUnauthorized, "Device-Signature must be made with the deviceKey of the body (kid = its thumbprint)"))
+		return
+	}
+	if err := sig.Verify(pub, r.Method, r.URL.Path, body, s.now(), devsig.MaxAge); err != nil {
+		s.devFail(w, r, errf(http.StatusUnauthorized, "%v", err))
+		return
+	}
+	until := time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second)
+	var aids, keyIDs, unknown []string
+	err = s.store.Update(r.Context(), func(st Tx) error {
+		aids, keyIDs, unknown = nil, nil, nil
+		fresh, err := st.UseNonce(sig.Claims.Nonce, until)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			return errf(http.StatusUnauthorized, "Device-Signature was already used (replay)")
+		}
+		seen := map[string]bool{}
+		for _, k := range req.KeyIDs {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			a, err := st.AuthenticatorByKeyID(k)
+			if err != nil {
+				return err
+			}
+			if a == nil || a.DeviceID != kid {
+				unknown = append(unknown, k)
+				continue
+			}
+			aids, keyIDs = append(aids, a.ID), append(keyIDs, k)
+		}
+		return nil
+	})
+	if err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	msgs := []deviceapi.InboxMessage{}
+	if len(unknown) > 0 {
+		wait = 0 // answer at once: the phone reads those accounts on their own
+	}
+	if len(aids) > 0 {
+		wakeKeys := make([]string, len(aids))
+		for i, aid := range aids {
+			wakeKeys[i] = inboxWaitKey(aid)
+		}
+		if !s.longPollAny(r.Context(), wakeKeys, wait, func() (bool, time.Time) {
+			msgs = msgs[:0]
+			now := s.now()
+			err = s.store.View(r.Context(), func(st Tx) error {
+				for i, aid := range aids {
+					n := len(msgs)
+					var err error
+					if msgs, err = inboxIn(st, aid, now, msgs); err != nil {
+						return err
+					}
+					for j := n; j < len(msgs); j++ {
+						msgs[j].KeyID = keyIDs[i]
+					}
+				}
+				return nil
+			})
+			return err != nil || len(msgs) > 0, time.Time{}
+		}) {
+			return
+		}
+		if err != nil {
+			s.devFail(w, r, err)
+			return
+		}
+	}
+	slices.SortStableFunc(msgs, func(a, b deviceapi.InboxMessage) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	writeJSON(w, http.StatusOK, deviceapi.InboxesResponse{Messages: msgs, Unknown: unknown})
+}
