@@ -27,7 +27,7 @@ import (
 // cloud is an emulator on loopback plus raw HTTP helpers: the tests speak
 // the wire formats directly, so they can forge what a phone never would.
 type cloud struct {
-	t   *testing.T
+	t   testing.TB
 	srv *emulator.Server
 	url string
 }
@@ -142,7 +142,7 @@ func (d *device) fcParams(h uaf.Header, challenge string) string {
 	return uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: h.AppID, Challenge: challenge, FacetID: facet})
 }
 
-func (d *device) regResponse(t *testing.T, req uaf.RegistrationRequest) uaf.Response {
+func (d *device) regResponse(t testing.TB, req uaf.RegistrationRequest) uaf.Response {
 	fc := d.fcParams(req.Header, req.Challenge)
 	a, err := uaf.BuildRegAssertion(d.key, uaf.KRD{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc), KeyID: d.keyID, SignCounter: d.counter})
 	if err != nil {
@@ -153,7 +153,7 @@ func (d *device) regResponse(t *testing.T, req uaf.RegistrationRequest) uaf.Resp
 		Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(a)}}}
 }
 
-func (d *device) authResponse(t *testing.T, req uaf.AuthenticationRequest, counter uint32, text string) uaf.Response {
+func (d *device) authResponse(t testing.TB, req uaf.AuthenticationRequest, counter uint32, text string) uaf.Response {
 	fc := d.fcParams(req.Header, req.Challenge)
 	var th []byte
 	if text != "" {
@@ -169,7 +169,7 @@ func (d *device) authResponse(t *testing.T, req uaf.AuthenticationRequest, count
 		Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(a)}}}
 }
 
-func (d *device) sign(t *testing.T, method, path string, body []byte, at time.Time) map[string]string {
+func (d *device) sign(t testing.TB, method, path string, body []byte, at time.Time) map[string]string {
 	h, err := devsig.Sign(d.key, d.kid(), method, path, body, at)
 	if err != nil {
 		t.Fatal(err)

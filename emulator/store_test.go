@@ -19,6 +19,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if db := os.Getenv("AUTHPHONE_TEST_CHILD_DB"); db != "" {
+		os.Exit(runChild(db)) // durability_test.go runs the binary as an emulator
+	}
 	code := m.Run()
 	pgtest.Stop()
 	os.Exit(code)

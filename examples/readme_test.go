@@ -151,3 +151,24 @@ func TestDataServiceIsTheREADMESnippet(t *testing.T) {
 		t.Fatalf("examples/dataservice does not build:\n%s", out)
 	}
 }
+
+// TestMakeDemoSaysItIsCompiling: on a fresh machine the first build takes
+// minutes, so make demo's first line says so instead of a silent wait.
+func TestMakeDemoSaysItIsCompiling(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\ndemo:")
+	if !ok {
+		t.Fatal("the Makefile has no demo target")
+	}
+	lines := strings.Split(rest, "\n")
+	if len(lines) < 3 {
+		t.Fatal("make demo has no recipe")
+	}
+	first := strings.TrimSpace(lines[1])
+	if !strings.HasPrefix(first, "@echo ") || !strings.Contains(first, "compiling") || !strings.Contains(lines[2], "go") && !strings.Contains(lines[2], "$(GO)") {
+		t.Fatalf("make demo should first echo that it is compiling, then build; its recipe starts %q, %q", first, strings.TrimSpace(lines[2]))
+	}
+}

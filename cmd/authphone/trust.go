@@ -199,7 +199,7 @@ The device is then trusted: it approves logins and other devices itself.`,
 	qrCmd.Flags().StringVar(&out, "out", "", "also write the QR's text to this file")
 	qrCmd.Flags().StringVar(&pngOut, "png", "", "also write the QR code as a PNG image to this file")
 
-	var scanPIN string
+	var scanPINs []string
 	var scanBiometric bool
 	scan := &cobra.Command{
 		Use:   "scan INPUT",
@@ -219,8 +219,11 @@ The device is then trusted: it approves logins and other devices itself.`,
 					}
 				}
 			}
+			if scanBiometric && len(scanPINs) > 0 {
+				return usageErrorf("give --pin or --biometric, not both")
+			}
 			if !scanBiometric {
-				if err := a.needPIN(scanPIN); err != nil {
+				if err := a.needPIN(scanPINs...); err != nil {
 					return err
 				}
 			}
@@ -232,10 +235,10 @@ The device is then trusted: it approves logins and other devices itself.`,
 			if err != nil {
 				return err
 			}
-			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: nonEmpty(scanPIN), biometric: scanBiometric})), false)
+			return a.finish(p, a.runFlow(f, a.answerer(answers{pins: scanPINs, biometric: scanBiometric})), false)
 		},
 	}
-	scan.Flags().StringVar(&scanPIN, "pin", "", "this device's PIN; or AUTHPHONE_PIN")
+	scan.Flags().StringArrayVar(&scanPINs, "pin", nil, "this device's PIN (again for another try after a wrong one); or AUTHPHONE_PIN")
 	scan.Flags().BoolVar(&scanBiometric, "biometric", false, "answer with the simulated biometric")
 
 	list := &cobra.Command{
