@@ -1,9 +1,7 @@
 package emulator
 
 import (
-	"bytes"
 	"context"
-	stdpng "image/png"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,12 +10,8 @@ import (
 	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/dispatch"
-	"github.com/authphone/authphone/sdk/qr"
 	"github.com/google/uuid"
 )
-
-// QRSize is the side of the enrolment and approval QR PNGs, in pixels.
-const QRSize = 300
 
 // activeAuthenticators lists a user's authenticators that are not
 // deleted, oldest first.
@@ -37,7 +31,7 @@ func userJSON(st Tx, u *User) (cloudapi.User, error) {
 	for _, a := range as {
 		out.Authenticators = append(out.Authenticators, cloudapi.Authenticator{
 			AuthenticatorID: a.ID, Name: a.Name, Type: a.Type, AuthenticatorType: "app",
-			State: "active", CreatedAt: a.CreatedAt})
+			State: "active", EnrolledAt: a.CreatedAt, UpdatedAt: a.CreatedAt, CreatedAt: a.CreatedAt})
 	}
 	if u.Activated {
 		out.Status = cloudapi.UserActive
@@ -95,18 +89,6 @@ func lookupUser(st Tx, userID, username string) (*User, error) {
 	return u, err
 }
 
-func (s *Server) qrCode(p dispatch.Payload) (*cloudapi.QRCode, error) {
-	png, err := qr.PNG(p.Encode(), QRSize)
-	if err != nil {
-		return nil, err
-	}
-	size := QRSize
-	if cfg, err := stdpng.DecodeConfig(bytes.NewReader(png)); err == nil {
-		size = cfg.Width // whole pixels per module: a little under QRSize
-	}
-	return &cloudapi.QRCode{Type: "image/png", Size: size, DataURI: dispatch.DataURI(png)}, nil
-}
-
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	var req cloudapi.EnrollRequest
 	if err := readJSON(w, r, &req); err != nil {
@@ -128,13 +110,8 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.cfg.enrollTTL)}
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Registration), TransactionID: tx.ID, ExpiresAt: tx.ExpiresAt}
 	payload := dispatch.New(base, dispatch.Registration, dt.Token)
-	qrc, err := s.qrCode(payload)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	var out cloudapi.User
-	err = s.store.Update(r.Context(), func(st Tx) error {
+	err := s.store.Update(r.Context(), func(st Tx) error {
 		if err := s.authorize(r, st, cloudapi.OperationEnroll, req.UserID, req.Username, now); err != nil {
 			return err
 		}
@@ -177,7 +154,11 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out.Enrollment = &cloudapi.Enrollment{TransactionID: tx.ID, StatusToken: s.issuer.statusToken(tx.ID),
-		QRCode: qrc, AppLinkURI: payload.AppLink(base)}
+		AppLinkURI: payload.AppLink(base)}
+	if out.Enrollment.QRCode, err = s.qrCode(base, payload, wantsMinimal(r)); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusCreated, out)
 }
 
@@ -196,6 +177,11 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := cloudapi.ValidateMessage(req.Message); err != nil {
 		s.fail(w, r, errf(http.StatusBadRequest, "%s", err))
+		return
+	}
+	if req.Prompt && req.Message == "" {
+		// The public API reference: message is required when prompt is true.
+		s.fail(w, r, errf(http.StatusBadRequest, "prompt asks the user to accept or deny a message: give the message too"))
 		return
 	}
 	base, now := s.base(r), s.now()
@@ -302,7 +288,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Channel == cloudapi.ChannelApp {
-		if out.QRCode, err = s.qrCode(payload); err != nil {
+		if out.QRCode, err = s.qrCode(base, payload, wantsMinimal(r)); err != nil {
 			s.fail(w, r, err)
 			return
 		}

@@ -122,8 +122,12 @@ func (s *Server) startRegistration(w http.ResponseWriter, r *http.Request, tx *T
 		if u != nil {
 			username = u.Username
 		}
+		pol, err := registrationPolicyFor(st, tx.UserID, policyOf(aaids))
+		if err != nil {
+			return err
+		}
 		msg, err := uaf.Encode(uaf.RegistrationRequest{Header: uaf.Header{UPV: s.cfg.uafVersion(), Op: uaf.OpReg, AppID: s.appID(r), ServerData: sess.ServerData},
-			Challenge: sess.Challenge, Username: username, Policy: policyOf(aaids)})
+			Challenge: sess.Challenge, Username: username, Policy: pol})
 		if err != nil {
 			return err
 		}

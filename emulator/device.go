@@ -72,6 +72,23 @@ func policyOf(aaids []string) uaf.Policy {
 	return p
 }
 
+// registrationPolicyFor is the policy of a registration request for the
+// user: base, and each key the user already has disallowed by its AAID and
+// keyID, as UAF servers do so that one authenticator does not register
+// twice (another key of the same AAID still may).
+func registrationPolicyFor(st Tx, userID string, base uaf.Policy) (uaf.Policy, error) {
+	p := base
+	p.Disallowed = slices.Clone(base.Disallowed)
+	if userID == "" {
+		return p, nil
+	}
+	as, err := activeAuthenticators(st, userID)
+	for _, a := range as {
+		p.Disallowed = append(p.Disallowed, uaf.MatchCriteria{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}})
+	}
+	return p, err
+}
+
 func challenge() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
@@ -135,7 +152,15 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 				return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the user was deleted")
 			}
 			hdr.Op, sess.Op, sess.Policy = uaf.OpReg, string(uaf.OpReg), registrationPolicy
-			msg = uaf.RegistrationRequest{Header: hdr, Challenge: sess.Challenge, Username: u.Username, Policy: policyOf(sess.Policy)}
+			base := policyOf(sess.Policy)
+			if s.cfg.regPolicy != nil {
+				base = *s.cfg.regPolicy
+			}
+			pol, err := registrationPolicyFor(st, u.ID, base)
+			if err != nil {
+				return err
+			}
+			msg = uaf.RegistrationRequest{Header: hdr, Challenge: sess.Challenge, Username: u.Username, Policy: pol}
 		case dispatch.Authentication:
 			// Asked of one authenticator, or of any of the user's ("*"):
 			// then a pushed token names its authenticator, and an app-link
@@ -417,6 +442,10 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		}
 		if !slices.Contains(sess.Policy, ra.KRD.AAID) {
 			return deverr(http.StatusBadRequest, deviceapi.StatusUnacceptableAuthn, "authenticator "+ra.KRD.AAID+" is not accepted by the policy")
+		}
+		if p := s.cfg.regPolicy; p != nil && tx.Kind == KindEnroll && !p.Accepts(deviceapi.DescribeAlg(ra.KRD.AAID, "", ra.KRD.SignAlg)) {
+			return deverr(http.StatusBadRequest, deviceapi.StatusUnacceptableAuthn,
+				fmt.Sprintf("authenticator %s signing with algorithm %d is not accepted by the cloud's registration policy", ra.KRD.AAID, ra.KRD.SignAlg))
 		}
 		keyID := uaf.B64.EncodeToString(ra.KRD.KeyID)
 		if dup, err := st.AuthenticatorByKeyID(keyID); err != nil || dup != nil {

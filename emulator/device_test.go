@@ -123,6 +123,7 @@ type device struct {
 	aaid    string
 	counter uint32
 	facet   string // the facet ID in fcParams; "" is deviceapi.DefaultFacetID
+	alg     uint16 // signature algorithm; 0 is raw
 }
 
 func newDevice() *device {
@@ -144,7 +145,7 @@ func (d *device) fcParams(h uaf.Header, challenge string) string {
 
 func (d *device) regResponse(t testing.TB, req uaf.RegistrationRequest) uaf.Response {
 	fc := d.fcParams(req.Header, req.Challenge)
-	a, err := uaf.BuildRegAssertion(d.key, uaf.KRD{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc), KeyID: d.keyID, SignCounter: d.counter})
+	a, err := uaf.BuildRegAssertion(d.key, uaf.KRD{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc), KeyID: d.keyID, SignCounter: d.counter, SignAlg: d.alg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func (d *device) authResponse(t testing.TB, req uaf.AuthenticationRequest, count
 		th, _ = uaf.TransactionHash([]uaf.Transaction{{Content: uaf.B64.EncodeToString([]byte(text))}})
 	}
 	a, err := uaf.BuildAuthAssertion(d.key, uaf.SignedData{AAID: d.aaid, Mode: 1, FinalChallenge: uaf.FinalChallenge(fc),
-		TransactionHash: th, KeyID: d.keyID, SignCounter: counter})
+		TransactionHash: th, KeyID: d.keyID, SignCounter: counter, SignAlg: d.alg})
 	if err != nil {
 		t.Fatal(err)
 	}

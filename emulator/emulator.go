@@ -45,12 +45,15 @@ type Server struct {
 
 	chaos chaosState
 
+	deviceKeys deviceKeyCache // parsed device keys of POST /_app/inboxes
+
 	stopping chan struct{} // closed by Close: long-polls answer at once
 	stopOnce sync.Once
 
 	unsubscribe func()
 
 	loginLimit, deviceLimit *limiter
+	qrs                     qrCache
 
 	// clockOffset (nanoseconds) is added to cfg.now: AdvanceClock moves it.
 	clockOffset atomic.Int64
@@ -95,12 +98,23 @@ type config struct {
 	upv    uaf.Version // zero: 1.1
 	facets []string
 
+	regPolicy *uaf.Policy // WithRegistrationPolicy; nil: the AAID list
+
 	chaos cloudapi.Chaos
 }
 
 // WithTrustedFacets sets the facet IDs (besides the cloud's own origin) the
 // cloud accepts in fcParams; default deviceapi.DefaultFacetID.
 func WithTrustedFacets(ids ...string) Option { return func(c *config) { c.facets = ids } }
+
+// WithRegistrationPolicy makes the cloud send p (plus the user's existing
+// keys under disallowed) in its enrolment requests instead of its own
+// AAID list, as a real UAF server configured with that policy does, and
+// refuse a registration it does not accept. The cloud has no authenticator
+// metadata: it judges an authenticator by the virtual phone's description
+// of its AAID (deviceapi.DescribeAlg) with the KRD's signature algorithm.
+// The AAID must still be one of the real SDK's.
+func WithRegistrationPolicy(p uaf.Policy) Option { return func(c *config) { c.regPolicy = &p } }
 
 // WithUAFVersion makes the cloud send its UAF requests (and expect the
 // answers) in protocol version v, 1.0 or 1.1 (the default), as a UAF 1.0
@@ -410,6 +424,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+deviceapi.PathData, s.handleData)
 	m.HandleFunc("GET "+deviceapi.PathVersions, s.handleVersions)
 	m.HandleFunc("GET /open", s.handleOpen)
+	m.HandleFunc("GET "+PathQR+"{file}", s.handleQR)
 	m.HandleFunc("GET "+trustapi.PathJWKS, s.handleJWKS)
 	m.HandleFunc("GET "+trustapi.PathDiscovery, s.handleDiscovery)
 	m.HandleFunc("POST "+trustapi.PathOAuthToken, s.handleOAuthToken)
@@ -669,13 +684,10 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
 	deadline := time.Now().Add(wait)
 	for {
-		var woken <-chan struct{}
-		forget := func() {}
-		if len(keys) == 1 {
-			woken = s.hub.Wait(keys[0]) // before check: a signal in between is not lost
-		} else {
-			woken, forget = s.hub.WaitAny(keys)
-		}
+		// Before check: a signal in between is not lost. forget drops the
+		// waiter once it is done, so the hub keeps no waiters of
+		// operations that ended or expired unsignalled.
+		woken, forget := s.hub.WaitAny(keys)
 		done, exp := check()
 		left := time.Until(deadline)
 		if done || left <= 0 {

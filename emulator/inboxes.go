@@ -1,8 +1,10 @@
 package emulator
 
 import (
+	"crypto/ecdsa"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/authphone/authphone/sdk/deviceapi"
@@ -33,7 +35,7 @@ func (s *Server) handleInboxes(w http.ResponseWriter, r *http.Request) {
 		s.devFail(w, r, errf(http.StatusBadRequest, "keyIds must name 1 to %d accounts", deviceapi.MaxInboxKeys))
 		return
 	}
-	pub, kid, err := deviceapi.DeviceKey(req.DeviceKey)
+	pub, kid, err := s.deviceKeys.parse(req.DeviceKey)
 	if err != nil {
 		s.devFail(w, r, errf(http.StatusBadRequest, "deviceKey: %v", err))
 		return
@@ -120,4 +122,38 @@ func (s *Server) handleInboxes(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortStableFunc(msgs, func(a, b deviceapi.InboxMessage) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	writeJSON(w, http.StatusOK, deviceapi.InboxesResponse{Messages: msgs, Unknown: unknown})
+}
+
+// deviceKeyCache remembers parsed device keys by their JWK text: a phone
+// sends the same one with every read. It forgets everything past a bound.
+type deviceKeyCache struct {
+	mu sync.Mutex
+	m  map[string]parsedDeviceKey
+}
+
+type parsedDeviceKey struct {
+	pub *ecdsa.PublicKey
+	id  string
+}
+
+const deviceKeyCacheSize = 100_000
+
+func (c *deviceKeyCache) parse(jwkJSON []byte) (*ecdsa.PublicKey, string, error) {
+	c.mu.Lock()
+	k, ok := c.m[string(jwkJSON)]
+	c.mu.Unlock()
+	if ok {
+		return k.pub, k.id, nil
+	}
+	pub, id, err := deviceapi.DeviceKey(jwkJSON)
+	if err != nil {
+		return nil, "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= deviceKeyCacheSize {
+		c.m = map[string]parsedDeviceKey{}
+	}
+	c.m[string(jwkJSON)] = parsedDeviceKey{pub, id}
+	return pub, id, nil
 }

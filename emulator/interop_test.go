@@ -24,7 +24,7 @@ func TestApproveAnyAuthenticator(t *testing.T) {
 	d1, d2 := newDevice(), newDevice()
 	c.enrolled(d1, "dora")
 	c.enrolled(d2, "dora")
-	ap := c.approve(cloudapi.ApprovalRequest{Username: "dora", AuthenticatorID: "*", Prompt: true})
+	ap := c.approve(cloudapi.ApprovalRequest{Username: "dora", AuthenticatorID: "*", Prompt: true, Message: "Sign in?"})
 	m1, m2 := c.inbox(d1), c.inbox(d2)
 	if len(m1) != 1 || len(m2) != 1 || m1[0].Payload == m2[0].Payload {
 		t.Fatalf("inboxes %+v %+v", m1, m2)
@@ -39,10 +39,10 @@ func TestApproveAnyAuthenticator(t *testing.T) {
 		t.Fatalf("d1's item withdrawn before anyone answered (%d left)", n)
 	}
 	// d1 cannot answer d2's request with its own key.
-	if code, sb := c.postUAF(deviceapi.PathAuthentication, d1.authResponse(t, req, 0, "")); code == 200 {
+	if code, sb := c.postUAF(deviceapi.PathAuthentication, d1.authResponse(t, req, 0, "Sign in?")); code == 200 {
 		t.Fatalf("d1 answered d2's request: %+v", sb)
 	}
-	if code, sb := c.postUAF(deviceapi.PathAuthentication, d2.authResponse(t, req, 0, "")); code != 200 {
+	if code, sb := c.postUAF(deviceapi.PathAuthentication, d2.authResponse(t, req, 0, "Sign in?")); code != 200 {
 		t.Fatalf("d2 answers: %d %+v", code, sb)
 	}
 	if s := c.status(ap.StatusToken); s != cloudapi.StatusSucceeded {
@@ -82,6 +82,10 @@ func TestApprovalCredentialsFirst(t *testing.T) {
 	}
 	if code := c.do("POST", cloudapi.PathApproval, backendAuth, []byte(`{"username":"erin","prompt":"yes"}`), nil); code != 400 {
 		t.Errorf("prompt as a string: %d, want 400", code)
+	}
+	var eb cloudapi.ErrorBody
+	if code := c.do("POST", cloudapi.PathApproval, backendAuth, []byte(`{"username":"erin","prompt":true}`), &eb); code != 400 || !strings.Contains(eb.Message, "give the message") {
+		t.Errorf("prompt without a message: %d %+v, want 400", code, eb)
 	}
 }
 
@@ -126,5 +130,90 @@ func TestTrustedFacets(t *testing.T) {
 	}
 	if _, err := emulator.New(emulator.WithTrustedFacets("authphone:cli")); !errors.Is(err, uaf.ErrFacetID) {
 		t.Fatalf("a malformed trusted facet: %v", err)
+	}
+}
+
+// TestRegistrationDisallowsExistingKeys: a second enrolment of a user asks
+// with the user's key disallowed by AAID and keyID, as UAF servers do; the
+// phone's policy matching lets a new key of that AAID register, and the
+// cloud still refuses the old key a second time.
+func TestRegistrationDisallowsExistingKeys(t *testing.T) {
+	c := newCloud(t)
+	d1, d2 := newDevice(), newDevice()
+	c.enrolled(d1, "hank")
+	p, st := c.enroll("hank")
+	var req uaf.RegistrationRequest
+	c.redeem(p, &req)
+	if len(req.Policy.Disallowed) != 1 || !slices.Equal(req.Policy.Disallowed[0].KeyIDs, []string{d1.kid()}) ||
+		!slices.Equal(req.Policy.Disallowed[0].AAID, []string{d1.aaid}) {
+		t.Fatalf("disallowed %+v, want hank's key %s", req.Policy.Disallowed, d1.kid())
+	}
+	if !req.Policy.Accepts(deviceapi.Describe(d2.aaid, "")) || req.Policy.Matches(deviceapi.Describe(d1.aaid, d1.kid())) {
+		t.Fatalf("policy %+v: a new key must match, hank's key must not", req.Policy)
+	}
+	if code, sb := c.postUAF(deviceapi.PathRegistration, d1.regResponse(t, req)); code == 200 || sb.StatusCode != deviceapi.StatusUnacceptableKey {
+		t.Fatalf("the disallowed key again: %d %+v", code, sb)
+	}
+	if code, sb := c.postUAF(deviceapi.PathRegistration, d2.regResponse(t, req)); code != 200 {
+		t.Fatalf("a second key: %d %+v", code, sb)
+	}
+	if s := c.status(st); s != cloudapi.StatusSucceeded {
+		t.Fatalf("status %s", s)
+	}
+
+	// The user as the public API reference shows it: each authenticator
+	// with enrolledAt and updatedAt.
+	var u struct {
+		Authenticators []map[string]any `json:"authenticators"`
+	}
+	c.do("GET", "/api/v1/users?username=hank", backendAuth, nil, &u)
+	if len(u.Authenticators) != 2 {
+		t.Fatalf("authenticators %+v", u.Authenticators)
+	}
+	for _, a := range u.Authenticators {
+		for _, k := range []string{"authenticatorId", "name", "type", "authenticatorType", "state", "enrolledAt", "updatedAt"} {
+			if _, ok := a[k]; !ok {
+				t.Errorf("authenticator without %s: %v", k, a)
+			}
+		}
+	}
+}
+
+// TestRegistrationPolicyOption: a cloud configured with a policy that wants
+// DER signatures sends it (with the user's keys disallowed) and refuses a
+// raw-signing authenticator with UAF 1492, changing nothing; the same key
+// signing in DER registers and logs in.
+func TestRegistrationPolicyOption(t *testing.T) {
+	var pol uaf.Policy
+	if err := json.Unmarshal([]byte(`{"accepted":[[{"aaid":["F1D0#0001"],"authenticationAlgorithms":[2]}]]}`), &pol); err != nil {
+		t.Fatal(err)
+	}
+	c := newCloud(t, emulator.WithRegistrationPolicy(pol))
+	p, st := c.enroll("ivan")
+	var req uaf.RegistrationRequest
+	c.redeem(p, &req)
+	if len(req.Policy.Accepted) != 1 || !slices.Equal(req.Policy.Accepted[0][0].AuthenticationAlgorithms, []uint16{2}) {
+		t.Fatalf("policy sent %+v", req.Policy)
+	}
+	d := newDevice()
+	if code, sb := c.postUAF(deviceapi.PathRegistration, d.regResponse(t, req)); code == 200 || sb.StatusCode != deviceapi.StatusUnacceptableAuthn {
+		t.Fatalf("raw signatures under a DER policy: %d %+v", code, sb)
+	}
+	if s := c.status(st); s != cloudapi.StatusPending {
+		t.Fatalf("status after the refusal: %s", s)
+	}
+	d.alg = uaf.AlgSecp256r1SHA256DER
+	if code, sb := c.postUAF(deviceapi.PathRegistration, d.regResponse(t, req)); code != 200 {
+		t.Fatalf("DER registration: %d %+v", code, sb)
+	}
+	ap := c.approve(cloudapi.ApprovalRequest{Username: "ivan"})
+	m, _ := dispatch.Decode([]byte(c.inbox(d)[0].Payload))
+	var areq uaf.AuthenticationRequest
+	c.redeem(m, &areq)
+	if code, sb := c.postUAF(deviceapi.PathAuthentication, d.authResponse(t, areq, 0, "")); code != 200 {
+		t.Fatalf("DER authentication: %d %+v", code, sb)
+	}
+	if s := c.status(ap.StatusToken); s != cloudapi.StatusSucceeded {
+		t.Fatalf("login status %s", s)
 	}
 }

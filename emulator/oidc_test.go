@@ -130,6 +130,9 @@ func TestOIDCClientLibraries(t *testing.T) {
 	if _, err := verifier.Verify(ctx, tok.IDToken); err != nil {
 		t.Fatalf("go-oidc, old id token after rotation: %v", err)
 	}
+	if _, err := verifier.Verify(ctx, tok.AccessToken); err != nil {
+		t.Fatalf("go-oidc, old access token after rotation: %v", err)
+	}
 
 	// The reused refresh token: *oauth2.RetrieveError with invalid_grant.
 	_, err = conf.TokenSource(ctx, &oauth2.Token{RefreshToken: old, Expiry: time.Now().Add(-time.Minute)}).Token()

@@ -186,3 +186,38 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	ok = true
 	return nil
 }
+
+// All returns a copy of every secret in the file (one decryption).
+func (s *File) All(_ context.Context) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(m))
+	for k, v := range m {
+		out[k] = bytes.Clone(v)
+	}
+	return out, nil
+}
+
+// Replace makes m the file's whole content, in one write (one encryption)
+// however many secrets it holds. An existing file must open with the
+// passphrase first.
+func (s *File) Replace(_ context.Context, m map[string][]byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.load(); err != nil {
+		return err
+	}
+	next := make(map[string][]byte, len(m))
+	for k, v := range m {
+		next[k] = bytes.Clone(v)
+	}
+	if err := s.save(next); err != nil {
+		return err
+	}
+	s.loaded = next
+	return nil
+}

@@ -45,6 +45,33 @@ func contract(t *testing.T, s keystore.Store) {
 
 func TestMemory(t *testing.T) { contract(t, keystore.NewMemory()) }
 
+func TestBulk(t *testing.T) {
+	ctx := context.Background()
+	m := keystore.NewMemory()
+	_ = m.Set(ctx, "a", []byte("1"))
+	_ = m.Set(ctx, "b", []byte("2"))
+	all := m.All()
+	all["a"][0] = 'x' // a copy
+	if got, _ := m.Get(ctx, "a"); string(got) != "1" || len(all) != 2 {
+		t.Fatalf("All: %q %v", got, all)
+	}
+	path := filepath.Join(t.TempDir(), "keys.age")
+	f := keystore.NewFile(path, "pass")
+	if err := f.Replace(ctx, m.All()); err != nil {
+		t.Fatal(err)
+	}
+	back, err := keystore.NewFile(path, "pass").All(ctx)
+	if err != nil || len(back) != 2 || string(back["b"]) != "2" {
+		t.Fatalf("%v %v", back, err)
+	}
+	if err := keystore.NewFile(path, "wrong").Replace(ctx, nil); !errors.Is(err, keystore.ErrPassphrase) {
+		t.Fatalf("replace with a wrong passphrase: %v", err)
+	}
+	if back, _ := keystore.NewFile(path, "pass").All(ctx); len(back) != 2 {
+		t.Fatal("a refused replace changed the file")
+	}
+}
+
 func TestFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.age")
 	s := keystore.NewFile(path, "correct horse")

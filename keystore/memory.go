@@ -48,3 +48,14 @@ func (s *Memory) Delete(_ context.Context, name string) error {
 	delete(s.m, name)
 	return nil
 }
+
+// All returns a copy of every secret.
+func (s *Memory) All() map[string][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]byte, len(s.m))
+	for k, v := range s.m {
+		out[k] = bytes.Clone(v)
+	}
+	return out
+}

@@ -168,14 +168,15 @@ func (p *Phone) createHeadless(ctx context.Context) (*Account, error) {
 	if err := uaf.Decode(rr.UAFRequest, &req); err != nil {
 		return nil, fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
 	}
-	if !req.Policy.Accepts(deviceapi.Describe(deviceapi.AAIDHeadless, "")) {
+	alg, ok := deviceapi.AcceptedAlgorithm(req.Policy, deviceapi.AAIDHeadless)
+	if !ok {
 		return nil, fmt.Errorf("%w: the cloud's policy does not accept a headless authenticator", ErrRejected)
 	}
 	key, keyID, err := newDeviceKey()
 	if err != nil {
 		return nil, err
 	}
-	a, err := p.register(ctx, req.Header, req.Challenge, p.cloud, deviceapi.AAIDHeadless, key, keyID, "")
+	a, err := p.register(ctx, req.Header, req.Challenge, p.cloud, deviceapi.AAIDHeadless, alg, key, keyID, "")
 	if err != nil {
 		return nil, fmt.Errorf("create a headless account: %w", err)
 	}
@@ -215,11 +216,15 @@ func (p *Phone) Upgrade(ctx context.Context, ref string) (*flows.Flow, error) {
 		if err := uaf.Decode(rr.UAFRequest, &req); err != nil {
 			return fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
 		}
+		alg, ok := deviceapi.AcceptedAlgorithm(req.Policy, deviceapi.AAIDPIN)
+		if !ok {
+			return fmt.Errorf("upgrade: %w: the cloud's policy does not accept a PIN authenticator (%s)", ErrRejected, deviceapi.AAIDPIN)
+		}
 		key, keyID, err := newDeviceKey()
 		if err != nil {
 			return err
 		}
-		na, err := p.register(ctx, req.Header, req.Challenge, a.Cloud, deviceapi.AAIDPIN, key, keyID, pin)
+		na, err := p.register(ctx, req.Header, req.Challenge, a.Cloud, deviceapi.AAIDPIN, alg, key, keyID, pin)
 		if err != nil {
 			return fmt.Errorf("upgrade: %w", err)
 		}
@@ -228,6 +233,7 @@ func (p *Phone) Upgrade(ctx context.Context, ref string) (*flows.Flow, error) {
 		if err := p.replaceAccount(a.ID, na); err != nil {
 			return fmt.Errorf("upgraded, but the phone could not record it: %w", err)
 		}
+		p.dropKey(a.KeyID)
 		_ = p.keys.Delete(ctx, keyName(a.KeyID))
 		s.SetAccount(na.flowAccount())
 		return p.registerTarget(ctx, na, key)

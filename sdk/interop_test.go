@@ -1,6 +1,7 @@
 package sdk_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -133,6 +134,47 @@ func TestFacetIDLogin(t *testing.T) {
 		}
 		if st, err := e.be.Status(e.ctx, ap.StatusToken, 0); err != nil || st.Status != tc.want {
 			t.Fatalf("status %+v %v, want %s", st, err, tc.want)
+		}
+	}
+}
+
+// TestNevisFIDOPolicyDER: a cloud configured with a nevisFIDO-style policy
+// (EC keys signing in DER, surrogate attestation) enrols the phone, which
+// picks DER, keeps that choice in its state, and logs in twice with DER
+// assertions the cloud verifies (the second time from a reopened phone).
+func TestNevisFIDOPolicyDER(t *testing.T) {
+	var pol uaf.Policy
+	if err := json.Unmarshal([]byte(`{"accepted":[[{"aaid":["F1D0#0001","F1D0#0003"],"authenticationAlgorithms":[2],"assertionSchemes":["UAFV1TLV"],"attestationTypes":[15880]}]]}`), &pol); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, emulator.WithRegistrationPolicy(pol))
+	dir, keys := t.TempDir(), keystore.NewMemory()
+	open := func() *sdk.Phone {
+		p, err := sdk.New("phone1", keys, sdk.WithStateDir(dir), sdk.WithCloud(e.emu.URL()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p := open()
+	if a := e.enrol(p, "alice", "1234"); a.SignAlg != uaf.AlgSecp256r1SHA256DER {
+		t.Fatalf("account signs with %d, want DER (2)", a.SignAlg)
+	}
+	for i, ph := range []*sdk.Phone{p, open()} {
+		ap, _, err := e.be.Approve(e.ctx, cloudapi.ApprovalRequest{Username: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := ph.Next(e.ctx, sdk.Select{Wait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := ph.Approve(e.ctx, req)
+		if _, last := run(t, f, err, flows.Answers{Confirm: true, PIN: "1234"}); last.State != flows.Done {
+			t.Fatalf("login %d: %v", i+1, last.Err)
+		}
+		if st, err := e.be.Status(e.ctx, ap.StatusToken, 0); err != nil || st.Status != cloudapi.StatusSucceeded {
+			t.Fatalf("login %d: status %+v %v", i+1, st, err)
 		}
 	}
 }

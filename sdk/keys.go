@@ -42,7 +42,36 @@ func (p *Phone) storeKey(ctx context.Context, keyID string, key *ecdsa.PrivateKe
 	return nil
 }
 
+// loadKey returns an account's private key: from the keystore the first
+// time, then from memory (forget drops it).
 func (p *Phone) loadKey(ctx context.Context, a *Account) (*ecdsa.PrivateKey, error) {
+	p.dkMu.Lock()
+	k, ok := p.keyCache[a.KeyID]
+	p.dkMu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := p.readKey(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	p.dkMu.Lock()
+	defer p.dkMu.Unlock()
+	if p.keyCache == nil {
+		p.keyCache = map[string]*ecdsa.PrivateKey{}
+	}
+	p.keyCache[a.KeyID] = k
+	return k, nil
+}
+
+// dropKey forgets a cached private key.
+func (p *Phone) dropKey(keyID string) {
+	p.dkMu.Lock()
+	defer p.dkMu.Unlock()
+	delete(p.keyCache, keyID)
+}
+
+func (p *Phone) readKey(ctx context.Context, a *Account) (*ecdsa.PrivateKey, error) {
 	der, err := p.keys.Get(ctx, keyName(a.KeyID))
 	if errors.Is(err, keystore.ErrNotFound) {
 		return nil, &keyGoneError{account: a, kind: p.keys.Kind()}

@@ -144,7 +144,8 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 	if so.biometric {
 		aaid, kind = deviceapi.AAIDBiometric, "biometric"
 	}
-	if !req.Policy.Accepts(deviceapi.Describe(aaid, "")) {
+	alg, ok := deviceapi.AcceptedAlgorithm(req.Policy, aaid)
+	if !ok {
 		p.decline(ctx, pl, "no acceptable authenticator", nil)
 		return fmt.Errorf("%w: the cloud's policy does not accept a %s authenticator (%s)", ErrRejected, kind, aaid)
 	}
@@ -162,7 +163,7 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 	if err != nil {
 		return err
 	}
-	acct, err := p.register(ctx, hdr, req.Challenge, pl.Base(), aaid, key, keyID, pin)
+	acct, err := p.register(ctx, hdr, req.Challenge, pl.Base(), aaid, alg, key, keyID, pin)
 	if err != nil {
 		return err
 	}
@@ -176,13 +177,13 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 }
 
 // register keeps the new key (and the PIN verifier, if pin is not empty) in
-// the keystore, then registers it with the cloud; if the cloud refuses, the
-// secrets are removed again.
-func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, aaid string, key *ecdsa.PrivateKey, keyID, pin string) (*Account, error) {
+// the keystore, then registers it with the cloud, signing with alg; if the
+// cloud refuses, the secrets are removed again.
+func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, aaid string, alg uint16, key *ecdsa.PrivateKey, keyID, pin string) (*Account, error) {
 	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: p.facetID()})
 	rawID, _ := uaf.B64.DecodeString(keyID)
 	mode := uaf.ModeUserVerified
-	assertion, err := uaf.BuildRegAssertion(key, uaf.KRD{AAID: aaid, Mode: mode, FinalChallenge: uaf.FinalChallenge(fc), KeyID: rawID})
+	assertion, err := uaf.BuildRegAssertion(key, uaf.KRD{AAID: aaid, Mode: mode, FinalChallenge: uaf.FinalChallenge(fc), KeyID: rawID, SignAlg: alg})
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +198,7 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 	cleanup := func() {
 		ctx, cancel := background(ctx)
 		defer cancel()
+		p.dropKey(keyID)
 		_ = p.keys.Delete(ctx, keyName(keyID))
 		if pin != "" {
 			_ = p.keys.Delete(ctx, pinName(keyID))
@@ -218,7 +220,10 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 		cleanup()
 		return nil, fmt.Errorf("registration: %w", err)
 	}
-	return &Account{ID: sb.AuthenticatorID, Cloud: base, UserID: sb.UserID, KeyID: keyID, AAID: aaid,
+	if alg == uaf.AlgSecp256r1SHA256Raw {
+		alg = 0 // the default, not written to the state file
+	}
+	return &Account{ID: sb.AuthenticatorID, Cloud: base, UserID: sb.UserID, KeyID: keyID, AAID: aaid, SignAlg: alg,
 		CreatedAt: p.now().UTC().Truncate(time.Second)}, nil
 }
 
@@ -256,7 +261,7 @@ func (p *Phone) accountFor(base string, pol uaf.Policy, hint *Account) (*Account
 		return nil, err
 	}
 	for _, a := range accts {
-		if a.Cloud == base && pol.Matches(deviceapi.Describe(a.AAID, a.KeyID)) {
+		if a.Cloud == base && pol.Matches(deviceapi.DescribeAlg(a.AAID, a.KeyID, a.SignAlg)) {
 			return a, nil
 		}
 	}
@@ -359,7 +364,7 @@ func (p *Phone) sign(ctx context.Context, a *Account, key *ecdsa.PrivateKey, hdr
 	}
 	rawID, _ := uaf.B64.DecodeString(a.KeyID)
 	assertion, err := uaf.BuildAuthAssertion(key, uaf.SignedData{AAID: a.AAID, Mode: mode, FinalChallenge: uaf.FinalChallenge(fc),
-		TransactionHash: th, KeyID: rawID, SignCounter: counter})
+		TransactionHash: th, KeyID: rawID, SignCounter: counter, SignAlg: a.SignAlg})
 	if err != nil {
 		return err
 	}
@@ -424,6 +429,7 @@ func (p *Phone) deregister(ctx context.Context, s *flows.Step, pl dispatch.Paylo
 
 // forget deletes an account's secrets and record.
 func (p *Phone) forget(ctx context.Context, a *Account) error {
+	p.dropKey(a.KeyID)
 	for _, name := range []string{keyName(a.KeyID), pinName(a.KeyID)} {
 		if err := p.keys.Delete(ctx, name); err != nil && !errors.Is(err, keystoreNotFound) {
 			return fmt.Errorf("delete %s from the %s keystore: %w", name, p.keys.Kind(), err)

@@ -60,13 +60,14 @@ type Phone struct {
 	kdf        KDF
 	headlessMu sync.Mutex // one headless account at a time
 
-	dkMu    sync.Mutex // guards the device key and unbound
-	dk      *ecdsa.PrivateKey
-	dkID    string
-	dkJWK   []byte
-	unbound map[string]bool // accounts the cloud does not read in a batch
-	faults  Faults
-	sleep   func(ctx context.Context, d time.Duration) error
+	dkMu     sync.Mutex                   // guards the device key, unbound and keyCache
+	keyCache map[string]*ecdsa.PrivateKey // account keys read from the keystore, by keyID
+	dk       *ecdsa.PrivateKey
+	dkID     string
+	dkJWK    []byte
+	unbound  map[string]bool // accounts the cloud does not read in a batch
+	faults   Faults
+	sleep    func(ctx context.Context, d time.Duration) error
 }
 
 type options struct {

@@ -30,6 +30,9 @@ type Account struct {
 	PINFailures int    `json:"pinFailures,omitempty"`
 	Headless    bool   `json:"headless,omitempty"`
 	Biometric   bool   `json:"biometric,omitempty"`
+	// SignAlg is the key's UAF signature algorithm, chosen at registration
+	// to satisfy the cloud's policy; zero is uaf.AlgSecp256r1SHA256Raw.
+	SignAlg uint16 `json:"signAlg,omitempty"`
 	// InboxKey is the id of the phone's device key that the account's
 	// push target is bound to: such accounts are read with one signed
 	// request for all (POST /_app/inboxes).

@@ -265,6 +265,7 @@ func (p *Phone) StartPairing(ctx context.Context, identifier, pin string) (*Pair
 func (p *Phone) dropSecrets(ctx context.Context, keyID string) {
 	ctx, cancel := background(ctx)
 	defer cancel()
+	p.dropKey(keyID)
 	_ = p.keys.Delete(ctx, keyName(keyID))
 	_ = p.keys.Delete(ctx, pinName(keyID))
 }

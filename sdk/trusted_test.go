@@ -188,12 +188,15 @@ func TestSignInWithDeviceRejectExpireSlowDown(t *testing.T) {
 	}
 
 	// Expired.
-	short := newEnv(t, emulator.WithLoginTTL(300*time.Millisecond))
+	short := newEnv(t)
 	sp := short.phone("phone")
 	short.enrol(sp, "bob", "1234")
 	sl := short.phone("laptop")
 	lr, _ = sl.SignInWithDevice(short.ctx, "bob")
-	if _, err := sl.WaitTokens(short.ctx, lr, 5*time.Second); !errors.Is(err, sdk.ErrLoginExpired) {
+	if _, err := short.emu.AdvanceClock(trustapi.DefaultRequestTTL + time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sl.WaitTokens(short.ctx, lr, time.Minute); !errors.Is(err, sdk.ErrLoginExpired) {
 		t.Fatalf("expired: %v", err)
 	}
 	if rs, _ := sp.Pending(short.ctx, 0); len(rs) != 0 {

@@ -23,7 +23,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var addr, readyFile string
 	var enrollTTL, approvalTTL time.Duration
 	var quiet, clockControl bool
-	var dataService string
+	var dataService, policyFile string
 	var versions, facets []string
 	var maxData int64
 	var dataTimeout time.Duration
@@ -58,6 +58,7 @@ console at /console shows users, operations and the live log.`,
   authphone emulator --clock-control --approval-ttl 5s   # then: authphone backend clock --advance 6s
   authphone emulator --data-service http://127.0.0.1:9000/data
   authphone emulator --trusted-facet android:apk-key-hash:c2hvcC1hcHA
+  authphone emulator --registration-policy nevisfido-policy.json
   authphone emulator --db ~/.local/share/authphone/cloud.db
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
   authphone emulator --addr 0.0.0.0:8722 --device-limit 200 --login-limit 5
@@ -96,6 +97,13 @@ console at /console shows users, operations and the live log.`,
 				emulator.WithLoginRateLimit(loginLimit, time.Minute), emulator.WithDeviceRateLimit(deviceLimit, time.Second)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
+			}
+			if policyFile != "" {
+				pol, err := readPolicy(policyFile)
+				if err != nil {
+					return usageErrorf("--registration-policy: %v", err)
+				}
+				opts = append(opts, emulator.WithRegistrationPolicy(pol))
 			}
 			if clockControl {
 				opts = append(opts, emulator.WithClockControl())
@@ -200,6 +208,7 @@ console at /console shows users, operations and the live log.`,
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
 	f.BoolVar(&clockControl, "clock-control", false, "for tests: let 'authphone backend clock --advance DUR' move this emulator's clock forward, expiring operations without waiting")
+	f.StringVar(&policyFile, "registration-policy", "", "a JSON file with the UAF policy enrolments send (e.g. a real server's), instead of the cloud's AAID list")
 	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")
 	f.StringSliceVar(&facets, "trusted-facet", []string{deviceapi.DefaultFacetID}, "facet IDs the cloud trusts besides its own origin (repeat or comma-separate), served at "+deviceapi.PathFacets)
 	f.StringSliceVar(&versions, "protocol-versions", []string{"v1_1", "v1_2"}, "second-factor server protocol versions served; headless accounts need v1_2")
@@ -214,4 +223,23 @@ console at /console shows users, operations and the live log.`,
 	f.StringArrayVar(&webhooks, "webhook", nil, "post every event to this URL (repeatable); see 'authphone backend webhooks --help'")
 	f.StringVar(&webhookSecret, "webhook-secret", "", "the secret --webhook deliveries are signed with (default: a new one, printed; "+secretEnv("AUTHPHONE_WEBHOOK_SECRET")+")")
 	return cmd
+}
+
+// readPolicy reads a UAF policy ({"accepted":[[…]],"disallowed"?:[…]}) from
+// a JSON file.
+func readPolicy(path string) (uaf.Policy, error) {
+	var p uaf.Policy
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return p, err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return p, fmt.Errorf("%s is not a UAF policy: %v", path, err)
+	}
+	if len(p.Accepted) == 0 {
+		return p, fmt.Errorf("%s accepts no authenticator: give \"accepted\":[[{…}]]", path)
+	}
+	return p, nil
 }

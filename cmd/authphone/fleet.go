@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authphone/authphone/emulator"
+	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/fleet"
 	"github.com/schollz/progressbar/v3"
@@ -20,8 +21,8 @@ func newFleetCmd(a *app) *cobra.Command {
 		duration                        time.Duration
 		rate                            float64
 		answer, think, factor, pin, kdf string
-		durability                      string
-		keep                            bool
+		durability, state               string
+		keep, remove                    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "fleet",
@@ -40,11 +41,19 @@ the backend), approvals/s, latency percentiles of the backend's view
 so an in-process emulator's share included) and the machine's crypto
 ceiling. It exits 1 if anything was lost or failed unexpectedly. The users
 are removed at the end (also after Ctrl-C, which prints the report of what
-ran) unless --keep.`,
+ran) unless --keep.
+
+With --state DIR (and --cloud) the fleet is kept for the next run: DIR
+holds the users, each phone's accounts and sign counters, and the phones'
+keys (age-encrypted with AUTHPHONE_KEYSTORE_PASSPHRASE). The next run with
+the same DIR reuses those phones and enrols only the missing ones; the users
+stay until --state DIR --remove.`,
 		Example: `  authphone fleet --phones 100 --count 2000 --inflight 16
   authphone fleet --phones 50 --duration 30s --rate 200 --answer mix:0.9 --think uniform:0-50ms
   authphone fleet --cloud http://127.0.0.1:8722 --access-key $KEY --phones 10 --count 100 --second-factor pin --kdf test --json
-  authphone fleet --phones 1000 --duration 1m --durability relaxed`,
+  authphone fleet --phones 1000 --duration 1m --durability relaxed
+  AUTHPHONE_KEYSTORE_PASSPHRASE=test authphone fleet --cloud http://127.0.0.1:8722 --phones 500 --count 5000 --state ./fleet
+  AUTHPHONE_KEYSTORE_PASSPHRASE=test authphone fleet --cloud http://127.0.0.1:8722 --state ./fleet --remove`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			share, err := fleet.ParseAnswer(answer)
@@ -66,13 +75,39 @@ ran) unless --keep.`,
 			if err != nil {
 				return usageErrorf("--durability: %v", err)
 			}
+			remoteCloud := cmd.Flags().Changed("cloud") || os.Getenv("AUTHPHONE_CLOUD") != ""
+			cfg := fleet.Config{Cloud: a.cloud, AccessKey: a.accessKeyValue(), Phones: phones, Count: count, Duration: duration,
+				Rate: rate, Inflight: inflight, Approve: share, Think: th, Biometric: factor == "biometric", PIN: pin, KDF: k, Durability: dur, Keep: keep,
+				StateDir: state, Passphrase: os.Getenv(keystore.PassphraseEnv)}
+			ctx := cmd.Context()
+			if state != "" && !remoteCloud {
+				return usageErrorf("--state needs --cloud: the in-process emulator forgets its users when the fleet ends (start one with `authphone emulator --db FILE`)")
+			}
+			if remove {
+				if state == "" {
+					return usageErrorf("--remove needs --state DIR: the fleet whose users to remove")
+				}
+				if cfg.AccessKey == "" {
+					return usageErrorf("--remove needs the cloud's access key: pass --access-key or set AUTHPHONE_ACCESS_KEY")
+				}
+				n, err := fleet.Remove(ctx, cfg)
+				if errors.Is(err, fleet.ErrBadConfig) {
+					return usageErrorf("%v", err)
+				}
+				if err != nil {
+					return err
+				}
+				if a.json {
+					a.printJSON(map[string]any{"removedUsers": n, "stateDir": state})
+				} else {
+					a.printf("fleet: removed %d users and the state in %s\n", n, state)
+				}
+				return nil
+			}
 			if count == 0 && duration == 0 {
 				return usageErrorf("give --count N or --duration D (e.g. --count 1000)")
 			}
-			cfg := fleet.Config{Cloud: a.cloud, AccessKey: a.accessKeyValue(), Phones: phones, Count: count, Duration: duration,
-				Rate: rate, Inflight: inflight, Approve: share, Think: th, Biometric: factor == "biometric", PIN: pin, KDF: k, Durability: dur, Keep: keep}
-			ctx := cmd.Context()
-			if !cmd.Flags().Changed("cloud") && os.Getenv("AUTHPHONE_CLOUD") == "" {
+			if !remoteCloud {
 				emu, err := emulator.New()
 				if err != nil {
 					return err
@@ -113,6 +148,8 @@ ran) unless --keep.`,
 	f.StringVar(&kdf, "kdf", "standard", "the PIN verifiers' Argon2id cost: standard, or test (load tests only, NOT FOR REAL KEYS)")
 	f.StringVar(&durability, "durability", "full", "how the phones write their sign counters: full (fsync each) or relaxed (no fsync, faster)")
 	f.BoolVar(&keep, "keep", false, "keep the enrolled users at the end")
+	f.StringVar(&state, "state", "", "keep the fleet in DIR and reuse it next time (users, counters, keys encrypted with AUTHPHONE_KEYSTORE_PASSPHRASE); needs --cloud")
+	f.BoolVar(&remove, "remove", false, "with --state: remove the saved fleet's users from the cloud, and the state")
 	f.StringVar(&a.accessKey, "access-key", "", "the cloud's access key, with --cloud ("+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	return cmd
 }
@@ -154,7 +191,12 @@ func (a *app) printFleetReport(r *fleet.Report) {
 	}
 	a.printf("\n  durability:   %s\n", r.Durability)
 	a.printf("  PIN KDF:      %s\n", kdfNote(r.KDF))
-	a.printf("  enrolment:    %.2f s; %.1f KiB heap per idle phone\n", r.EnrolSeconds, float64(r.HeapPerPhone)/1024)
+	a.printf("  enrolment:    %.2f s: %d enrolled, %d reused", r.EnrolSeconds, r.Enrolled, r.Reused)
+	if r.StateDir != "" {
+		a.printf(" (state in %s)", r.StateDir)
+	}
+	a.printf("\n  memory:       %.1f KiB heap per idle phone (%.1f KiB with the in-process cloud's share)\n",
+		float64(r.HeapPerPhone)/1024, float64(r.HeapPerPhoneWithCloud)/1024)
 	a.printf("  approvals:    %d started in %.2f s: %d succeeded, %d failed, %d pending, %d errors\n", r.Started, r.Seconds,
 		r.Outcomes["succeeded"], r.Outcomes["failed"], r.Outcomes["pending"], r.Outcomes["error"])
 	a.printf("  lost:         %d   unexpected: %d\n", r.Lost, r.Unexpected)
@@ -166,7 +208,7 @@ func (a *app) printFleetReport(r *fleet.Report) {
 		a.printf("  interrupted: the report covers what ran\n")
 	}
 	if r.Kept {
-		a.printf("  users kept (--keep)\n")
+		a.printf("  users kept (--keep or --state)\n")
 	}
 	for _, e := range r.Errors {
 		a.printf("  error: %s\n", e)

@@ -76,11 +76,15 @@ type EnrollRequest struct {
 	Channel  string `json:"channel,omitempty"`
 }
 
-// QRCode is a PNG QR code as a data: URI.
+// QRCode is a PNG QR code as a data: URI. URL (ours) serves the same PNG
+// while the operation is pending; an answer asked for with Prefer:
+// return=minimal carries the URL only, and the PNG is rendered when it is
+// fetched.
 type QRCode struct {
 	Type    string `json:"type"`
 	Size    int    `json:"size"`
-	DataURI string `json:"dataUri"`
+	DataURI string `json:"dataUri,omitempty"`
+	URL     string `json:"url,omitempty"`
 }
 
 // Enrollment is the enrol part of an enroll response.
@@ -91,13 +95,17 @@ type Enrollment struct {
 	AppLinkURI    string  `json:"appLinkUri,omitempty"`
 }
 
-// Authenticator is one registered authenticator of a user.
+// Authenticator is one registered authenticator of a user. EnrolledAt and
+// UpdatedAt are the public API reference's names; CreatedAt (the same time
+// as EnrolledAt) is the contract's, kept for clients written against it.
 type Authenticator struct {
 	AuthenticatorID   string    `json:"authenticatorId"`
 	Name              string    `json:"name"`
 	Type              string    `json:"type"`
 	AuthenticatorType string    `json:"authenticatorType"`
 	State             string    `json:"state"`
+	EnrolledAt        time.Time `json:"enrolledAt"`
+	UpdatedAt         time.Time `json:"updatedAt"`
 	CreatedAt         time.Time `json:"createdAt"`
 }
 

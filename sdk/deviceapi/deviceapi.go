@@ -97,11 +97,36 @@ const (
 )
 
 // Describe is how a policy sees the virtual phone's authenticator with the
-// given AAID and key (keyID empty for a key not made yet): a software key
-// (raw P-256 ECDSA, UAFV1TLV, surrogate attestation) inside the phone, which
+// given AAID and key (keyID empty for a key not made yet) when it signs raw:
+// a software key (P-256 ECDSA, UAFV1TLV, surrogate attestation) inside the
+// phone, which
 // verifies the user by passcode (F1D0#0001), fingerprint (F1D0#0003) or not
 // at all (headless, F1D0#0000).
 func Describe(aaid, keyID string) uaf.Authenticator {
+	return DescribeAlg(aaid, keyID, uaf.AlgSecp256r1SHA256Raw)
+}
+
+// signatureAlgorithms are the UAF signature algorithms the virtual phone
+// signs with, in the order it prefers them: ECDSA P-256 SHA-256 as raw r‖s,
+// then in DER (the encoding the real SDK and nevisFIDO policies name).
+var signatureAlgorithms = []uint16{uaf.AlgSecp256r1SHA256Raw, uaf.AlgSecp256r1SHA256DER}
+
+// AcceptedAlgorithm returns the first of the phone's signature algorithms (raw, then DER) with which a
+// new key of aaid satisfies p; false if none does.
+func AcceptedAlgorithm(p uaf.Policy, aaid string) (uint16, bool) {
+	for _, alg := range signatureAlgorithms {
+		if p.Accepts(DescribeAlg(aaid, "", alg)) {
+			return alg, true
+		}
+	}
+	return 0, false
+}
+
+// DescribeAlg is Describe for a key that signs with alg (zero: raw).
+func DescribeAlg(aaid, keyID string, alg uint16) uaf.Authenticator {
+	if alg == 0 {
+		alg = uaf.AlgSecp256r1SHA256Raw
+	}
 	uv := uaf.UserVerifyNone
 	switch aaid {
 	case AAIDPIN:
@@ -111,7 +136,7 @@ func Describe(aaid, keyID string) uaf.Authenticator {
 	}
 	return uaf.Authenticator{AAID: aaid, KeyID: keyID, UserVerification: uv,
 		KeyProtection: uaf.KeyProtectionSoftware, MatcherProtection: uaf.MatcherProtectionSoftware,
-		AttachmentHint: uaf.AttachmentHintInternal, AuthenticationAlgorithm: uaf.AlgSecp256r1SHA256Raw,
+		AttachmentHint: uaf.AttachmentHintInternal, AuthenticationAlgorithm: alg,
 		AssertionScheme: uaf.SchemeUAFV1TLV, AttestationType: uaf.AttestationBasicSurrogate, Version: 1}
 }
 

@@ -136,9 +136,14 @@ type Config struct {
 	// Transport is the one transport all phones and the backend share
 	// (default: a new http.Transport sized for the fleet).
 	Transport http.RoundTripper
-	// StateDir holds the phones' profiles (default: a temporary directory,
-	// removed at the end).
-	StateDir string
+	// StateDir, if set, keeps the fleet for the next run (--state DIR):
+	// the users, each phone's accounts and counters, and the phones' keys
+	// (age-encrypted with Passphrase). A run on an existing StateDir
+	// reuses its phones and enrols only those missing; its users stay at
+	// the end (the directory names them, so they are not orphans) until
+	// Remove. Without it the phones live in a temporary directory.
+	StateDir   string
+	Passphrase string
 	// Progress, if set, is called about every 200 ms while approvals run,
 	// and once at the end.
 	Progress func(Snapshot)
@@ -178,12 +183,20 @@ type Report struct {
 	// signatures, 2 verifications), measured at start.
 	CeilingPerSecond float64 `json:"cryptoCeilingPerSecond"`
 	CeilingPercent   float64 `json:"cryptoCeilingPercent"`
-	// HeapPerPhone is the live heap each idle enrolled phone adds (with an
-	// in-process cloud, its share of the cloud's state included).
-	HeapPerPhone int64    `json:"heapPerIdlePhoneBytes"`
-	Interrupted  bool     `json:"interrupted,omitempty"`
-	Kept         bool     `json:"keptUsers,omitempty"`
-	Errors       []string `json:"errors,omitempty"` // the first few
+	// HeapPerPhone is the live heap an idle phone holds (its SDK object,
+	// accounts, keys and keystore entries), measured by letting go of the
+	// phones at the end; HeapPerPhoneWithCloud is the heap each enrolled
+	// phone added, the in-process cloud's share of state included.
+	HeapPerPhone          int64 `json:"heapPerIdlePhoneBytes"`
+	HeapPerPhoneWithCloud int64 `json:"heapPerPhoneWithCloudBytes"`
+	// Reused is how many phones came from StateDir; Enrolled how many
+	// were enrolled by this run.
+	Reused      int      `json:"reusedPhones"`
+	Enrolled    int      `json:"enrolledPhones"`
+	StateDir    string   `json:"stateDir,omitempty"`
+	Interrupted bool     `json:"interrupted,omitempty"`
+	Kept        bool     `json:"keptUsers,omitempty"`
+	Errors      []string `json:"errors,omitempty"` // the first few
 }
 
 // Latency holds percentiles of the backend's view: approval call → final status.
@@ -202,6 +215,7 @@ type phone struct {
 	username string
 	userID   string
 	decided  sync.Map // approval message → "approved" | "denied"
+	reused   bool     // from the state directory
 }
 
 type run struct {
@@ -209,6 +223,7 @@ type run struct {
 	be     *backend.Client
 	client *http.Client
 	phones []*phone
+	keys   *keystore.Memory // every phone's keys (names are unique per key)
 
 	mu        sync.Mutex
 	latencies []time.Duration
@@ -260,6 +275,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Transport == nil {
 		cfg.Transport = &http.Transport{MaxIdleConns: 4 * (cfg.Phones + cfg.Inflight), MaxIdleConnsPerHost: 4 * (cfg.Phones + cfg.Inflight), IdleConnTimeout: 90 * time.Second}
 	}
+	if cfg.StateDir != "" && cfg.Passphrase == "" {
+		return nil, fmt.Errorf("%w: --state keeps the phones' keys encrypted: set %s", ErrBadConfig, keystore.PassphraseEnv)
+	}
 	dir := cfg.StateDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "authphone-fleet-")
@@ -269,27 +287,53 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	r := &run{cfg: cfg, client: &http.Client{Transport: cfg.Transport}, outcomes: map[string]int{}}
+	r := &run{cfg: cfg, client: &http.Client{Transport: cfg.Transport}, outcomes: map[string]int{}, keys: keystore.NewMemory()}
 	r.be = backend.New(cfg.Cloud, backend.WithAccessKey(cfg.AccessKey), backend.WithHTTPClient(r.client))
 	if err := r.be.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("reach the cloud at %s: %w", cfg.Cloud, err)
 	}
 	rep := &Report{Phones: cfg.Phones, Answer: cfg.Approve, Think: cfg.Think.String(), Inflight: cfg.Inflight, Rate: cfg.Rate,
-		Durability: durabilityNote(cfg.Durability), SecondFactor: "pin", Kept: cfg.Keep, KDF: cfg.KDF.Name}
+		Durability: durabilityNote(cfg.Durability), SecondFactor: "pin", Kept: cfg.Keep || cfg.StateDir != "", KDF: cfg.KDF.Name,
+		StateDir: cfg.StateDir, Outcomes: map[string]int{}}
 	if cfg.Biometric {
 		rep.SecondFactor = "biometric"
+	}
+	var saved *savedFleet
+	if cfg.StateDir != "" {
+		var err error
+		if saved, err = r.loadState(ctx); err != nil {
+			return nil, err
+		}
 	}
 	rep.CeilingPerSecond = CryptoCeiling(300 * time.Millisecond)
 
 	heap0 := heap()
 	t0 := time.Now()
-	err := r.enrol(ctx, dir)
+	err := r.enrol(ctx, dir, saved)
 	defer r.cleanup()
 	rep.EnrolSeconds = time.Since(t0).Seconds()
-	if err != nil {
+	for _, ph := range r.phones {
+		switch {
+		case ph == nil:
+		case ph.reused:
+			rep.Reused++
+		default:
+			rep.Enrolled++
+		}
+	}
+	if cfg.StateDir != "" {
+		if serr := r.saveState(ctx); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	if err != nil && ctx.Err() == nil {
 		return nil, err
 	}
-	rep.HeapPerPhone = max(0, int64(heap())-int64(heap0)) / int64(cfg.Phones)
+	if ctx.Err() != nil { // Ctrl-C while enrolling: report what was done
+		rep.Interrupted = true
+		return rep, nil
+	}
+	rep.HeapPerPhoneWithCloud = max(0, int64(heap())-int64(heap0)) / int64(cfg.Phones)
 
 	phoneCtx, stopPhones := context.WithCancel(context.WithoutCancel(ctx))
 	var pw sync.WaitGroup
@@ -328,6 +372,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Progress(r.snapshot())
 	}
 
+	rep.HeapPerPhone = r.phoneHeap()
 	rep.Interrupted = ctx.Err() != nil
 	rep.Seconds = elapsed.Seconds()
 	rep.Started = int(r.started.Load())
@@ -378,10 +423,22 @@ func (r *run) snapshot() Snapshot {
 		PerSec: float64(done) / max(el.Seconds(), 1e-9), P50: p50, P99: p99}
 }
 
-// enrol makes one user per phone and scans its enrolment, a few at a time.
-func (r *run) enrol(ctx context.Context, dir string) error {
+// enrol makes the K phones, a few at a time: those saved in the state
+// directory (if their user still exists) are reused, the others enrolled.
+func (r *run) enrol(ctx context.Context, dir string, saved *savedFleet) error {
 	prefix := fmt.Sprintf("fleet-%d-", time.Now().UnixNano()%1e9)
 	r.phones = make([]*phone, r.cfg.Phones)
+	var known map[string]bool
+	if saved != nil && len(saved.Phones) > 0 {
+		us, err := r.be.Users(ctx)
+		if err != nil {
+			return fmt.Errorf("list the cloud's users to reuse the saved fleet: %w", err)
+		}
+		known = make(map[string]bool, len(us))
+		for _, u := range us {
+			known[u.UserID] = true
+		}
+	}
 	sem := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)*2))
 	var wg sync.WaitGroup
 	var first error
@@ -389,14 +446,27 @@ func (r *run) enrol(ctx context.Context, dir string) error {
 	for i := range r.phones {
 		sem <- struct{}{}
 		if ctx.Err() != nil {
+			<-sem
 			break
+		}
+		pdir := filepath.Join(dir, "phones", strconv.Itoa(i))
+		if saved != nil && i < len(saved.Phones) && known[saved.Phones[i].UserID] {
+			ph, err := r.reuse(pdir, saved.Phones[i])
+			<-sem
+			if err == nil {
+				r.phones[i] = ph
+				continue
+			}
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			ph, err := r.enrolOne(ctx, filepath.Join(dir, strconv.Itoa(i)), prefix+strconv.Itoa(i))
+			_ = os.RemoveAll(pdir)
+			ph, err := r.enrolOne(ctx, pdir, prefix+strconv.Itoa(i))
 			if err != nil {
-				once.Do(func() { first = fmt.Errorf("enrol phone %d: %w", i, err) })
+				if ctx.Err() == nil {
+					once.Do(func() { first = fmt.Errorf("enrol phone %d: %w", i, err) })
+				}
 				return
 			}
 			r.mu.Lock()
@@ -411,15 +481,40 @@ func (r *run) enrol(ctx context.Context, dir string) error {
 	return first
 }
 
-func (r *run) enrolOne(ctx context.Context, dir, username string) (*phone, error) {
-	p, err := sdk.New("fleet", keystore.NewMemory(), sdk.WithStateDir(dir), sdk.WithCloud(r.cfg.Cloud),
+func (r *run) newPhone(dir, username string) (*sdk.Phone, error) {
+	return sdk.New("fleet", r.keys, sdk.WithStateDir(dir), sdk.WithCloud(r.cfg.Cloud),
 		sdk.WithHTTPClient(r.client), sdk.WithKDF(r.cfg.KDF), sdk.WithDurability(r.cfg.Durability), sdk.WithDeviceName("authphone fleet phone "+username))
+}
+
+// reuse opens a saved phone; it must still hold its account.
+func (r *run) reuse(dir string, sp savedPhone) (*phone, error) {
+	p, err := r.newPhone(dir, sp.Username)
 	if err != nil {
 		return nil, err
 	}
-	u, _, err := r.be.Enroll(ctx, cloudapi.EnrollRequest{Username: username})
+	accts, err := p.Accounts()
+	if err != nil || len(accts) != 1 || accts[0].UserID != sp.UserID {
+		return nil, fmt.Errorf("saved phone of %s has no account", sp.Username)
+	}
+	return &phone{p: p, username: sp.Username, userID: sp.UserID, reused: true}, nil
+}
+
+func (r *run) enrolOne(ctx context.Context, dir, username string) (*phone, error) {
+	p, err := r.newPhone(dir, username)
 	if err != nil {
 		return nil, err
+	}
+	// The enroll call is not cut short by ctx: a cancelled call may still
+	// have made the user, whose id the fleet then would not know.
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
+	u, _, err := r.be.Enroll(ectx, cloudapi.EnrollRequest{Username: username})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		r.forget(u.UserID)
+		return nil, context.Cause(ctx)
 	}
 	ph := &phone{p: p, username: username, userID: u.UserID}
 	var so []sdk.ScanOption
@@ -438,6 +533,19 @@ func (r *run) enrolOne(ctx context.Context, dir, username string) (*phone, error
 	return ph, nil
 }
 
+// phoneHeap measures the heap the phones hold by letting go of them (and
+// of their keys): call it once the phones have stopped.
+func (r *run) phoneHeap() int64 {
+	with := heap()
+	for _, ph := range r.phones {
+		if ph != nil {
+			ph.p = nil
+		}
+	}
+	r.keys = nil
+	return max(0, int64(with)-int64(heap())) / int64(len(r.phones))
+}
+
 func (r *run) forget(userID string) {
 	if r.cfg.Keep {
 		return
@@ -447,9 +555,9 @@ func (r *run) forget(userID string) {
 	_ = r.be.DeleteUser(ctx, userID)
 }
 
-// cleanup removes every enrolled user unless Keep.
+// cleanup removes every enrolled user unless Keep or StateDir.
 func (r *run) cleanup() {
-	if r.cfg.Keep {
+	if r.cfg.Keep || r.cfg.StateDir != "" {
 		return
 	}
 	var wg sync.WaitGroup

@@ -1,10 +1,20 @@
 package fleet_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/authphone/authphone/sdk/cloudapi"
+
+	"github.com/authphone/authphone/sdk"
 
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/sdk/backend"
@@ -111,5 +121,99 @@ func TestBadConfig(t *testing.T) {
 	}
 	if p, err := fleet.ParseAnswer("mix:0.9"); err != nil || p != 0.9 {
 		t.Errorf("mix:0.9: %v %v", p, err)
+	}
+}
+
+func TestFleetStateIsReused(t *testing.T) {
+	emu := newCloud(t)
+	dir := t.TempDir()
+	cfg := fleet.Config{Cloud: emu.URL(), AccessKey: emu.AccessKey(), Phones: 2, Count: 4, Approve: 1, Biometric: true,
+		StateDir: dir, Passphrase: "fleet pass", Durability: sdk.DurabilityRelaxed}
+	rep, err := fleet.Run(context.Background(), cfg)
+	if err != nil || rep.Failed() || rep.Enrolled != 2 || rep.Reused != 0 || rep.Outcomes["succeeded"] != 4 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if n := users(t, emu); n != 2 {
+		t.Fatalf("--state: %d users kept, want 2", n)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "keys.age"))
+	if !bytes.HasPrefix(raw, []byte("age-encryption.org/v1")) {
+		t.Fatal("the fleet's keys are not encrypted")
+	}
+	// Again with one more phone: two reused (their sign counters go on
+	// from the last run, or the cloud would refuse them), one enrolled.
+	cfg.Phones, cfg.Count = 3, 9
+	rep, err = fleet.Run(context.Background(), cfg)
+	if err != nil || rep.Failed() || rep.Reused != 2 || rep.Enrolled != 1 || rep.Outcomes["succeeded"] != 9 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	// A user removed behind the fleet's back is enrolled anew.
+	us, _ := backend.New(emu.URL(), backend.WithAccessKey(emu.AccessKey())).Users(context.Background())
+	if err := backend.New(emu.URL(), backend.WithAccessKey(emu.AccessKey())).DeleteUser(context.Background(), us[0].UserID); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = fleet.Run(context.Background(), cfg)
+	if err != nil || rep.Failed() || rep.Reused != 2 || rep.Enrolled != 1 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+
+	// Bad input: each a clear error, the state left as it was.
+	for _, bad := range []struct {
+		change func(*fleet.Config)
+		says   string
+	}{
+		{func(c *fleet.Config) { c.Passphrase = "" }, "AUTHPHONE_KEYSTORE_PASSPHRASE"},
+		{func(c *fleet.Config) { c.Passphrase = "wrong" }, "wrong keystore passphrase"},
+		{func(c *fleet.Config) { c.Biometric = false }, "holds biometric phones; use --second-factor biometric"},
+		{func(c *fleet.Config) { other := newCloud(t); c.Cloud, c.AccessKey = other.URL(), other.AccessKey() }, "holds a fleet enrolled at " + emu.URL()},
+	} {
+		c := cfg
+		bad.change(&c)
+		if _, err := fleet.Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), bad.says) {
+			t.Errorf("got %v, want %q", err, bad.says)
+		}
+	}
+	if n := users(t, emu); n != 3 {
+		t.Fatalf("%d users after refused runs, want 3", n)
+	}
+	n, err := fleet.Remove(context.Background(), cfg)
+	if err != nil || n != 3 {
+		t.Fatalf("remove: %d %v", n, err)
+	}
+	if n := users(t, emu); n != 0 {
+		t.Fatalf("%d users left after remove", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fleet.json")); !os.IsNotExist(err) {
+		t.Fatalf("state left after remove: %v", err)
+	}
+	if _, err := fleet.Remove(context.Background(), cfg); !errors.Is(err, fleet.ErrBadConfig) {
+		t.Fatalf("remove twice: %v", err)
+	}
+}
+
+// cancelAfter cancels a context once n enrolments have been sent.
+type cancelAfter struct {
+	n      atomic.Int32
+	after  int32
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == cloudapi.PathEnroll && c.n.Add(1) == c.after {
+		defer c.cancel()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestFleetInterruptedWhileEnrolling(t *testing.T) {
+	emu := newCloud(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &cancelAfter{after: 3, cancel: cancel}
+	rep, err := fleet.Run(ctx, fleet.Config{Cloud: emu.URL(), AccessKey: emu.AccessKey(), Phones: 50, Count: 5, Biometric: true, Transport: tr})
+	if err != nil || !rep.Interrupted || rep.Started != 0 || rep.Enrolled >= 50 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if n := users(t, emu); n != 0 {
+		t.Fatalf("%d users left", n)
 	}
 }

@@ -376,6 +376,23 @@ func VerifySignature(pub *ecdsa.PublicKey, alg uint16, data, sig []byte) error {
 	return nil
 }
 
+// SignAs signs data with key in the encoding of alg: AlgSecp256r1SHA256Raw
+// (64-byte r‖s) or AlgSecp256r1SHA256DER (ASN.1 DER).
+func SignAs(key *ecdsa.PrivateKey, alg uint16, data []byte) ([]byte, error) {
+	switch alg {
+	case AlgSecp256r1SHA256Raw:
+		return Sign(key, data)
+	case AlgSecp256r1SHA256DER:
+		h := sha256.Sum256(data)
+		sig, err := ecdsa.SignASN1(rand.Reader, key, h[:])
+		if err != nil {
+			return nil, fmt.Errorf("sign: %w", err)
+		}
+		return sig, nil
+	}
+	return nil, fmt.Errorf("%w: cannot sign with algorithm 0x%04X", ErrAssertion, alg)
+}
+
 // Sign signs data with key as a raw 64-byte r‖s (AlgSecp256r1SHA256Raw).
 func Sign(key *ecdsa.PrivateKey, data []byte) ([]byte, error) {
 	h := sha256.Sum256(data)
@@ -418,13 +435,16 @@ func EncodeKRD(k KRD) []byte {
 
 // BuildRegAssertion builds a registration assertion for key with surrogate
 // basic attestation (signed by the new key itself), as the real SDK does.
-// It fills in PubKey, PubKeyFormat and SignAlg.
+// It fills in PubKey and PubKeyFormat; SignAlg zero means
+// AlgSecp256r1SHA256Raw, and AlgSecp256r1SHA256DER signs in DER.
 func BuildRegAssertion(key *ecdsa.PrivateKey, k KRD) ([]byte, error) {
 	k.PubKey = PublicKeyRaw(&key.PublicKey)
 	k.PubKeyFormat = KeyECCX962Raw
-	k.SignAlg = AlgSecp256r1SHA256Raw
+	if k.SignAlg == 0 {
+		k.SignAlg = AlgSecp256r1SHA256Raw
+	}
 	krd := EncodeKRD(k)
-	sig, err := Sign(key, krd)
+	sig, err := SignAs(key, k.SignAlg, krd)
 	if err != nil {
 		return nil, err
 	}
@@ -448,10 +468,12 @@ func EncodeSignedData(sd SignedData) []byte {
 	return tlv.Append(nil, tlv.TagSignedData, v)
 }
 
-// BuildAuthAssertion signs sd with key (raw signature). A nil Nonce gets 16
-// random bytes.
+// BuildAuthAssertion signs sd with key, raw unless sd.SignAlg is
+// AlgSecp256r1SHA256DER. A nil Nonce gets 16 random bytes.
 func BuildAuthAssertion(key *ecdsa.PrivateKey, sd SignedData) ([]byte, error) {
-	sd.SignAlg = AlgSecp256r1SHA256Raw
+	if sd.SignAlg == 0 {
+		sd.SignAlg = AlgSecp256r1SHA256Raw
+	}
 	if sd.Nonce == nil {
 		sd.Nonce = make([]byte, 16)
 		if _, err := rand.Read(sd.Nonce); err != nil {
@@ -459,7 +481,7 @@ func BuildAuthAssertion(key *ecdsa.PrivateKey, sd SignedData) ([]byte, error) {
 		}
 	}
 	raw := EncodeSignedData(sd)
-	sig, err := Sign(key, raw)
+	sig, err := SignAs(key, sd.SignAlg, raw)
 	if err != nil {
 		return nil, err
 	}

@@ -145,3 +145,44 @@ func FuzzParseAssertions(f *testing.F) {
 		}
 	})
 }
+
+// TestDERAssertions: with SignAlg AlgSecp256r1SHA256DER both assertions carry
+// an ASN.1 signature and say so in ASSERTION_INFO; they verify, and fail
+// when the algorithm in the signed data is changed to raw.
+func TestDERAssertions(t *testing.T) {
+	key := newKey(t)
+	keyID := bytes.Repeat([]byte{9}, 32)
+	fc := uaf.FinalChallenge("fc")
+	reg, err := uaf.BuildRegAssertion(key, uaf.KRD{AAID: "F1D0#0001", Mode: uaf.ModeUserVerified, FinalChallenge: fc, KeyID: keyID, SignAlg: uaf.AlgSecp256r1SHA256DER})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := uaf.ParseRegAssertion(reg)
+	if err != nil || ra.KRD.SignAlg != uaf.AlgSecp256r1SHA256DER {
+		t.Fatalf("parse: %+v %v", ra, err)
+	}
+	if err := ra.Verify(); err != nil {
+		t.Fatalf("DER surrogate attestation: %v", err)
+	}
+	if len(ra.Signature) == 64 || ra.Signature[0] != 0x30 {
+		t.Fatalf("not a DER signature: %x", ra.Signature)
+	}
+	pub, _ := ra.KRD.PublicKeyECDSA()
+	auth, err := uaf.BuildAuthAssertion(key, uaf.SignedData{AAID: "F1D0#0001", Mode: uaf.ModeUserVerified, FinalChallenge: fc, KeyID: keyID, SignCounter: 1, SignAlg: uaf.AlgSecp256r1SHA256DER})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aa, err := uaf.ParseAuthAssertion(auth)
+	if err != nil || aa.SignedData.SignAlg != uaf.AlgSecp256r1SHA256DER {
+		t.Fatalf("parse: %+v %v", aa, err)
+	}
+	if err := aa.Verify(pub); err != nil {
+		t.Fatalf("DER authentication: %v", err)
+	}
+	if err := uaf.VerifySignature(pub, uaf.AlgSecp256r1SHA256Raw, aa.SignedDataRaw, aa.Signature); err == nil {
+		t.Fatal("a DER signature verified as raw")
+	}
+	if _, err := uaf.BuildAuthAssertion(key, uaf.SignedData{AAID: "F1D0#0001", KeyID: keyID, SignAlg: 0x0009}); !errors.Is(err, uaf.ErrAssertion) {
+		t.Fatalf("RSA-PSS asked of a P-256 key: %v", err)
+	}
+}
