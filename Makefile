@@ -35,6 +35,8 @@ fuzz: ## a short run of every fuzz target (FUZZTIME each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePairingQR$$' -fuzztime $(FUZZTIME) ./sdk/trustapi
 	$(GO) test -run '^$$' -fuzz '^FuzzDeviceKey$$' -fuzztime $(FUZZTIME) ./sdk/deviceapi
 	$(GO) test -run '^$$' -fuzz '^FuzzCounterLog$$' -fuzztime $(FUZZTIME) ./sdk
+	$(GO) test -run '^$$' -fuzz '^FuzzReadSSE$$' -fuzztime $(FUZZTIME) ./sdk/backend
+	$(GO) test -run '^$$' -fuzz '^FuzzWebhookVerify$$' -fuzztime $(FUZZTIME) ./sdk/backend
 	$(GO) test -run '^$$' -fuzz '^FuzzParseChaos$$' -fuzztime $(FUZZTIME) ./sdk/cloudapi
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFaults$$' -fuzztime $(FUZZTIME) ./sdk
 	$(GO) test -run '^$$' -fuzz '^FuzzImportAccounts$$' -fuzztime $(FUZZTIME) ./sdk

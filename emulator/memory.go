@@ -92,7 +92,8 @@ func NewMemoryStore() *MemoryStore {
 		index(byUser, pending(func(t *Transaction) string { return t.UserID })),
 		index(byAuth, pending(func(t *Transaction) string { return t.AuthenticatorID })))
 	m.tokens = newTable(func(t *DispatchToken) string { return t.Token }, nil,
-		func(t *DispatchToken) (time.Time, bool) { return t.ExpiresAt, false })
+		func(t *DispatchToken) (time.Time, bool) { return t.ExpiresAt, false },
+		index(byTx, func(t *DispatchToken) string { return t.TransactionID }))
 	m.sessions = newTable(func(s *Session) string { return s.ServerData },
 		func(s *Session) *Session { c := *s; c.Policy = slices.Clone(s.Policy); return &c },
 		func(s *Session) (time.Time, bool) { return s.ExpiresAt, true },
@@ -649,4 +650,11 @@ func (tx *memTx) Reset() error {
 	return errors.Join(clearAll(tx, m.users), clearAll(tx, m.auths), clearAll(tx, m.txs), clearAll(tx, m.tokens), clearAll(tx, m.sessions),
 		clearAll(tx, m.inbox), clearAll(tx, m.intents), clearAll(tx, m.nonces), clearAll(tx, m.revoked), clearAll(tx, m.logins),
 		clearAll(tx, m.pairings), clearAll(tx, m.refresh), clearAll(tx, m.chains), clearAll(tx, m.chainTokens))
+}
+
+func (tx *memTx) TransactionTokens(txID string) ([]*DispatchToken, error) {
+	if txID == "" {
+		return nil, nil
+	}
+	return tx.m.tokens.by(byTx, txID, func(a, b *DispatchToken) int { return cmp.Compare(a.Token, b.Token) }), nil
 }

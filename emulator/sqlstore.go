@@ -33,7 +33,7 @@ var (
 )
 
 // schemaVersion is the version migrations bring a database to.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // migrations[i] brings a database from version i to i+1.
 var migrations = []string{
@@ -115,6 +115,8 @@ var migrations = []string{
 	CREATE INDEX events_at ON events (at);
 	CREATE TABLE event_seq (last BIGINT NOT NULL);
 	INSERT INTO event_seq (last) VALUES (0)`,
+	// 4: dispatch tokens by transaction (the console shows an operation's QR code).
+	`CREATE INDEX dispatch_tokens_transaction ON dispatch_tokens (transaction_id) WHERE transaction_id <> ''`,
 }
 
 // ErrSchemaTooNew is returned when a database was made by a newer emulator.
@@ -789,4 +791,11 @@ func splitInts(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+func (t *sqlTx) TransactionTokens(txID string) ([]*DispatchToken, error) {
+	if txID == "" {
+		return nil, nil
+	}
+	return getMany(t, sqlTokens, "transaction_id = ? AND transaction_id <> '' ORDER BY token", txID)
 }

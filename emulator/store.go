@@ -152,6 +152,8 @@ type Tx interface {
 	Transactions() ([]*Transaction, error)
 	LoginRequests() ([]*LoginRequest, error)
 	Pairings() ([]*Pairing, error)
+	// TransactionTokens lists a transaction's dispatch tokens.
+	TransactionTokens(txID string) ([]*DispatchToken, error)
 	// Counts counts what the store holds.
 	Counts() (Counts, error)
 	// Reset forgets every user, authenticator, operation, token, message
