@@ -285,6 +285,7 @@ type Intent struct {
 	UserID    string
 	Username  string
 	Operation string
+	Channels  []string // empty: every channel
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 	Used      bool
