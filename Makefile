@@ -35,6 +35,8 @@ fuzz: ## a short run of every fuzz target (FUZZTIME each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePairingQR$$' -fuzztime $(FUZZTIME) ./sdk/trustapi
 	$(GO) test -run '^$$' -fuzz '^FuzzDeviceKey$$' -fuzztime $(FUZZTIME) ./sdk/deviceapi
 	$(GO) test -run '^$$' -fuzz '^FuzzCounterLog$$' -fuzztime $(FUZZTIME) ./sdk
+	$(GO) test -run '^$$' -fuzz '^FuzzReadSSE$$' -fuzztime $(FUZZTIME) ./sdk/backend
+	$(GO) test -run '^$$' -fuzz '^FuzzWebhookVerify$$' -fuzztime $(FUZZTIME) ./sdk/backend
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -11,6 +11,7 @@ import (
 
 	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/dispatch"
 	"github.com/authphone/authphone/sdk/trustapi"
 )
 
@@ -73,8 +74,9 @@ var operationStatuses = []string{cloudapi.StatusPending, cloudapi.StatusSucceede
 // (adminapi.StatusAll), oldest first, with their inbox messages. Login
 // requests and pairings read succeeded when approved, failed when
 // rejected, cancelled or expired (the Reason says which).
-func (s *Server) Operations(ctx context.Context, status string) ([]adminapi.Operation, error) {
+func (s *Server) Operations(ctx context.Context, status string, withQR bool) ([]adminapi.Operation, error) {
 	s.expireDue(ctx)
+	base := s.URL()
 	now := s.now()
 	out := []adminapi.Operation{}
 	err := s.store.View(ctx, func(st Tx) error {
@@ -117,6 +119,17 @@ func (s *Server) Operations(ctx context.Context, status string) ([]adminapi.Oper
 			if op.Status != tx.Status {
 				op.Reason = cloudapi.ReasonExpired
 			}
+			if op.Status == cloudapi.StatusPending {
+				dts, err := st.TransactionTokens(tx.ID)
+				if err != nil {
+					return err
+				}
+				for _, dt := range dts {
+					if !dt.Redeemed && (op.AppLink == "" || dt.AuthenticatorID == "") {
+						op.AppLink = dispatch.New(base, dispatch.Kind(dt.Kind), dt.Token).AppLink(base)
+					}
+				}
+			}
 			if err := add(op, tx.ID, ""); err != nil {
 				return err
 			}
@@ -147,7 +160,22 @@ func (s *Server) Operations(ctx context.Context, status string) ([]adminapi.Oper
 		}
 		return nil
 	})
-	return out, err
+	if err != nil || !withQR {
+		return out, err
+	}
+	for i, op := range out {
+		if op.AppLink == "" {
+			continue
+		}
+		p, err := dispatch.Decode([]byte(op.AppLink))
+		if err != nil {
+			return nil, err
+		}
+		if out[i].QRCode, err = s.qrCode(s.URL(), p, false); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // trustStatus maps a login request's or pairing's status to an
@@ -173,7 +201,8 @@ func (s *Server) handleOperations(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "status=%q is not one of %s", status, strings.Join(operationStatuses, ", ")))
 		return
 	}
-	ops, err := s.Operations(r.Context(), status)
+	s.base(r)
+	ops, err := s.Operations(r.Context(), status, r.URL.Query().Get("qr") == "true")
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -54,15 +54,16 @@ type expiring struct {
 
 // Index names.
 const (
-	byName   = "name"
-	byUser   = "user"
-	byKeyID  = "keyID"
-	byAuth   = "auth"
-	byTx     = "tx"
-	byLogin  = "login"
-	byChain  = "chain"
-	byGroup  = "group"
-	noExpiry = 0
+	byName    = "name"
+	byUser    = "user"
+	byKeyID   = "keyID"
+	byAuth    = "auth"
+	byTx      = "tx"
+	byLogin   = "login"
+	byChain   = "chain"
+	byGroup   = "group"
+	byPending = "pending"
+	noExpiry  = 0
 )
 
 // NewMemoryStore returns an empty in-memory store.
@@ -90,9 +91,11 @@ func NewMemoryStore() *MemoryStore {
 		func(t *Transaction) *Transaction { c := *t; c.Choices = slices.Clone(t.Choices); return &c },
 		func(t *Transaction) (time.Time, bool) { return later(t.ExpiresAt, t.UpdatedAt), false },
 		index(byUser, pending(func(t *Transaction) string { return t.UserID })),
+		index(byPending, pending(func(*Transaction) string { return "pending" })),
 		index(byAuth, pending(func(t *Transaction) string { return t.AuthenticatorID })))
 	m.tokens = newTable(func(t *DispatchToken) string { return t.Token }, nil,
-		func(t *DispatchToken) (time.Time, bool) { return t.ExpiresAt, false })
+		func(t *DispatchToken) (time.Time, bool) { return t.ExpiresAt, false },
+		index(byTx, func(t *DispatchToken) string { return t.TransactionID }))
 	m.sessions = newTable(func(s *Session) string { return s.ServerData },
 		func(s *Session) *Session { c := *s; c.Policy = slices.Clone(s.Policy); return &c },
 		func(s *Session) (time.Time, bool) { return s.ExpiresAt, true },
@@ -649,4 +652,30 @@ func (tx *memTx) Reset() error {
 	return errors.Join(clearAll(tx, m.users), clearAll(tx, m.auths), clearAll(tx, m.txs), clearAll(tx, m.tokens), clearAll(tx, m.sessions),
 		clearAll(tx, m.inbox), clearAll(tx, m.intents), clearAll(tx, m.nonces), clearAll(tx, m.revoked), clearAll(tx, m.logins),
 		clearAll(tx, m.pairings), clearAll(tx, m.refresh), clearAll(tx, m.chains), clearAll(tx, m.chainTokens))
+}
+
+func (tx *memTx) TransactionTokens(txID string) ([]*DispatchToken, error) {
+	if txID == "" {
+		return nil, nil
+	}
+	return tx.m.tokens.by(byTx, txID, func(a, b *DispatchToken) int { return cmp.Compare(a.Token, b.Token) }), nil
+}
+
+func (tx *memTx) ExpiredPending(now time.Time, limit int) ([]*Transaction, error) {
+	var out []*Transaction
+	for k := range tx.m.txs.idx[byPending].m["pending"] {
+		if t := tx.m.txs.rows[k]; !now.Before(t.ExpiresAt) {
+			out = append(out, tx.m.txs.clone(t))
+		}
+	}
+	slices.SortFunc(out, func(a, b *Transaction) int {
+		if c := a.ExpiresAt.Compare(b.ExpiresAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/authphone/authphone/sdk/cloudapi"
 )
 
 // Paths of the admin API; every one needs the access key.
@@ -116,18 +118,23 @@ const (
 
 // Operation is one enrolment, approval, login request or pairing.
 type Operation struct {
-	ID              string      `json:"id"`
-	Kind            string      `json:"kind"`
-	Status          string      `json:"status"`
-	Reason          string      `json:"reason,omitempty"`
-	UserID          string      `json:"userId,omitempty"`
-	Username        string      `json:"username,omitempty"`
-	AuthenticatorID string      `json:"authenticatorId,omitempty"`
-	Message         string      `json:"message,omitempty"`
-	CreatedAt       time.Time   `json:"createdAt"`
-	UpdatedAt       time.Time   `json:"updatedAt"`
-	ExpiresAt       time.Time   `json:"expiresAt"`
-	Inbox           []InboxItem `json:"inbox,omitempty"`
+	ID              string    `json:"id"`
+	Kind            string    `json:"kind"`
+	Status          string    `json:"status"`
+	Reason          string    `json:"reason,omitempty"`
+	UserID          string    `json:"userId,omitempty"`
+	Username        string    `json:"username,omitempty"`
+	AuthenticatorID string    `json:"authenticatorId,omitempty"`
+	Message         string    `json:"message,omitempty"`
+	CreatedAt       time.Time `json:"createdAt"`
+	UpdatedAt       time.Time `json:"updatedAt"`
+	ExpiresAt       time.Time `json:"expiresAt"`
+	// AppLink is a pending enrolment's or approval's dispatch payload as an
+	// app link (what its QR code holds), while its token is unused.
+	AppLink string `json:"appLink,omitempty"`
+	// QRCode is that link as a PNG, with ?qr=true.
+	QRCode *cloudapi.QRCode `json:"qrCode,omitempty"`
+	Inbox  []InboxItem      `json:"inbox,omitempty"`
 }
 
 // InboxItem is a message waiting in a device's inbox for an operation.
