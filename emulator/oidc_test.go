@@ -16,7 +16,9 @@ import (
 
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/trustapi"
+	"github.com/authphone/authphone/sdk/uaf"
 )
 
 // signIn signs d's user in with a trusted device and returns the tokens.
@@ -265,5 +267,111 @@ func TestRevocationRFC7009(t *testing.T) {
 	}
 	if code := c.form(trustapi.PathOAuthRevoke, nil, url.Values{"token": {a.RefreshToken}, "client_id": {"mallory"}}, &oe); code != 401 || !c.active(a.RefreshToken) {
 		t.Fatalf("unknown client revoking: %d %+v", code, oe)
+	}
+}
+
+func jwtClaims(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a compact JWS: %q", tok)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestOneIssuerAndDiscovery: every field OIDC Discovery 1.0 §3 marks
+// REQUIRED is present except authorization_endpoint (a named deviation),
+// each endpoint it names answers, and the transaction, access and id tokens
+// (and the introspection of a transaction token) all carry iss = issuer.
+// getData JWTs are checked against the same issuer in sdk/data_test.go.
+func TestOneIssuerAndDiscovery(t *testing.T) {
+	c := newCloud(t)
+	var disc map[string]any
+	if code := c.do("GET", trustapi.PathDiscovery, nil, nil, &disc); code != 200 {
+		t.Fatalf("discovery: %d", code)
+	}
+	for _, k := range []string{"issuer", "jwks_uri", "token_endpoint", "response_types_supported", "subject_types_supported",
+		"id_token_signing_alg_values_supported", "introspection_endpoint", "revocation_endpoint"} {
+		if _, ok := disc[k]; !ok {
+			t.Errorf("discovery has no %s", k)
+		}
+	}
+	if _, ok := disc["authorization_endpoint"]; ok {
+		t.Error("authorization_endpoint named, but the emulator has none (see ARCHITECTURE.md)")
+	}
+	iss := disc["issuer"].(string)
+	if iss != c.url {
+		t.Fatalf("issuer %s, want %s", iss, c.url)
+	}
+	get := func(u string) int {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(disc["jwks_uri"].(string)); code != 200 {
+		t.Errorf("jwks_uri: %d", code)
+	}
+	for _, k := range []string{"token_endpoint", "revocation_endpoint", "introspection_endpoint"} {
+		u := strings.TrimPrefix(disc[k].(string), c.url)
+		if code := c.form(u, backendAuth, url.Values{}, nil); code == 404 || code == 405 {
+			t.Errorf("%s %s: %d", k, u, code)
+		}
+	}
+
+	// The transaction token of an enrolment.
+	d := newDevice()
+	p, st := c.enroll("alice")
+	var rreq uaf.RegistrationRequest
+	c.redeem(p, &rreq)
+	if code, sb := c.postUAF(deviceapi.PathRegistration, d.regResponse(t, rreq)); code != 200 {
+		t.Fatalf("register: %d %+v", code, sb)
+	}
+	var sr cloudapi.StatusResponse
+	c.do("POST", cloudapi.PathStatus, nil, mustJSON(cloudapi.StatusRequest{StatusToken: st}), &sr)
+	if sr.Token == "" {
+		t.Fatalf("no transaction token: %+v", sr)
+	}
+	tok := c.signIn(t, d, "alice")
+	for name, jwt := range map[string]string{"transaction": sr.Token, "access": tok.AccessToken, "id": tok.IDToken} {
+		if got := jwtClaims(t, jwt)["iss"]; got != iss {
+			t.Errorf("%s token iss %v, want %s", name, got, iss)
+		}
+	}
+	var in cloudapi.Introspection
+	if code := c.form(cloudapi.PathIntrospect, backendAuth, url.Values{"token": {sr.Token}}, &in); code != 200 || !in.Active || in.Iss != iss {
+		t.Errorf("introspection of the transaction token: %d %+v", code, in)
+	}
+	algs, _ := disc["id_token_signing_alg_values_supported"].([]any)
+	if h := jwtHeader(t, tok.IDToken); len(algs) == 0 || h["alg"] != algs[0] {
+		t.Errorf("id token alg %v, discovery %v", h["alg"], algs)
+	}
+}
+
+// TestOAuth2ClientAuthStyles: x/oauth2 refreshes with the client id in an
+// HTTP Basic header and in the form, both accepted (RFC 6749 §2.3.1).
+func TestOAuth2ClientAuthStyles(t *testing.T) {
+	c := newCloud(t)
+	d := newDevice()
+	c.enrolled(d, "alice")
+	ctx := context.Background()
+	for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
+		tok := c.signIn(t, d, "alice")
+		conf := oauth2.Config{ClientID: trustapi.DefaultClientID,
+			Endpoint: oauth2.Endpoint{TokenURL: c.url + trustapi.PathOAuthToken, AuthStyle: style}}
+		fresh, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(-time.Minute)}).Token()
+		if err != nil || fresh.AccessToken == "" || fresh.RefreshToken == tok.RefreshToken {
+			t.Fatalf("auth style %d: %+v %v", style, fresh, err)
+		}
 	}
 }

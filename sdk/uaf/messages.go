@@ -286,7 +286,8 @@ func Decode(s string, out any) error {
 	return nil
 }
 
-// PeekOp returns the operation of a one-element UAF message array.
+// PeekOp returns the operation of a one-element UAF message array of a
+// version the phone speaks (1.0 or 1.1).
 func PeekOp(s string) (Operation, error) {
 	var m struct {
 		Header Header `json:"header"`
@@ -294,7 +295,7 @@ func PeekOp(s string) (Operation, error) {
 	if err := Decode(s, &m); err != nil {
 		return "", err
 	}
-	if m.Header.UPV != V1_1 {
+	if !m.Header.UPV.Supported() {
 		return "", fmt.Errorf("%w: unsupported protocol version %d.%d", ErrMessage, m.Header.UPV.Major, m.Header.UPV.Minor)
 	}
 	return m.Header.Op, nil
