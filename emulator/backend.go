@@ -39,9 +39,9 @@ func userJSON(st Tx, u *User) (cloudapi.User, error) {
 	return out, nil
 }
 
-// authorize checks the access key or an intent token for (user, operation),
-// consuming the intent. It runs inside Update.
-func (s *Server) authorize(r *http.Request, st Tx, operation, userID, username string, now time.Time) error {
+// authorize checks the access key or an intent token for (user, operation,
+// channel), consuming the intent. It runs inside Update.
+func (s *Server) authorize(r *http.Request, st Tx, operation, channel, userID, username string, now time.Time) error {
 	if s.isAccessKey(r) {
 		return nil
 	}
@@ -65,6 +65,8 @@ func (s *Server) authorize(r *http.Request, st Tx, operation, userID, username s
 		return errf(http.StatusForbidden, "intent token is for operation %q, not %q", in.Operation, operation)
 	case (userID != "" && in.UserID != userID) || (userID == "" && username != in.Username):
 		return errf(http.StatusForbidden, "intent token is for another user")
+	case len(in.Channels) > 0 && !slices.Contains(in.Channels, channel):
+		return errf(http.StatusForbidden, "intent token is for channel(s) %s, not %q", strings.Join(in.Channels, ", "), channel)
 	}
 	in.Used = true
 	return st.PutIntent(in)
@@ -112,7 +114,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	payload := dispatch.New(base, dispatch.Registration, dt.Token)
 	var out cloudapi.User
 	err := s.store.Update(r.Context(), func(st Tx) error {
-		if err := s.authorize(r, st, cloudapi.OperationEnroll, req.UserID, req.Username, now); err != nil {
+		if err := s.authorize(r, st, cloudapi.OperationEnroll, cloudapi.ChannelApp, req.UserID, req.Username, now); err != nil {
 			return err
 		}
 		var u *User
@@ -204,7 +206,7 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	}
 	err := s.store.Update(r.Context(), func(st Tx) error {
 		// Credentials first: an unknown user is not told apart to strangers.
-		if err := s.authorize(r, st, cloudapi.OperationApprove, req.UserID, req.Username, now); err != nil {
+		if err := s.authorize(r, st, cloudapi.OperationApprove, req.Channel, req.UserID, req.Username, now); err != nil {
 			return err
 		}
 		u, err := lookupUser(st, req.UserID, req.Username)
@@ -233,8 +235,11 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 					if err := st.PutDispatchToken(adt); err != nil {
 						return err
 					}
-					if drop(a.ID) {
-						continue // chaos: the push never arrives
+					if drop(a.ID) { // chaos: the push never arrives
+						if err := s.emitPushDropped(st, tx, a.ID); err != nil {
+							return err
+						}
+						continue
 					}
 					err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: adt.Token, TransactionID: tx.ID,
 						Kind: adt.Kind, Payload: dispatch.New(base, dispatch.Authentication, adt.Token).Encode(), Notification: req.NotificationMessage,
@@ -263,7 +268,11 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutDispatchToken(dt); err != nil {
 			return err
 		}
-		if req.Channel == cloudapi.ChannelPush && !drop(a.ID) {
+		if req.Channel == cloudapi.ChannelPush && drop(a.ID) {
+			if err := s.emitPushDropped(st, tx, a.ID); err != nil {
+				return err
+			}
+		} else if req.Channel == cloudapi.ChannelPush {
 			err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, TransactionID: tx.ID,
 				Kind: string(dispatch.Authentication), Payload: payload.Encode(), Notification: req.NotificationMessage,
 				Message: req.Message, CreatedAt: now, ExpiresAt: tx.ExpiresAt})
@@ -381,8 +390,15 @@ func (s *Server) handleIntent(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "operation must be \"enroll\" or \"approve\""))
 		return
 	}
+	for _, ch := range req.Channels {
+		if ch != cloudapi.ChannelApp && ch != cloudapi.ChannelPush && ch != cloudapi.ChannelSMS {
+			s.fail(w, r, errf(http.StatusBadRequest, "channels may hold only \"app\", \"push\" and \"sms\", not %q", ch))
+			return
+		}
+	}
 	now := s.now()
-	in := &Intent{Token: randomToken("it_"), Operation: req.Operation, IssuedAt: now, ExpiresAt: now.Add(s.cfg.intentTTL)}
+	in := &Intent{Token: randomToken("it_"), Operation: req.Operation, Channels: slices.Compact(slices.Sorted(slices.Values(req.Channels))),
+		IssuedAt: now, ExpiresAt: now.Add(s.cfg.intentTTL)}
 	err := s.store.Update(r.Context(), func(st Tx) error {
 		if req.UserID != "" {
 			u, err := lookupUser(st, req.UserID, "")

@@ -217,3 +217,38 @@ func TestRegistrationPolicyOption(t *testing.T) {
 		t.Fatalf("login status %s", s)
 	}
 }
+
+// TestIntentChannels: an intent token limited to channels (the public API
+// reference's "channels") is refused, unconsumed, on another channel, and
+// works on its own; an unknown channel is a 400.
+func TestIntentChannels(t *testing.T) {
+	c := newCloud(t)
+	c.enrolled(newDevice(), "jane")
+	intent := func(op string, channels ...string) map[string]string {
+		var r cloudapi.IntentResponse
+		if code := c.do("POST", cloudapi.PathIntent, backendAuth, mustJSON(cloudapi.IntentRequest{Username: "jane", Operation: op, Channels: channels}), &r); code != 200 {
+			t.Fatalf("intent %s %v: %d", op, channels, code)
+		}
+		return map[string]string{"Authorization": "Bearer " + r.Token}
+	}
+	tok := intent("approve", "app")
+	var eb cloudapi.ErrorBody
+	if code := c.do("POST", cloudapi.PathApproval, tok, mustJSON(cloudapi.ApprovalRequest{Username: "jane"}), &eb); code != 403 || !strings.Contains(eb.Message, `not "push"`) {
+		t.Fatalf("app-only intent on push: %d %+v", code, eb)
+	}
+	if code := c.do("POST", cloudapi.PathApproval, tok, mustJSON(cloudapi.ApprovalRequest{Username: "jane", Channel: "app"}), nil); code != 200 {
+		t.Fatalf("app-only intent on app (not consumed by the refusal): %d", code)
+	}
+	if code := c.do("POST", cloudapi.PathEnroll, intent("enroll", "sms"), mustJSON(cloudapi.EnrollRequest{Username: "jane"}), nil); code != 403 {
+		t.Fatalf("sms-only enroll intent on app: %d", code)
+	}
+	if code := c.do("POST", cloudapi.PathEnroll, intent("enroll", "push", "app"), mustJSON(cloudapi.EnrollRequest{Username: "jane"}), nil); code != 201 {
+		t.Fatalf("enroll intent for app and push: %d", code)
+	}
+	if code := c.do("POST", cloudapi.PathApproval, intent("approve"), mustJSON(cloudapi.ApprovalRequest{Username: "jane"}), nil); code != 200 {
+		t.Fatalf("intent without channels: %d", code)
+	}
+	if code := c.do("POST", cloudapi.PathIntent, backendAuth, mustJSON(cloudapi.IntentRequest{Username: "jane", Operation: "approve", Channels: []string{"fax"}}), &eb); code != 400 || !strings.Contains(eb.Message, `"fax"`) {
+		t.Fatalf("unknown channel: %d %+v", code, eb)
+	}
+}

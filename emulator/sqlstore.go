@@ -33,7 +33,7 @@ var (
 )
 
 // schemaVersion is the version migrations bring a database to.
-const schemaVersion = 4
+const schemaVersion = 6
 
 // migrations[i] brings a database from version i to i+1.
 var migrations = []string{
@@ -117,6 +117,10 @@ var migrations = []string{
 	INSERT INTO event_seq (last) VALUES (0)`,
 	// 4: dispatch tokens by transaction (the console shows an operation's QR code).
 	`CREATE INDEX dispatch_tokens_transaction ON dispatch_tokens (transaction_id) WHERE transaction_id <> ''`,
+	// 5: intent tokens limited to channels (comma-separated; '' = all).
+	`ALTER TABLE intents ADD COLUMN channels TEXT NOT NULL DEFAULT ''`,
+	// 6: pending transactions by expiry (their expiry is logged).
+	`CREATE INDEX transactions_pending_expiry ON transactions (expires_at) WHERE status = 'pending'`,
 }
 
 // ErrSchemaTooNew is returned when a database was made by a newer emulator.
@@ -408,15 +412,19 @@ var (
 			i.CreatedAt, i.ExpiresAt = fromNanos(c), fromNanos(e)
 			return &i, err
 		})
-	sqlIntents = newKind("intents", "token, user_id, username, operation, issued_at, expires_at, used",
+	sqlIntents = newKind("intents", "token, user_id, username, operation, issued_at, expires_at, used, channels",
 		func(i *Intent) []any {
-			return []any{i.Token, i.UserID, i.Username, i.Operation, nanos(i.IssuedAt), nanos(i.ExpiresAt), i.Used}
+			return []any{i.Token, i.UserID, i.Username, i.Operation, nanos(i.IssuedAt), nanos(i.ExpiresAt), i.Used, strings.Join(i.Channels, ",")}
 		},
 		func(s scanner) (*Intent, error) {
 			var i Intent
 			var is, e int64
-			err := s.Scan(&i.Token, &i.UserID, &i.Username, &i.Operation, &is, &e, &i.Used)
+			var ch string
+			err := s.Scan(&i.Token, &i.UserID, &i.Username, &i.Operation, &is, &e, &i.Used, &ch)
 			i.IssuedAt, i.ExpiresAt = fromNanos(is), fromNanos(e)
+			if ch != "" {
+				i.Channels = strings.Split(ch, ",")
+			}
 			return &i, err
 		})
 	sqlLogins = newKind("login_requests", "id, user_id, identifier, code_challenge, poll_token, device_name, ip, binding_code, status, signature, approved_by, signed_at, issued, last_poll, created_at, updated_at, expires_at",
@@ -798,4 +806,8 @@ func (t *sqlTx) TransactionTokens(txID string) ([]*DispatchToken, error) {
 		return nil, nil
 	}
 	return getMany(t, sqlTokens, "transaction_id = ? AND transaction_id <> '' ORDER BY token", txID)
+}
+
+func (t *sqlTx) ExpiredPending(now time.Time, limit int) ([]*Transaction, error) {
+	return getMany(t, sqlTxs, "status = 'pending' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?", nanos(now), limit)
 }

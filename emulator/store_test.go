@@ -155,7 +155,7 @@ func conformance(t *testing.T) []step {
 	i2 := &InboxItem{ID: "i2", AuthenticatorID: "a1", LoginRequestID: "l1", Kind: "login-request", CreatedAt: at(10), ExpiresAt: at(13)}
 	i0 := &InboxItem{ID: "i0", AuthenticatorID: "a1", LoginRequestID: "l2", Kind: "login-request", CreatedAt: at(9), ExpiresAt: at(13)}
 	i3 := &InboxItem{ID: "i3", AuthenticatorID: "a2", TransactionID: "t2", CreatedAt: at(10), ExpiresAt: at(13)}
-	in := &Intent{Token: "it", UserID: "u1", Username: "alice", Operation: "approve", IssuedAt: at(1), ExpiresAt: at(6)}
+	in := &Intent{Token: "it", UserID: "u1", Username: "alice", Operation: "approve", Channels: []string{"app", "push"}, IssuedAt: at(1), ExpiresAt: at(6)}
 	lr := &LoginRequest{ID: "l1", UserID: "u1", Identifier: "alice", CodeChallenge: "cc", PollToken: "pt", DeviceName: "desk",
 		IP: "127.0.0.1", BindingCode: "123 456", Status: "approved", Signature: "sig", ApprovedBy: "a1", SignedAt: 1_700_000_000,
 		Issued: true, LastPoll: at(2), CreatedAt: at(1), UpdatedAt: at(2), ExpiresAt: at(4)}

@@ -26,7 +26,8 @@ status, introspect, intent, users) with --cloud and --access-key
 	cmd.AddCommand(newBackendEnrollCmd(a), newBackendApproveCmd(a), newBackendStatusCmd(a), newBackendIntrospectCmd(a),
 		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a), newBackendVerifyTokenCmd(a),
 		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a), newBackendClockCmd(a), newBackendChaosCmd(a),
-		newBackendEventsCmd(a), newBackendOperationsCmd(a), newBackendStateCmd(a), newBackendResetCmd(a), newBackendWebhooksCmd(a))
+		newBackendEventsCmd(a), newBackendOperationsCmd(a), newBackendStateCmd(a), newBackendResetCmd(a), newBackendWebhooksCmd(a),
+		newBackendExportCmd(a), newBackendImportCmd(a))
 	return cmd
 }
 
@@ -258,17 +259,19 @@ func newBackendIntrospectCmd(a *app) *cobra.Command {
 
 func newBackendIntentCmd(a *app) *cobra.Command {
 	var op string
+	var channels []string
 	cmd := &cobra.Command{
-		Use:     "intent USERNAME --operation enroll|approve",
-		Short:   "Make a single-use token a frontend may use for one user and operation",
-		Example: `  authphone backend intent alice --operation approve`,
-		Args:    exactArgs(1, "a USERNAME"),
+		Use:   "intent USERNAME --operation enroll|approve",
+		Short: "Make a single-use token a frontend may use for one user and operation",
+		Example: `  authphone backend intent alice --operation approve
+  authphone backend intent alice --operation approve --channel push`,
+		Args: exactArgs(1, "a USERNAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.backend()
 			if err != nil {
 				return err
 			}
-			tok, err := c.Intent(cmd.Context(), cloudapi.IntentRequest{Username: args[0], Operation: op})
+			tok, err := c.Intent(cmd.Context(), cloudapi.IntentRequest{Username: args[0], Operation: op, Channels: channels})
 			if err != nil {
 				return err
 			}
@@ -281,6 +284,7 @@ func newBackendIntentCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&op, "operation", "", "enroll or approve")
+	cmd.Flags().StringSliceVar(&channels, "channel", nil, "limit the token to these channels: app, push, sms (repeat or comma-separate; default all)")
 	_ = cmd.MarkFlagRequired("operation")
 	return cmd
 }

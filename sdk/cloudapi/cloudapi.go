@@ -31,6 +31,9 @@ const (
 const (
 	ChannelApp  = "app"
 	ChannelPush = "push"
+	// ChannelSMS is one of the channels an intent token may be limited to
+	// (the emulator serves no SMS operations).
+	ChannelSMS = "sms"
 )
 
 // Transaction statuses.
@@ -189,6 +192,9 @@ type IntentRequest struct {
 	Username  string `json:"username,omitempty"`
 	UserID    string `json:"userId,omitempty"`
 	Operation string `json:"operation"`
+	// Channels limits the token to operations on these channels (app,
+	// push, sms); empty means every channel, as in the public API reference.
+	Channels []string `json:"channels,omitempty"`
 }
 
 // IntentResponse answers POST /api/v1/intent.

@@ -70,3 +70,26 @@ func TestRealServerPolicies(t *testing.T) {
 		t.Error("authentication policy with keyIDs and algorithm 2 matched the wrong keys")
 	}
 }
+
+// FuzzPolicy: any policy a server sends is matched without panicking, and an
+// algorithm AcceptedAlgorithm picks is one the policy accepts.
+func FuzzPolicy(f *testing.F) {
+	for _, s := range []string{
+		`{"accepted":[[{"aaid":["F1D0#0001"],"authenticationAlgorithms":[2]}]]}`,
+		`{"accepted":[[{"userVerification":2147483654,"keyProtection":6}]],"disallowed":[{"keyIDs":["x"]}]}`,
+		`{"accepted":[[]]}`, `{}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var p uaf.Policy
+		if json.Unmarshal([]byte(s), &p) != nil {
+			return
+		}
+		for _, aaid := range []string{deviceapi.AAIDPIN, deviceapi.AAIDBiometric, deviceapi.AAIDHeadless} {
+			if alg, ok := deviceapi.AcceptedAlgorithm(p, aaid); ok && !p.Accepts(deviceapi.DescribeAlg(aaid, "", alg)) {
+				t.Fatalf("%s: picked %d, which %s does not accept", aaid, alg, s)
+			}
+		}
+	})
+}
