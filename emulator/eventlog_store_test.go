@@ -133,7 +133,7 @@ func TestStoreEventOrderUnderConcurrency(t *testing.T) {
 		if replica != nil {
 			stores = append(stores, replica(t))
 		}
-		const writers, each = 6, 15
+		const writers, each = 8, 15
 		ctx := context.Background()
 		var wg sync.WaitGroup
 		errs := make(chan error, writers)
@@ -186,6 +186,43 @@ func TestStoreEventOrderUnderConcurrency(t *testing.T) {
 		}
 		if last != writers*each {
 			t.Fatalf("read up to %d, want %d", last, writers*each)
+		}
+	})
+}
+
+// TestStoreExpiredPending: only pending transactions whose time is up are
+// listed, soonest first, on every store.
+func TestStoreExpiredPending(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store, _ func(*testing.T) Store) {
+		ctx := context.Background()
+		txs := []*Transaction{
+			{ID: "late", Kind: KindApproval, Status: "pending", CreatedAt: at(0), UpdatedAt: at(0), ExpiresAt: at(2)},
+			{ID: "early", Kind: KindApproval, Status: "pending", CreatedAt: at(0), UpdatedAt: at(0), ExpiresAt: at(1)},
+			{ID: "live", Kind: KindApproval, Status: "pending", CreatedAt: at(0), UpdatedAt: at(0), ExpiresAt: at(9)},
+			{ID: "done", Kind: KindApproval, Status: "succeeded", CreatedAt: at(0), UpdatedAt: at(0), ExpiresAt: at(1)},
+		}
+		if err := s.Update(ctx, func(tx Tx) error {
+			for _, x := range txs {
+				if err := tx.PutTransaction(x); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		if err := s.View(ctx, func(tx Tx) error {
+			got, err := tx.ExpiredPending(at(5), 10)
+			for _, x := range got {
+				ids = append(ids, x.ID)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids) != "[early late]" {
+			t.Fatalf("expired pending %v", ids)
 		}
 	})
 }

@@ -146,6 +146,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// expireBatch is how many expiries one pass logs.
+const expireBatch = 500
+
 // expireDue marks the pending transactions whose time is up as failed
 // (reason expired) and logs "<kind>.expired" for each. Status reads apply
 // expiry lazily anyway; this makes it an event. It runs every second on a
@@ -154,11 +157,9 @@ func (s *Server) expireDue(ctx context.Context) {
 	now := s.now()
 	var due []string
 	err := s.store.View(ctx, func(st Tx) error {
-		txs, err := st.Transactions()
+		txs, err := st.ExpiredPending(now, expireBatch)
 		for _, tx := range txs {
-			if tx.Status == "pending" && !now.Before(tx.ExpiresAt) {
-				due = append(due, tx.ID)
-			}
+			due = append(due, tx.ID)
 		}
 		return err
 	})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
 )
 
@@ -199,5 +201,51 @@ func TestWebhooksAcrossReplicas(t *testing.T) {
 	}
 	if len(seen) != 6 || delivered != 6 {
 		t.Fatalf("delivered %v; %d in the log", seen, delivered)
+	}
+}
+
+// TestEventLogOfTokensAndData: a sign-in with a trusted device logs the
+// login request and the tokens issued; a refresh, a revocation and a
+// reused refresh token (which revokes its chain) are logged with why; a
+// getData call is logged as relayed.
+func TestEventLogOfTokensAndData(t *testing.T) {
+	c := newCloud(t)
+	d := newDevice()
+	c.enrolled(d, "ann")
+	start := c.events(0).LastID
+	tok := c.signIn(t, d, "ann")
+	var refreshed trustapi.RefreshResponse
+	if code := c.form(trustapi.PathOAuthToken, nil, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, &refreshed); code != 200 {
+		t.Fatalf("refresh: %d", code)
+	}
+	if code := c.form(trustapi.PathOAuthToken, nil, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, nil); code != 400 {
+		t.Fatalf("reused refresh token: %d", code)
+	}
+	other := c.signIn(t, d, "ann")
+	if code := c.form(trustapi.PathOAuthRevoke, nil, url.Values{"token": {other.AccessToken}}, nil); code != 200 {
+		t.Fatalf("revoke: %d", code)
+	}
+	body := []byte(`{"hello":"data"}`)
+	if code := c.do("POST", deviceapi.PathData, d.sign(t, "POST", deviceapi.PathData, body, time.Now()), body, nil); code != 200 {
+		t.Fatalf("getData: %d", code)
+	}
+	log := c.events(start)
+	want := "login.created login.approved token.issued token.refreshed token.revoked " +
+		"login.created login.approved token.issued token.revoked data.relayed"
+	if got := types(log.Events); got != want {
+		t.Fatalf("log:\n got %s\nwant %s", got, want)
+	}
+	byType := map[string][]adminapi.Event{}
+	for _, e := range log.Events {
+		byType[e.Type] = append(byType[e.Type], e)
+	}
+	if e := byType["token.issued"][0]; e.Username != "ann" || e.Data["chain"] == "" {
+		t.Fatalf("token.issued %+v", e)
+	}
+	if r := byType["token.revoked"]; r[0].Reason != "a used refresh token came back" || r[1].Reason != "revoked by the client" {
+		t.Fatalf("revocations %+v", r)
+	}
+	if e := byType["data.relayed"][0]; e.AuthenticatorID == "" || e.Data["service"] != "builtin" || e.Data["bytes"] != fmt.Sprint(len(body)) {
+		t.Fatalf("data.relayed %+v", e)
 	}
 }

@@ -54,15 +54,16 @@ type expiring struct {
 
 // Index names.
 const (
-	byName   = "name"
-	byUser   = "user"
-	byKeyID  = "keyID"
-	byAuth   = "auth"
-	byTx     = "tx"
-	byLogin  = "login"
-	byChain  = "chain"
-	byGroup  = "group"
-	noExpiry = 0
+	byName    = "name"
+	byUser    = "user"
+	byKeyID   = "keyID"
+	byAuth    = "auth"
+	byTx      = "tx"
+	byLogin   = "login"
+	byChain   = "chain"
+	byGroup   = "group"
+	byPending = "pending"
+	noExpiry  = 0
 )
 
 // NewMemoryStore returns an empty in-memory store.
@@ -90,6 +91,7 @@ func NewMemoryStore() *MemoryStore {
 		func(t *Transaction) *Transaction { c := *t; c.Choices = slices.Clone(t.Choices); return &c },
 		func(t *Transaction) (time.Time, bool) { return later(t.ExpiresAt, t.UpdatedAt), false },
 		index(byUser, pending(func(t *Transaction) string { return t.UserID })),
+		index(byPending, pending(func(*Transaction) string { return "pending" })),
 		index(byAuth, pending(func(t *Transaction) string { return t.AuthenticatorID })))
 	m.tokens = newTable(func(t *DispatchToken) string { return t.Token }, nil,
 		func(t *DispatchToken) (time.Time, bool) { return t.ExpiresAt, false },
@@ -657,4 +659,23 @@ func (tx *memTx) TransactionTokens(txID string) ([]*DispatchToken, error) {
 		return nil, nil
 	}
 	return tx.m.tokens.by(byTx, txID, func(a, b *DispatchToken) int { return cmp.Compare(a.Token, b.Token) }), nil
+}
+
+func (tx *memTx) ExpiredPending(now time.Time, limit int) ([]*Transaction, error) {
+	var out []*Transaction
+	for k := range tx.m.txs.idx[byPending].m["pending"] {
+		if t := tx.m.txs.rows[k]; !now.Before(t.ExpiresAt) {
+			out = append(out, tx.m.txs.clone(t))
+		}
+	}
+	slices.SortFunc(out, func(a, b *Transaction) int {
+		if c := a.ExpiresAt.Compare(b.ExpiresAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }

@@ -33,7 +33,7 @@ var (
 )
 
 // schemaVersion is the version migrations bring a database to.
-const schemaVersion = 5
+const schemaVersion = 6
 
 // migrations[i] brings a database from version i to i+1.
 var migrations = []string{
@@ -119,6 +119,8 @@ var migrations = []string{
 	`CREATE INDEX dispatch_tokens_transaction ON dispatch_tokens (transaction_id) WHERE transaction_id <> ''`,
 	// 5: intent tokens limited to channels (comma-separated; '' = all).
 	`ALTER TABLE intents ADD COLUMN channels TEXT NOT NULL DEFAULT ''`,
+	// 6: pending transactions by expiry (their expiry is logged).
+	`CREATE INDEX transactions_pending_expiry ON transactions (expires_at) WHERE status = 'pending'`,
 }
 
 // ErrSchemaTooNew is returned when a database was made by a newer emulator.
@@ -804,4 +806,8 @@ func (t *sqlTx) TransactionTokens(txID string) ([]*DispatchToken, error) {
 		return nil, nil
 	}
 	return getMany(t, sqlTokens, "transaction_id = ? AND transaction_id <> '' ORDER BY token", txID)
+}
+
+func (t *sqlTx) ExpiredPending(now time.Time, limit int) ([]*Transaction, error) {
+	return getMany(t, sqlTxs, "status = 'pending' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?", nanos(now), limit)
 }

@@ -152,6 +152,9 @@ type Tx interface {
 	Transactions() ([]*Transaction, error)
 	LoginRequests() ([]*LoginRequest, error)
 	Pairings() ([]*Pairing, error)
+	// ExpiredPending lists up to limit pending transactions whose expiry
+	// is not after now, soonest first.
+	ExpiredPending(now time.Time, limit int) ([]*Transaction, error)
 	// TransactionTokens lists a transaction's dispatch tokens.
 	TransactionTokens(txID string) ([]*DispatchToken, error)
 	// Counts counts what the store holds.

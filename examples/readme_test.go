@@ -33,6 +33,8 @@ var snippetImports = map[string]string{
 	"sdk":      "github.com/authphone/authphone/sdk",
 	"keystore": "github.com/authphone/authphone/keystore",
 	"flows":    "github.com/authphone/authphone/flows",
+	"adminapi": "github.com/authphone/authphone/sdk/adminapi",
+	"os":       "os",
 }
 
 var goBlock = regexp.MustCompile("(?s)```go\n(.*?)```")

@@ -32,7 +32,9 @@ func chromium(t *testing.T) string {
 // read), see a user enrolled by the CLI appear, watch an approval the CLI
 // starts and answers go from pending to succeeded without a reload, and
 // check that markup in a transaction text and in a refused request's path
-// is shown as text, never run. A screenshot is saved as a test artefact.
+// is shown as text, never run; then use the expire, remove and reset
+// buttons. A screenshot (a pending approval with its QR code) is saved as
+// a test artefact: go test -artifacts keeps it.
 func TestConsoleInChromium(t *testing.T) {
 	browser := chromium(t)
 	emu, err := emulator.New(emulator.WithAccessKey("console-test-key"))
@@ -151,6 +153,17 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("refusal details %q", details)
 	}
 
+	// A second approval waits with its QR code: the screenshot shows it.
+	code, out, errOut = runCLI(t, "backend", "approve", "alice", "--channel", "app", "--message", "Second", "--json")
+	if code != 0 {
+		t.Fatalf("second approve: %d %s", code, errOut)
+	}
+	var ap2 struct{ TransactionID string }
+	if err := json.Unmarshal([]byte(out), &ap2); err != nil {
+		t.Fatal(err)
+	}
+	card := `//div[@id="pending"]/div[@data-op-id="` + ap2.TransactionID + `"]`
+	do("second approval's card", chromedp.WaitVisible(card+`/img[@class="qr"]`))
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
 	if err != nil {
 		t.Fatal(err)
@@ -161,8 +174,19 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	t.Logf("screenshot: %s", path)
 
+	// The tester's buttons: expire it, remove the authenticator.
+	row2 := `//table[@id="operations"]//tr[@data-op-id="` + ap2.TransactionID + `"]`
+	do("expire button", chromedp.Click(card+`/button[text()="Expire"]`),
+		chromedp.WaitVisible(row2+`/td[contains(@class,"status") and text()="failed (expired)"]`), chromedp.WaitNotPresent(card))
+	do("remove button", chromedp.Click(`//table[@id="users"]//li[@data-authenticator-id]/button[text()="Remove"]`),
+		chromedp.WaitVisible(`//table[@id="events"]//td[@class="type" and text()="authenticator.removed"]`),
+		chromedp.WaitNotPresent(`//table[@id="users"]//li[@data-authenticator-id]`))
+
 	// A change without the console's header is refused even with the cookie.
 	if st := string(eval(`fetch("/api/v1/admin/reset", {method: "POST"}).then(r => r.status)`)); st != "403" {
 		t.Fatalf("reset without the header: %s", st)
 	}
+	do("reset button", chromedp.Click(chromedp.ID("reset")),
+		chromedp.WaitVisible(`//table[@id="events"]//td[@class="type" and text()="emulator.reset"]`),
+		chromedp.WaitNotPresent(`//table[@id="users"]//td[@class="username"]`))
 }
