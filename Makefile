@@ -4,10 +4,10 @@ FUZZTIME ?= 10s
 
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test build bench fuzz lint
+.PHONY: help demo test build bench bench-peer fuzz lint
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 demo: ## walk through every flow against an in-process emulator
 	@echo "make demo: compiling authphone first (the first build on a fresh machine takes a few minutes)..."
@@ -24,8 +24,11 @@ test: ## every test, race detector on (OS-keyring tests in a private D-Bus sessi
 build: ## build bin/authphone
 	$(GO) build -o bin/authphone ./cmd/authphone
 
-bench: ## run the benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: ## the performance suite: approvals against their crypto, the fleet at K=100/1000/10000, Next with 1 and 100 accounts (figures in ARCHITECTURE.md)
+	$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./sdk/... ./emulator/...
+
+bench-peer: ## authphone against virtualwebauthn + go-webauthn (their own module in testdata/peerbench)
+	cd testdata/peerbench && $(GO) test -bench . -benchmem $(BENCHFLAGS) .
 
 fuzz: ## a short run of every fuzz target (FUZZTIME each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./sdk/tlv
@@ -37,6 +40,10 @@ fuzz: ## a short run of every fuzz target (FUZZTIME each)
 	$(GO) test -run '^$$' -fuzz '^FuzzCounterLog$$' -fuzztime $(FUZZTIME) ./sdk
 	$(GO) test -run '^$$' -fuzz '^FuzzReadSSE$$' -fuzztime $(FUZZTIME) ./sdk/backend
 	$(GO) test -run '^$$' -fuzz '^FuzzWebhookVerify$$' -fuzztime $(FUZZTIME) ./sdk/backend
+	$(GO) test -run '^$$' -fuzz '^FuzzParseChaos$$' -fuzztime $(FUZZTIME) ./sdk/cloudapi
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFaults$$' -fuzztime $(FUZZTIME) ./sdk
+	$(GO) test -run '^$$' -fuzz '^FuzzImportAccounts$$' -fuzztime $(FUZZTIME) ./sdk
+	$(GO) test -run '^$$' -fuzz '^FuzzImport$$' -fuzztime $(FUZZTIME) ./emulator
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -235,8 +235,11 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 					if err := st.PutDispatchToken(adt); err != nil {
 						return err
 					}
-					if drop(a.ID) {
-						continue // chaos: the push never arrives
+					if drop(a.ID) { // chaos: the push never arrives
+						if err := s.emitPushDropped(st, tx, a.ID); err != nil {
+							return err
+						}
+						continue
 					}
 					err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: adt.Token, TransactionID: tx.ID,
 						Kind: adt.Kind, Payload: dispatch.New(base, dispatch.Authentication, adt.Token).Encode(), Notification: req.NotificationMessage,
@@ -265,7 +268,11 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 		if err := st.PutDispatchToken(dt); err != nil {
 			return err
 		}
-		if req.Channel == cloudapi.ChannelPush && !drop(a.ID) {
+		if req.Channel == cloudapi.ChannelPush && drop(a.ID) {
+			if err := s.emitPushDropped(st, tx, a.ID); err != nil {
+				return err
+			}
+		} else if req.Channel == cloudapi.ChannelPush {
 			err := st.PutInboxItem(&InboxItem{ID: uuid.NewString(), AuthenticatorID: a.ID, Token: dt.Token, TransactionID: tx.ID,
 				Kind: string(dispatch.Authentication), Payload: payload.Encode(), Notification: req.NotificationMessage,
 				Message: req.Message, CreatedAt: now, ExpiresAt: tx.ExpiresAt})

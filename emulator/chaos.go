@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 )
@@ -83,6 +84,7 @@ func (s *Server) withChaos(next http.Handler) http.Handler {
 			s.cfg.logger.Info("chaos", "error", r.Method+" "+r.URL.Path)
 			w.Header().Set("Retry-After", "1")
 			if strings.HasPrefix(r.URL.Path, "/_app/") {
+				refusal(w, chaosUnavailableMsg)
 				writeJSON(w, http.StatusServiceUnavailable, deviceapi.StatusBody{StatusCode: deviceapi.StatusInternal, Description: chaosUnavailableMsg})
 				return
 			}
@@ -124,4 +126,13 @@ func (s *Server) handlePutChaos(w http.ResponseWriter, r *http.Request) {
 func (s *Server) steerRoutes() {
 	s.mux.HandleFunc("GET "+cloudapi.PathAdminChaos, s.backendAuth(s.handleGetChaos))
 	s.mux.HandleFunc("PUT "+cloudapi.PathAdminChaos, s.backendAuth(s.handlePutChaos))
+	s.mux.HandleFunc("GET "+adminapi.PathExport, s.backendAuth(s.handleExport))
+	s.mux.HandleFunc("POST "+adminapi.PathImport, s.backendAuth(s.handleImport))
+}
+
+// emitPushDropped logs, in the approval's transaction, a push that chaos
+// kept from authenticatorID's inbox.
+func (s *Server) emitPushDropped(st Tx, tx *Transaction, authenticatorID string) error {
+	return s.emit(st, adminapi.Event{Type: adminapi.EventPushDropped, UserID: tx.UserID, AuthenticatorID: authenticatorID,
+		OperationID: tx.ID, Reason: "chaos drop-push"})
 }

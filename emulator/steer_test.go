@@ -1,6 +1,7 @@
 package emulator_test
 
 import (
+	"context"
 	"slices"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authphone/authphone/emulator"
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/dispatch"
@@ -107,6 +109,11 @@ func TestNumberMatching(t *testing.T) {
 	if code, _ := c.numberAnswer(resp, ap.Number); code == 200 {
 		t.Fatal("a second guess was accepted")
 	}
+	if !hasEvent(t, c, func(e adminapi.Event) bool {
+		return e.Type == "approval.failed" && e.OperationID == ap.TransactionID && e.Reason == cloudapi.ReasonWrongNumber
+	}) {
+		t.Fatal("the event log has no approval.failed with reason wrong number")
+	}
 
 	// Without numberMatching there is no number and no choices.
 	ap = c.approve(cloudapi.ApprovalRequest{Username: "nina"})
@@ -159,6 +166,16 @@ func TestChaos(t *testing.T) {
 	if st := statusOf(c, ap.StatusToken); st.Status != cloudapi.StatusPending {
 		t.Fatalf("status %+v", st)
 	}
+	if !hasEvent(t, c, func(e adminapi.Event) bool {
+		return e.Type == adminapi.EventPushDropped && e.OperationID == ap.TransactionID && e.AuthenticatorID != ""
+	}) {
+		t.Fatal("the event log has no chaos.push-dropped")
+	}
+	if !hasEvent(t, c, func(e adminapi.Event) bool {
+		return e.Type == adminapi.EventRequestRefused && strings.Contains(e.Reason, "chaos") && e.Data["status"] == "503"
+	}) {
+		t.Fatal("the event log has no request.refused for a chaos 503")
+	}
 
 	// Latency: every answer comes at least that late.
 	if err := c.srv.SetChaos(cloudapi.Chaos{Latency: 150 * time.Millisecond}); err != nil {
@@ -192,4 +209,14 @@ func TestParseChaos(t *testing.T) {
 			t.Errorf("%q was accepted", bad)
 		}
 	}
+}
+
+// hasEvent reports whether the event log holds an event ok accepts.
+func hasEvent(t *testing.T, c *cloud, ok func(adminapi.Event) bool) bool {
+	t.Helper()
+	evs, _, err := c.srv.Events(context.Background(), 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(evs, ok)
 }

@@ -212,7 +212,10 @@ func (is *issuer) checkStatusToken(tok string) (string, bool) {
 }
 
 func (is *issuer) mac(purpose, s string) string {
-	m := hmac.New(sha256.New, is.secret)
+	is.mu.RLock()
+	secret := is.secret // replace swaps it when another replica (or an import) brings new keys
+	is.mu.RUnlock()
+	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(purpose + "\x00" + s))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

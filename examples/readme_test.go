@@ -28,12 +28,13 @@ var snippetImports = map[string]string{
 	"jwt":      "github.com/lestrrat-go/jwx/v3/jwt",
 	"httprc":   "github.com/lestrrat-go/httprc/v3",
 	"backend":  "github.com/authphone/authphone/sdk/backend",
-	"adminapi": "github.com/authphone/authphone/sdk/adminapi",
 	"cloudapi": "github.com/authphone/authphone/sdk/cloudapi",
 	"emulator": "github.com/authphone/authphone/emulator",
 	"sdk":      "github.com/authphone/authphone/sdk",
 	"keystore": "github.com/authphone/authphone/keystore",
 	"flows":    "github.com/authphone/authphone/flows",
+	"adminapi": "github.com/authphone/authphone/sdk/adminapi",
+	"os":       "os",
 }
 
 var goBlock = regexp.MustCompile("(?s)```go\n(.*?)```")

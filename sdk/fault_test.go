@@ -74,3 +74,16 @@ func TestSlowPhoneMissesTheTTL(t *testing.T) {
 		t.Fatalf("the slow fault waited %s", time.Duration(offset.Load()))
 	}
 }
+
+// FuzzParseFaults: any --fault value is read or refused with an error,
+// never a panic.
+func FuzzParseFaults(f *testing.F) {
+	for _, s := range []string{"bad-signature", "skew=2m,slow=1s", "slow=", "drop-answer,stale-counter,wrong-challenge", "=", ",,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		if fl, err := sdk.ParseFaults(spec); err == nil && fl.Slow < 0 {
+			t.Fatalf("%q: negative slow %s", spec, fl.Slow)
+		}
+	})
+}

@@ -26,7 +26,8 @@ status, introspect, intent, users) with --cloud and --access-key
 	cmd.AddCommand(newBackendEnrollCmd(a), newBackendApproveCmd(a), newBackendStatusCmd(a), newBackendIntrospectCmd(a),
 		newBackendIntentCmd(a), newBackendUsersCmd(a), newBackendPingCmd(a), newBackendVerifyTokenCmd(a),
 		newBackendRefreshCmd(a), newBackendRotateKeyCmd(a), newBackendClockCmd(a), newBackendChaosCmd(a),
-		newBackendEventsCmd(a), newBackendOperationsCmd(a), newBackendStateCmd(a), newBackendResetCmd(a), newBackendWebhooksCmd(a))
+		newBackendEventsCmd(a), newBackendOperationsCmd(a), newBackendStateCmd(a), newBackendResetCmd(a), newBackendWebhooksCmd(a),
+		newBackendExportCmd(a), newBackendImportCmd(a))
 	return cmd
 }
 

@@ -32,7 +32,7 @@ func newEmulatorCmd(a *app) *cobra.Command {
 	var dbPath, dbSync, publicURL string
 	var retention time.Duration
 	var loginLimit, deviceLimit int
-	var chaos string
+	var chaos, seed string
 	var webhooks []string
 	var webhookSecret string
 	cmd := &cobra.Command{
@@ -63,6 +63,7 @@ console at /console shows users, operations and the live log.`,
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
   authphone emulator --addr 0.0.0.0:8722 --device-limit 200 --login-limit 5
   authphone emulator --chaos latency=200ms,error-rate=0.05,drop-push=0.1
+  authphone emulator --seed state.json   # starts with the users and phones 'backend export' saved
   authphone emulator --webhook http://127.0.0.1:9000/hook --webhook-secret "$HOOK_SECRET"`,
 		Args: maxArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -145,9 +146,20 @@ console at /console shows users, operations and the live log.`,
 			if k := a.accessKeyValue(); k != "" {
 				opts = append(opts, emulator.WithAccessKey(k))
 			}
+			var seedDoc []byte
+			if seed != "" {
+				if seedDoc, err = readFile(seed, "--seed"); err != nil {
+					return err
+				}
+			}
 			emu, err := emulator.New(opts...)
 			if err != nil {
 				return err
+			}
+			if seedDoc != nil {
+				if _, err := emu.ImportJSON(cmd.Context(), seedDoc); err != nil {
+					return fmt.Errorf("--seed %s: %w", seed, err)
+				}
 			}
 			if err := emu.Start(addr); err != nil {
 				return fmt.Errorf("%w; is another emulator running? pick another --addr (127.0.0.1:0 picks a free port)", err)
@@ -206,6 +218,7 @@ console at /console shows users, operations and the live log.`,
 	f.DurationVar(&accessTTL, "access-token-ttl", trustapi.DefaultAccessTokenLifetime, "life of access and id tokens")
 	f.DurationVar(&pollInterval, "poll-interval", trustapi.DefaultPollInterval, "least time between token polls (faster: slow_down)")
 	f.StringVar(&clientID, "client-id", trustapi.DefaultClientID, "the audience (aud) of access and id tokens")
+	f.StringVar(&seed, "seed", "", "start with the state in this file (written by 'authphone backend export'): users, authenticators, counters")
 	f.StringVar(&chaos, "chaos", "off", "for tests: misbehave like a flaky cloud, "+cloudapi.ChaosNames+": added latency, 503s (nothing done), pushes that never reach the inbox; the admin API is spared")
 	f.StringArrayVar(&webhooks, "webhook", nil, "post every event to this URL (repeatable); see 'authphone backend webhooks --help'")
 	f.StringVar(&webhookSecret, "webhook-secret", "", "the secret --webhook deliveries are signed with (default: a new one, printed; "+secretEnv("AUTHPHONE_WEBHOOK_SECRET")+")")

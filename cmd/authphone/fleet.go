@@ -203,7 +203,8 @@ func (a *app) printFleetReport(r *fleet.Report) {
 	a.printf("  throughput:   %.1f approvals/s\n", r.PerSecond)
 	a.printf("  latency (ms): p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.Max)
 	a.printf("  CPU/approval: %.2f ms (whole process)\n", r.CPUPerOpMS)
-	a.printf("  crypto ceiling: %.0f approvals/s on this machine; this run: %.1f%% of it\n", r.CeilingPerSecond, r.CeilingPercent)
+	a.printf("  crypto ceiling: %.0f approvals/s on this machine (%.3f ms of CPU each); this run: %.1f%% of it, %.1f%% by CPU time\n",
+		r.CeilingPerSecond, r.CryptoMS, r.CeilingPercent, r.CPUCeilingPercent)
 	if r.Interrupted {
 		a.printf("  interrupted: the report covers what ran\n")
 	}

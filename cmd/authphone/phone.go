@@ -528,6 +528,6 @@ func newAccountsCmd(a *app) *cobra.Command {
 		},
 	}
 	rm.Flags().BoolVar(&force, "force", false, "remove the account from this phone even if the cloud cannot be told")
-	cmd.AddCommand(rm)
+	cmd.AddCommand(rm, newAccountsExportCmd(a), newAccountsImportCmd(a))
 	return cmd
 }

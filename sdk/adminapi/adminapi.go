@@ -82,6 +82,8 @@ const (
 	EventReset                   = "emulator.reset"
 	EventWebhookDelivered        = "webhook.delivered"
 	EventWebhookFailed           = "webhook.failed"
+	// EventPushDropped: chaos (drop-push) kept a push from an inbox.
+	EventPushDropped = "chaos.push-dropped"
 )
 
 // EventsResponse answers GET /api/v1/admin/events?since=ID&limit=N.

@@ -60,6 +60,7 @@ type options struct {
 	refetch   time.Duration
 	timeout   time.Duration
 	now       func() time.Time
+	minimal   bool
 }
 
 // Option configures a Client.
@@ -81,6 +82,12 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 // tests whose emulator runs on a moved clock.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
+// WithMinimalAnswers asks the cloud (Prefer: return=minimal, RFC 7240) to
+// leave the QR image out of enrol and approval answers: their qrCode then
+// carries only its URL, and the cloud renders no PNG nobody looks at. For
+// load tests and scripts that use the app link.
+func WithMinimalAnswers() Option { return func(o *options) { o.minimal = true } }
+
 // WithVerbose logs each exchange to w; the access key is never printed.
 func WithVerbose(w io.Writer) Option { return func(o *options) { o.verbose = w } }
 
@@ -97,6 +104,9 @@ func New(baseURL string, opts ...Option) *Client {
 		r = resty.NewWithClient(httplimit.Client(o.timeout))
 	}
 	r.SetHeader("User-Agent", "authphone-backend/1")
+	if o.minimal {
+		r.SetHeader("Prefer", "return=minimal")
+	}
 	if o.accessKey != "" {
 		r.SetAuthToken(o.accessKey)
 	}
