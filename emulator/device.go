@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/authphone/authphone/sdk/adminapi"
@@ -87,6 +88,20 @@ func registrationPolicyFor(st Tx, userID string, base uaf.Policy) (uaf.Policy, e
 		p.Disallowed = append(p.Disallowed, uaf.MatchCriteria{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}})
 	}
 	return p, err
+}
+
+// platformOf is an authenticator's type as the public API reference has it,
+// from the facet it registered from: "ios" for an iOS app facet, "android"
+// for an Android one, and (ours) "cli" for a web origin.
+func platformOf(fcParams string) string {
+	p, _ := uaf.DecodeFCParams(fcParams) // checked by checkSession
+	switch {
+	case strings.HasPrefix(p.FacetID, uaf.FacetIOSPrefix):
+		return "ios"
+	case strings.HasPrefix(p.FacetID, uaf.FacetAndroidPrefix):
+		return "android"
+	}
+	return "cli"
 }
 
 func challenge() string {
@@ -486,7 +501,7 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		a := &Authenticator{ID: uuid.NewString(), UserID: u.ID, KeyID: keyID, AAID: ra.KRD.AAID, PublicKey: pub,
-			SignCounter: ra.KRD.SignCounter, Name: "authphone", Type: "cli", CreatedAt: now}
+			SignCounter: ra.KRD.SignCounter, Name: "authphone", Type: platformOf(resp.FCParams), CreatedAt: now}
 		if err := st.PutAuthenticator(a); err != nil {
 			return err
 		}

@@ -128,6 +128,10 @@ func TestTrustedFacets(t *testing.T) {
 	if code, sb := c.postUAF(deviceapi.PathRegistration, d.regResponse(t, req)); code != 200 {
 		t.Fatalf("trusted facet: %d %+v", code, sb)
 	}
+	var u cloudapi.User
+	if c.do("GET", "/api/v1/users?username=frank", backendAuth, nil, &u); len(u.Authenticators) != 1 || u.Authenticators[0].Type != "android" {
+		t.Fatalf("authenticator type after an Android facet: %+v", u.Authenticators)
+	}
 	if _, err := emulator.New(emulator.WithTrustedFacets("authphone:cli")); !errors.Is(err, uaf.ErrFacetID) {
 		t.Fatalf("a malformed trusted facet: %v", err)
 	}

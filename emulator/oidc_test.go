@@ -352,6 +352,17 @@ func TestOneIssuerAndDiscovery(t *testing.T) {
 	if code := c.form(cloudapi.PathIntrospect, backendAuth, url.Values{"token": {sr.Token}}, &in); code != 200 || !in.Active || in.Iss != iss {
 		t.Errorf("introspection of the transaction token: %d %+v", code, in)
 	}
+	// claims_supported is true: each claim is in the access or the id token.
+	at, idc := jwtClaims(t, tok.AccessToken), jwtClaims(t, tok.IDToken)
+	claims, _ := disc["claims_supported"].([]any)
+	for _, cl := range claims {
+		name, _ := cl.(string)
+		if _, ok := at[name]; !ok {
+			if _, ok := idc[name]; !ok {
+				t.Errorf("discovery lists claim %q, which no token carries", name)
+			}
+		}
+	}
 	algs, _ := disc["id_token_signing_alg_values_supported"].([]any)
 	if h := jwtHeader(t, tok.IDToken); len(algs) == 0 || h["alg"] != algs[0] {
 		t.Errorf("id token alg %v, discovery %v", h["alg"], algs)
