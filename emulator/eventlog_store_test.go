@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -225,4 +226,46 @@ func TestStoreExpiredPending(t *testing.T) {
 			t.Fatalf("expired pending %v", ids)
 		}
 	})
+}
+
+// BenchmarkEventLogCost: one Update writing a transaction, without and
+// with an event logged in it, per store: the event log's share of a
+// state change (the figure in ARCHITECTURE.md is the ratio).
+func BenchmarkEventLogCost(b *testing.B) {
+	open := map[string]func(b *testing.B) Store{
+		"memory": func(*testing.B) Store { return NewMemoryStore() },
+		"sqlite": func(b *testing.B) Store {
+			s, err := OpenSQLite(filepath.Join(b.TempDir(), "state.db"), WithSQLiteSync("normal"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		},
+	}
+	for _, name := range []string{"memory", "sqlite"} {
+		for _, logged := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/event=%v", name, logged), func(b *testing.B) {
+				s := open[name](b)
+				defer s.Close()
+				ctx := context.Background()
+				i := 0
+				for b.Loop() {
+					i++
+					err := s.Update(ctx, func(tx Tx) error {
+						x := &Transaction{ID: fmt.Sprint(i), Kind: KindApproval, Status: "pending", UserID: "u", CreatedAt: t0, UpdatedAt: t0, ExpiresAt: at(5)}
+						if err := tx.PutTransaction(x); err != nil {
+							return err
+						}
+						if logged {
+							return tx.AddEvent(&adminapi.Event{Type: "approval.created", UserID: "u", OperationID: x.ID, Time: t0})
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
 }
