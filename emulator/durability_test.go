@@ -71,6 +71,20 @@ func (ch *child) errors() string {
 	return ch.stderr.String()
 }
 
+// logged reports whether the child's stderr holds want, waiting up to
+// within for it: its log lines are copied from a pipe and can trail the
+// answers the test has already read.
+func (ch *child) logged(want string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for !strings.Contains(ch.errors(), want) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // kill ends the child with SIGKILL: no deferred write, no clean close.
 func (ch *child) kill(t *testing.T) {
 	t.Helper()
@@ -267,7 +281,8 @@ func TestWriteFailureChangesNothing(t *testing.T) {
 		t.Fatal("no write failed under the file size limit")
 	}
 	t.Logf("%d enrolments saved before a write failed", len(acked))
-	if !strings.Contains(ch.errors(), "store unavailable") {
+	// The child's stderr reaches us through a pipe, after its answer.
+	if !ch.logged("store unavailable", 30*time.Second) {
 		t.Fatalf("the emulator logged no store failure: %s", ch.errors())
 	}
 	if code := c.do("GET", cloudapi.PathUsers+"?username="+refused, backendAuth, nil, nil); code != 404 {

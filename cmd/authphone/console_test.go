@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +81,30 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatalf("%s: %v", expr, err)
 		}
 		return v
+	}
+
+	// click presses the element at xpath from the page's own script, again
+	// until it is there: the console re-renders its tables on every live
+	// update, so a node found by one DevTools call can be gone by the next.
+	click := func(what, xpath string) {
+		t.Helper()
+		expr := `(() => { const n = document.evaluate(` + strconv.Quote(xpath) +
+			`, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;` +
+			` if (!n) return false; n.click(); return true; })()`
+		for {
+			v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if v {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: %s never appeared: %v", what, xpath, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 	}
 
 	// A wrong key is refused on the page; the right one signs in.
@@ -176,10 +201,10 @@ func TestConsoleInChromium(t *testing.T) {
 
 	// The tester's buttons: expire it, remove the authenticator.
 	row2 := `//table[@id="operations"]//tr[@data-op-id="` + ap2.TransactionID + `"]`
-	do("expire button", chromedp.Click(card+`/button[text()="Expire"]`),
-		chromedp.WaitVisible(row2+`/td[contains(@class,"status") and text()="failed (expired)"]`), chromedp.WaitNotPresent(card))
-	do("remove button", chromedp.Click(`//table[@id="users"]//li[@data-authenticator-id]/button[text()="Remove"]`),
-		chromedp.WaitVisible(`//table[@id="events"]//td[@class="type" and text()="authenticator.removed"]`),
+	click("expire button", card+`/button[text()="Expire"]`)
+	do("expired", chromedp.WaitVisible(row2+`/td[contains(@class,"status") and text()="failed (expired)"]`), chromedp.WaitNotPresent(card))
+	click("remove button", `//table[@id="users"]//li[@data-authenticator-id]/button[text()="Remove"]`)
+	do("authenticator removed", chromedp.WaitVisible(`//table[@id="events"]//td[@class="type" and text()="authenticator.removed"]`),
 		chromedp.WaitNotPresent(`//table[@id="users"]//li[@data-authenticator-id]`))
 
 	// A change without the console's header is refused even with the cookie.
