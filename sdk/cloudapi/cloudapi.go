@@ -127,11 +127,12 @@ type AuthenticatorUAF struct {
 }
 
 // RateLimit is one entry of a user's exceededRateLimits: the public API
-// reference names the field (present while a user is blocked by a rate
-// limit) but not its members, so these are ours. Name "login" is the
-// emulator's only per-user limit, on login requests without a device
-// signature (WithLoginRateLimit, --login-limit): Limit of them per Period
-// (a Go duration); the next is allowed at RetryAt.
+// reference names the field (present while a rate limit blocks the user)
+// but not its members, so these are ours. Name "login" is the emulator's
+// only per-user limit, on login requests without a device signature
+// (WithLoginRateLimit, --login-limit): Limit of them per Period (a Go
+// duration). It is listed while the user's next such request would be
+// answered 429; that request is allowed again at RetryAt.
 type RateLimit struct {
 	Name    string    `json:"name"`
 	Limit   int       `json:"limit"`
