@@ -133,7 +133,7 @@ func wrote(err error) (any, error) { return nil, err }
 
 func conformance(t *testing.T) []step {
 	k1, k2 := newKey(t), newKey(t)
-	alice := &User{ID: "u1", Username: "alice", CreatedAt: at(1), UpdatedAt: at(1)}
+	alice := &User{ID: "u1", Username: "alice", CreatedAt: at(1), UpdatedAt: at(1), LastLoginSuccess: at(7), LastLoginFailure: at(8)}
 	headless := &User{ID: "u2", CreatedAt: at(2), UpdatedAt: at(2), Activated: false}
 	a1 := &Authenticator{ID: "a1", UserID: "u1", KeyID: "k1", AAID: "F1D0#0001", PublicKey: k1, SignCounter: 3, Name: "phone",
 		Type: "cli", CreatedAt: at(5)}
