@@ -728,8 +728,20 @@ func (r *run) drive(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
-	sem := make(chan struct{}, r.cfg.Inflight)
+	// Inflight workers, not a goroutine per approval: a worker's stack
+	// has grown to what an approval needs once, not for every approval.
+	jobs := make(chan int)
 	var wg sync.WaitGroup
+	for range r.cfg.Inflight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				r.started.Add(1)
+				r.one(flight, r.phones[i%len(r.phones)], i)
+			}
+		}()
+	}
 	for i := 0; r.cfg.Count == 0 || i < r.cfg.Count; i++ {
 		if tick != nil {
 			select {
@@ -737,21 +749,18 @@ func (r *run) drive(ctx context.Context) {
 			case <-tick:
 			}
 		}
+		if stop.Err() != nil {
+			break
+		}
 		select {
 		case <-stop.Done():
-		case sem <- struct{}{}:
+		case jobs <- i:
 		}
 		if stop.Err() != nil {
 			break
 		}
-		ph := r.phones[i%len(r.phones)]
-		r.started.Add(1)
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			r.one(flight, ph, i)
-		}()
 	}
+	close(jobs)
 	wg.Wait()
 }
 
