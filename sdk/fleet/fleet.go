@@ -618,15 +618,19 @@ func (r *run) cleanup() {
 }
 
 // settle waits until every phone has sent its first read and the process
-// has gone quiet (under a tenth of a core for 100 ms, the cloud parking
-// the long-polls), or 5 s plus 1 ms per phone at most.
+// has stayed quiet (under a tenth of a core) for three 100 ms windows in a
+// row, the cloud having parked the long-polls; or 5 s plus 10 ms per phone
+// at most (a loaded machine makes the K first reads slow).
 func (r *run) settle(ctx context.Context) {
-	deadline := time.Now().Add(5*time.Second + time.Duration(len(r.phones))*time.Millisecond)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	deadline := time.Now().Add(5*time.Second + time.Duration(len(r.phones))*10*time.Millisecond)
+	quiet := 0
+	for time.Now().Before(deadline) && ctx.Err() == nil && quiet < 3 {
 		c0 := cpuTime()
 		time.Sleep(100 * time.Millisecond)
 		if int(r.polling.Load()) >= len(r.phones) && cpuTime()-c0 < 10*time.Millisecond {
-			return
+			quiet++
+		} else {
+			quiet = 0
 		}
 	}
 }
