@@ -65,6 +65,12 @@ func exitCode(err error) int {
 // explain adds what to do to errors whose cause the command line knows
 // better than the library that returned them.
 func (a *app) explain(err error) error {
+	var be *backend.Error
+	if errors.As(err, &be) {
+		if be.Status == 404 && strings.HasPrefix(be.Message, "no user") {
+			return fmt.Errorf("%w: `authphone backend users` lists the users", err)
+		}
+	}
 	switch {
 	case errors.Is(err, sdk.ErrNoAnswer), errors.Is(err, backend.ErrNoAnswer):
 		return fmt.Errorf("%w: is the cloud stuck? raise --timeout (now %s) if it is only slow", err, a.timeout)

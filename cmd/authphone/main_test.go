@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,6 +68,7 @@ func TestScripts(t *testing.T) {
 			"qrpng":     cmdQRPNG,
 			"sleep":     cmdSleep,
 			"waitfile":  cmdWaitFile,
+			"wholepng":  cmdWholePNG,
 			"exits":     cmdExits,
 			"blackhole": cmdBlackhole,
 			"otherthan": cmdOtherThan,
@@ -190,6 +194,31 @@ func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s did not appear within 20s", args[0])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wholepng FILE: watch for FILE as closely as the machine allows (up to
+// 20 s) and check that the first time it is there it is a whole PNG image:
+// a writer that creates the file and then fills it (not atomic) is caught
+// reading it empty or half-written.
+func cmdWholePNG(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: wholepng FILE")
+	}
+	path := ts.MkAbs(args[0])
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+				ts.Fatalf("%s was there before it was whole (%d bytes): %v", args[0], len(b), err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear within 20s", args[0])
+		}
+		runtime.Gosched()
 	}
 }
 
