@@ -122,6 +122,13 @@ func TestErrorMessages(t *testing.T) {
 	}{
 		{[]string{"approve", "--pin", "1234"}, 4, "no pending request: nothing is waiting"},
 		{[]string{"deny"}, 4, "no pending request"},
+		{[]string{"approve"}, 4, "no pending request: nothing is waiting"}, // no PIN either: nothing pending comes first
+		{[]string{"approve", "--wait", "1s"}, 2, "a PIN is required"},      // found before waiting
+		{[]string{"trust", "foo"}, 2, "its commands are list, qr, remove, scan; see 'authphone trust --help'"},
+		{[]string{"backend", "users", "delete", "nobody"}, 1, "`authphone backend users` lists the users"},
+		{[]string{"backend", "verify-token", "garbage"}, 1, "invalid access token: not a compact JWS: check it is an access_token"},
+		{[]string{"pin", "change", "--old", "1234", "--new", "12"}, 1, "the PIN must be 4 to 64 characters: choose another --new"},
+		{[]string{"upgrade", "--pin", "12"}, 1, "the PIN must be 4 to 64 characters: choose another --pin"},
 		{[]string{"approve", "nosuch", "--pin", "1234"}, 4, "`authphone pending` lists"},
 		{[]string{"approve", "--match", "Mallory", "--pin", "1234"}, 4, `whose message contains "Mallory"`},
 		{[]string{"getdata", "--file", "nosuch.json"}, 1, "no such file nosuch.json: check --file"},
@@ -133,7 +140,7 @@ func TestErrorMessages(t *testing.T) {
 		{[]string{"backend", "approve", "alice", "--wait", "10"}, 2, "not a duration"},
 		{[]string{"approve", "a", "b"}, 2, "takes at most 1 argument,"},
 		{[]string{"pending", "extra"}, 2, "takes no arguments"},
-		{[]string{"backend", "status"}, 2, "needs a STATUS_TOKEN"},
+		{[]string{"backend", "status"}, 2, "authphone: backend status needs a STATUS_TOKEN: see"},
 		{[]string{"backend", "aprove"}, 2, `did you mean "approve"`},
 		{[]string{"accounts", "remove", "nobody"}, 1, "no such account"},
 		{[]string{"upgrade", "--pin", "1234"}, 1, "not headless"},
