@@ -1,13 +1,18 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
@@ -23,6 +28,9 @@ type signer struct {
 // call sends one device API request to base+path. body (if not nil) is sent
 // as JSON; out (if not nil) receives the JSON answer. With s, the request
 // carries a Device-Signature over the exact bytes sent.
+//
+// It is the phone's hot path, on net/http directly: one request, its
+// headers set in place, and the answer read into a pooled buffer.
 func (p *Phone) call(ctx context.Context, method, base, path string, query url.Values, body, out any, s *signer) error {
 	var raw []byte
 	if body != nil {
@@ -32,48 +40,88 @@ func (p *Phone) call(ctx context.Context, method, base, path string, query url.V
 		}
 		raw = b
 	}
-	req := p.http.R().SetContext(ctx).SetHeader("Accept", "application/json")
-	if raw != nil {
-		req.SetHeader("Content-Type", "application/json").SetBody(raw)
-	}
+	u := strings.TrimRight(base, "/") + path
 	if len(query) > 0 {
-		req.SetQueryParamsFromValues(query)
+		u += "?" + query.Encode()
 	}
-	if s != nil {
-		h, err := devsig.Sign(s.key, s.keyID, method, path, raw, p.now())
-		if err != nil {
-			return err
-		}
-		req.SetHeader(devsig.HeaderName, h)
+	var rd io.Reader
+	if raw != nil {
+		rd = bytes.NewReader(raw)
 	}
-	resp, err := req.Execute(method, strings.TrimRight(base, "/")+path)
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return transportError(ctx, err, base)
 	}
-	if resp.IsError() {
+	h := req.Header
+	h["User-Agent"] = []string{userAgent}
+	h["Accept"] = []string{"application/json"}
+	if raw != nil {
+		h["Content-Type"] = []string{"application/json"}
+	}
+	if s != nil {
+		sig, err := devsig.Sign(s.key, s.keyID, method, path, raw, p.now())
+		if err != nil {
+			return err
+		}
+		h[devsig.HeaderName] = []string{sig}
+	}
+	start := time.Now()
+	if p.verbose != nil {
+		fmt.Fprintf(p.verbose, "> %s %s\n", method, u)
+	}
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return transportError(ctx, err, base)
+	}
+	buf := getBuffer()
+	defer putBuffer(buf)
+	_, err = buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return transportError(ctx, err, base)
+	}
+	if p.verbose != nil {
+		fmt.Fprintf(p.verbose, "< %d %s (%s)\n", resp.StatusCode, u, time.Since(start).Round(time.Microsecond))
+	}
+	b := buf.Bytes()
+	if resp.StatusCode > 399 {
 		var sb deviceapi.StatusBody
 		var eb struct {
 			Message string `json:"message"`
 		}
-		ce := &CloudError{HTTPStatus: resp.StatusCode()}
-		if json.Unmarshal(resp.Body(), &sb) == nil && sb.StatusCode != 0 {
+		ce := &CloudError{HTTPStatus: resp.StatusCode}
+		if json.Unmarshal(b, &sb) == nil && sb.StatusCode != 0 {
 			ce.StatusCode, ce.Message = sb.StatusCode, sb.Description
-		} else if json.Unmarshal(resp.Body(), &eb) == nil && eb.Message != "" {
+		} else if json.Unmarshal(b, &eb) == nil && eb.Message != "" {
 			ce.Message = eb.Message
 		} else {
-			ce.Message = strings.TrimSpace(string(resp.Body()))
+			ce.Message = strings.TrimSpace(string(b))
 			if ce.Message == "" || len(ce.Message) > 200 {
-				ce.Message = resp.Status()
+				ce.Message = resp.Status
 			}
 		}
 		return ce
 	}
 	if out != nil {
-		if err := json.Unmarshal(resp.Body(), out); err != nil {
+		if err := json.Unmarshal(b, out); err != nil {
 			return fmt.Errorf("the cloud at %s answered something that is not the device API: %w", base, err)
 		}
 	}
 	return nil
+}
+
+// bufPool holds the buffers answers are read into. json.Unmarshal copies
+// what it keeps, so a buffer is reused once its answer is decoded.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer { return bufPool.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > 64<<10 {
+		return // do not keep a large answer's buffer
+	}
+	b.Reset()
+	bufPool.Put(b)
 }
 
 // transportError explains a request that got no answer: ctx ended (its

@@ -102,7 +102,7 @@ func (p *Phone) Data(ctx context.Context, payload []byte, contentType string) (*
 	if err != nil {
 		return nil, err
 	}
-	resp, err := p.http.R().SetContext(ctx).SetHeader("Content-Type", contentType).
+	resp, err := p.http().R().SetContext(ctx).SetHeader("Content-Type", contentType).
 		SetHeader(devsig.HeaderName, h).SetBody(payload).Post(a.Cloud + deviceapi.PathData)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -45,7 +45,10 @@ type Phone struct {
 	profile    string
 	dir        string
 	keys       keystore.Store
-	http       *resty.Client
+	hc         *http.Client // the device API's hot path (call)
+	verbose    io.Writer
+	restyOnce  sync.Once
+	rc         *resty.Client // made on first use (data and trusted-device calls)
 	cloud      string
 	name       string
 	facet      string
@@ -169,17 +172,11 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 			o.name += " on " + host
 		}
 	}
-	var r *resty.Client
-	if o.client != nil {
-		r = resty.NewWithClient(o.client)
-	} else {
-		r = resty.NewWithClient(httplimit.Client(o.timeout))
+	hc := o.client
+	if hc == nil {
+		hc = httplimit.Client(o.timeout)
 	}
-	r.SetHeader("User-Agent", "authphone-phone/1")
-	if o.verbose != nil {
-		logExchanges(r, o.verbose)
-	}
-	return &Phone{profile: profile, dir: o.dir, keys: keys, http: r, cloud: o.cloud, name: o.name, now: o.now, facet: o.facetID,
+	return &Phone{profile: profile, dir: o.dir, keys: keys, hc: hc, verbose: o.verbose, cloud: o.cloud, name: o.name, now: o.now, facet: o.facetID,
 		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf, durability: o.durability, faults: o.faults, sleep: o.sleep}, nil
 }
 
@@ -196,6 +193,22 @@ func (p *Phone) Profile() string { return p.profile }
 
 // Keystore is where the phone keeps its secrets.
 func (p *Phone) Keystore() keystore.Store { return p.keys }
+
+// http is a resty client over the phone's HTTP client, for the calls off
+// the hot path; made on first use, so an idle phone does not carry one.
+func (p *Phone) http() *resty.Client {
+	p.restyOnce.Do(func() {
+		p.rc = resty.NewWithClient(p.hc)
+		p.rc.SetHeader("User-Agent", userAgent)
+		if p.verbose != nil {
+			logExchanges(p.rc, p.verbose)
+		}
+	})
+	return p.rc
+}
+
+// userAgent is what the phone sends as User-Agent.
+const userAgent = "authphone-phone/1"
 
 // logExchanges prints one line per request and response; Device-Signature
 // and Authorization values are never printed.

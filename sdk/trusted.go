@@ -80,7 +80,7 @@ func (p *Phone) SignInWithDevice(ctx context.Context, identifier string) (*Login
 // *trustapi.OAuthError whose Code is authorization_pending, slow_down,
 // access_denied, expired_token or invalid_grant.
 func (p *Phone) PollTokens(ctx context.Context, lr *LoginRequest, wait time.Duration) (*trustapi.TokenResponse, error) {
-	req := p.http.R().SetContext(ctx).SetHeader("Content-Type", "application/json").
+	req := p.http().R().SetContext(ctx).SetHeader("Content-Type", "application/json").
 		SetBody(trustapi.PollRequest{PollToken: lr.PollToken, CodeVerifier: lr.CodeVerifier})
 	u := lr.Cloud + trustapi.PathLoginRequests + "/" + url.PathEscape(lr.RequestID) + "/token"
 	if wait > 0 {
