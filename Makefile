@@ -15,10 +15,10 @@ demo: ## walk through every flow against an in-process emulator
 
 test: ## every test, race detector on (OS-keyring tests in a private D-Bus session)
 	@if command -v dbus-run-session >/dev/null 2>&1 && command -v gnome-keyring-daemon >/dev/null 2>&1; then \
-		sh testdata/with-keyring.sh $(GO) test -race -count=1 ./... ; \
+		sh testdata/with-keyring.sh $(GO) test -race -count=1 -timeout 30m ./... ; \
 	else \
 		echo "note: dbus-run-session or gnome-keyring-daemon is missing, so the OS-keyring tests skip (apt-get install gnome-keyring dbus)"; \
-		$(GO) test -race -count=1 ./... ; \
+		$(GO) test -race -count=1 -timeout 30m ./... ; \
 	fi
 
 build: ## build bin/authphone
