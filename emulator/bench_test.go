@@ -1,20 +1,25 @@
 package emulator_test
 
 import (
+	"bufio"
+	"bytes"
+	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/internal/pgtest"
 	"github.com/authphone/authphone/sdk/cloudapi"
-	"github.com/authphone/authphone/sdk/deviceapi"
-	"github.com/authphone/authphone/sdk/uaf"
 )
 
 // benchStores open an empty store of each kind for a benchmark.
@@ -49,41 +54,31 @@ var benchStores = []struct {
 	}},
 }
 
-// seed puts n enrolled users (one authenticator each) into s, in batches,
-// through the Store API: what n enrolments leave behind.
-func seed(b *testing.B, s emulator.Store, n int) {
+// cpuTime is the CPU time this process has used (user and system, all
+// threads): the emulator's and the test client's, the same client for
+// every store. On a machine shared with other work it moves less than
+// the wall time does.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// seed puts n enrolled users into s (emulator.SeedUsers).
+func seed(b testing.TB, s emulator.Store, n int) {
 	b.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	t0 := time.Now().UTC()
-	const batch = 2000
-	for start := 0; start < n; start += batch {
-		err := s.Update(context.Background(), func(tx emulator.Tx) error {
-			for i := start; i < min(start+batch, n); i++ {
-				u := &emulator.User{ID: fmt.Sprintf("seed-user-%06d", i), Username: fmt.Sprintf("seed%06d", i), CreatedAt: t0, UpdatedAt: t0, Activated: true}
-				if err := tx.PutUser(u); err != nil {
-					return err
-				}
-				kid := make([]byte, 32)
-				_, _ = rand.Read(kid)
-				a := &emulator.Authenticator{ID: fmt.Sprintf("seed-auth-%06d", i), UserID: u.ID, KeyID: uaf.B64.EncodeToString(kid),
-					AAID: deviceapi.AAIDPIN, PublicKey: &k.PublicKey, Name: "seed", Type: "phone", CreatedAt: t0}
-				if err := tx.PutAuthenticator(a); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
+	if err := emulator.SeedUsers(s, n); err != nil {
+		b.Fatal(err)
 	}
 }
 
-// BenchmarkApproval is one push approval, end to end over loopback
-// (approval → inbox → redeem → signed assertion → status), on each store
-// with 0 to 100 000 other users enrolled: the cost must not grow with the
-// number of users.
-func BenchmarkApproval(b *testing.B) {
+// BenchmarkApprovalInProcess is BenchmarkApproval with the emulator in
+// the benchmark's process, one store and size after the other: the one
+// to profile (-cpuprofile, -memprofile). Its figures move with whatever
+// else the machine runs meanwhile; BenchmarkApproval's ratios do not.
+func BenchmarkApprovalInProcess(b *testing.B) {
 	for _, st := range benchStores {
 		for _, users := range []int{0, 1_000, 10_000, 100_000} {
 			b.Run(fmt.Sprintf("store=%s/users=%d", st.name, users), func(b *testing.B) {
@@ -100,6 +95,8 @@ func BenchmarkApproval(b *testing.B) {
 				c := &cloud{t: b, url: s.URL()}
 				d := newDevice()
 				c.enrolled(d, "bench")
+				runtime.GC() // the seeding's garbage is not the approvals' cost
+				cpu0 := cpuTime()
 				for b.Loop() {
 					ap := c.approve(cloudapi.ApprovalRequest{Username: "bench"})
 					d.counter++
@@ -110,7 +107,198 @@ func BenchmarkApproval(b *testing.B) {
 						b.Fatalf("status %s", got)
 					}
 				}
+				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 			})
 		}
 	}
+}
+
+// benchChild is an emulator process of BenchmarkApproval.
+type benchChild struct {
+	name  string // store/users
+	store string
+	users int
+	cmd   *exec.Cmd
+	c     *cloud
+	d     *device
+	wall  time.Duration // spent in approvals
+}
+
+// cpu is the CPU time the child has used (user and system, all threads).
+func (ch *benchChild) cpu(b *testing.B) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", ch.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:])) // fields from the 3rd
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// perRound is how many approvals the child runs in its turn: the memory
+// store runs memoryPerRound, so that its cost includes the garbage
+// collections a large heap has (with 100 000 users, one per thousands
+// of approvals) in the time the SQL stores take for a few hundred.
+func (ch *benchChild) perRound() int {
+	if ch.store == "memory" {
+		return memoryPerRound
+	}
+	return 1
+}
+
+const memoryPerRound = 10
+
+// approve runs one approval end to end: approval → inbox → redeem →
+// signed assertion → status.
+func (ch *benchChild) approve(b *testing.B) {
+	ap := ch.c.approve(cloudapi.ApprovalRequest{Username: "bench"})
+	ch.d.counter++
+	if code, sb := ch.c.answer(ch.d, ap.TransactionID, ch.d.counter); code != 200 {
+		b.Fatalf("%s: authenticate: %d %+v", ch.name, code, sb)
+	}
+	if got := ch.c.status(ap.StatusToken); got != cloudapi.StatusSucceeded {
+		b.Fatalf("%s: status %s", ch.name, got)
+	}
+}
+
+// BenchmarkApproval is one push approval over loopback (approval → inbox
+// → redeem → signed assertion → status) on each store with 0, 1 000,
+// 10 000 and 100 000 other users enrolled. Each store and size is an
+// emulator process of its own (this test binary, runBenchChild), all
+// started first and then taking turns, one approval each per round: what
+// else the machine does meanwhile slows them alike, so their ratios hold
+// on a busy machine. It reports, per store and size, the wall time and the
+// emulator's CPU time per approval (/proc/PID/stat), and logs them as a
+// table with the ratios of the goals (100 000 users / 0; SQLite / memory).
+// AUTHPHONE_BENCH_STORES picks the stores (default
+// memory,sqlite,sqlite-normal,postgres); AUTHPHONE_BENCH_USERS the sizes.
+func BenchmarkApproval(b *testing.B) {
+	stores := strings.Split(cmp.Or(os.Getenv("AUTHPHONE_BENCH_STORES"), "memory,sqlite,sqlite-normal,postgres"), ",")
+	var sizes []int
+	for _, f := range strings.Split(cmp.Or(os.Getenv("AUTHPHONE_BENCH_USERS"), "0,1000,10000,100000"), ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			b.Fatalf("AUTHPHONE_BENCH_USERS: %v", err)
+		}
+		sizes = append(sizes, n)
+	}
+	var children []*benchChild
+	for _, st := range stores {
+		for _, n := range sizes {
+			env := []string{"AUTHPHONE_BENCH_CHILD=1", "AUTHPHONE_BENCH_USERS=" + strconv.Itoa(n)}
+			switch st {
+			case "memory":
+			case "sqlite", "sqlite-normal":
+				env = append(env, "AUTHPHONE_BENCH_DB="+filepath.Join(b.TempDir(), "bench.db"),
+					"AUTHPHONE_BENCH_SYNC="+map[string]string{"sqlite": "full", "sqlite-normal": "normal"}[st])
+			case "postgres":
+				env = append(env, "AUTHPHONE_BENCH_DB="+pgtest.DB(b))
+			default:
+				b.Fatalf("AUTHPHONE_BENCH_STORES: no store %q (memory, sqlite, sqlite-normal, postgres)", st)
+			}
+			ch := &benchChild{name: fmt.Sprintf("%s/%d", st, n), store: st, users: n, cmd: exec.Command(os.Args[0], "-test.run=^$")}
+			ch.cmd.Env = append(os.Environ(), env...)
+			ch.cmd.Stderr = os.Stderr
+			children = append(children, ch)
+		}
+	}
+	// Start them all (they seed at once), then wait for each URL.
+	lines := make([]chan string, len(children))
+	for i, ch := range children {
+		stdin, err := ch.cmd.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := ch.cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ch.cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = stdin.Close(); _ = ch.cmd.Wait() })
+		lines[i] = make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(out)
+			if sc.Scan() {
+				lines[i] <- sc.Text()
+			}
+			close(lines[i])
+			_, _ = io.Copy(io.Discard, out)
+		}()
+	}
+	deadline := time.After(10 * time.Minute)
+	for i, ch := range children {
+		select {
+		case u, ok := <-lines[i]:
+			if !ok || !strings.HasPrefix(u, "http://") {
+				b.Fatalf("%s: the emulator did not start (%q)", ch.name, u)
+			}
+			ch.c = &cloud{t: b, url: u}
+		case <-deadline:
+			b.Fatalf("%s: the emulator did not start within 10 minutes", ch.name)
+		}
+		ch.d = newDevice()
+		ch.c.enrolled(ch.d, "bench")
+		for range 20 { // warm: connections, statement caches
+			ch.approve(b)
+		}
+	}
+	cpu0 := make([]time.Duration, len(children))
+	for i, ch := range children {
+		cpu0[i] = ch.cpu(b)
+	}
+	round := 0
+	for b.Loop() {
+		for j := range children {
+			ch := children[(round+j)%len(children)] // no store always first
+			t := time.Now()
+			for range ch.perRound() {
+				ch.approve(b)
+			}
+			ch.wall += time.Since(t)
+		}
+		round++
+	}
+	b.StopTimer()
+	wall := map[string]float64{}
+	cpu := map[string]float64{}
+	for i, ch := range children {
+		n := float64(round * ch.perRound())
+		wall[ch.name] = float64(ch.wall) / n / 1e6
+		cpu[ch.name] = float64(ch.cpu(b)-cpu0[i]) / n / 1e6
+		b.ReportMetric(wall[ch.name], ch.name+"-ms")
+		b.ReportMetric(cpu[ch.name], ch.name+"-cpu-ms")
+	}
+	var t strings.Builder
+	fmt.Fprintf(&t, "%d rounds (memory: %d approvals a round; the others 1), ms per approval: wall (emulator CPU)\n", round, memoryPerRound)
+	fmt.Fprintf(&t, "| store |")
+	for _, n := range sizes {
+		fmt.Fprintf(&t, " %d |", n)
+	}
+	fmt.Fprintf(&t, " %d / %d |\n", sizes[len(sizes)-1], sizes[0])
+	for _, st := range stores {
+		fmt.Fprintf(&t, "| %s |", st)
+		for _, n := range sizes {
+			k := fmt.Sprintf("%s/%d", st, n)
+			fmt.Fprintf(&t, " %.2f (%.2f) |", wall[k], cpu[k])
+		}
+		lo, hi := fmt.Sprintf("%s/%d", st, sizes[0]), fmt.Sprintf("%s/%d", st, sizes[len(sizes)-1])
+		fmt.Fprintf(&t, " %.2f× (%.2f×) |\n", wall[hi]/wall[lo], cpu[hi]/cpu[lo])
+	}
+	for _, st := range stores {
+		if st == "memory" {
+			continue
+		}
+		fmt.Fprintf(&t, "%s / memory:", st)
+		for _, n := range sizes {
+			k, m := fmt.Sprintf("%s/%d", st, n), fmt.Sprintf("memory/%d", n)
+			if wall[m] > 0 {
+				fmt.Fprintf(&t, " %d users %.2f× (%.2f×);", n, wall[k]/wall[m], cpu[k]/cpu[m])
+			}
+		}
+		t.WriteString("\n")
+	}
+	b.Log("\n" + t.String())
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -409,11 +411,63 @@ func (s *Server) prepare(r *http.Request, serverData string, now time.Time) (pen
 	return p, err
 }
 
-// transactionToken signs the token a succeeded transaction carries.
+// transactionClaims are the claims of a transaction token: newJWT's
+// registered claims, the scope (the transaction's kind) and txn.
+type transactionClaims struct {
+	Aud   []string `json:"aud"`
+	Exp   int64    `json:"exp"`
+	Iat   int64    `json:"iat"`
+	Iss   string   `json:"iss"`
+	Jti   string   `json:"jti"`
+	Nbf   int64    `json:"nbf"`
+	Scope string   `json:"scope,omitempty"`
+	Sub   string   `json:"sub"`
+	Txn   string   `json:"txn"`
+}
+
+// transactionToken signs the token a succeeded transaction carries. Every
+// approval makes one, so it is a plain compact JWS built here (one fixed
+// set of claims, ES256 with the current key) rather than through a JOSE
+// library's token builder; tests verify it with jwx against the JWKS.
 func (s *Server) transactionToken(r *http.Request, tx *Transaction, userID string, now time.Time) (string, error) {
-	tok, _ := newJWT(s.base(r), userID, "backend", tx.Kind, now, s.cfg.tokenTTL)
-	_ = tok.Set("txn", tx.ID)
-	return s.issuer.sign(tok)
+	payload, err := json.Marshal(transactionClaims{Aud: []string{"backend"}, Exp: now.Add(s.cfg.tokenTTL).Unix(), Iat: now.Unix(),
+		Iss: s.base(r), Jti: uuid.NewString(), Nbf: now.Unix(), Scope: tx.Kind, Sub: userID, Txn: tx.ID})
+	if err != nil {
+		return "", err
+	}
+	return s.issuer.signCompact(payload, "JWT")
+}
+
+// signCompact signs payload as a compact JWS (ES256, the current key's
+// kid, header typ).
+func (is *issuer) signCompact(payload []byte, typ string) (string, error) {
+	is.mu.RLock()
+	k := is.keys[len(is.keys)-1]
+	is.mu.RUnlock()
+	hdr, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{"ES256", k.kid, typ})
+	if err != nil {
+		return "", err
+	}
+	b64 := base64.RawURLEncoding
+	out := make([]byte, 0, b64.EncodedLen(len(hdr))+b64.EncodedLen(len(payload))+2+86)
+	out = b64.AppendEncode(out, hdr)
+	out = append(out, '.')
+	out = b64.AppendEncode(out, payload)
+	h := sha256.Sum256(out)
+	r, sv, err := ecdsa.Sign(rand.Reader, k.priv, h[:])
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	var sig [64]byte
+	r.FillBytes(sig[:32])
+	sv.FillBytes(sig[32:])
+	out = append(out, '.')
+	out = b64.AppendEncode(out, sig[:])
+	return string(out), nil
 }
 
 // succeed marks a transaction succeeded with the token p signed for it.

@@ -21,7 +21,10 @@ import (
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
 	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
 // cloud is an emulator on loopback plus raw HTTP helpers: the tests speak
@@ -633,5 +636,69 @@ func TestPurgedTransactionsReadUnknown(t *testing.T) {
 	}
 	if s := c.status(st); s != cloudapi.StatusUnknown {
 		t.Fatalf("purged: %s", s)
+	}
+}
+
+// TestTransactionTokenVerifies: the token of a succeeded approval, signed
+// without a JOSE library, verifies with jwx against the published JWKS and
+// carries the registered claims, the scope and the transaction id.
+func TestTransactionTokenVerifies(t *testing.T) {
+	c := newCloud(t)
+	d := newDevice()
+	c.enrolled(d, "erin")
+	ap := c.approve(cloudapi.ApprovalRequest{Username: "erin"})
+	if code, sb := c.authenticate(d, 1); code != 200 {
+		t.Fatalf("authenticate: %d %+v", code, sb)
+	}
+	var sr cloudapi.StatusResponse
+	c.do("POST", cloudapi.PathStatus, nil, mustJSON(cloudapi.StatusRequest{StatusToken: ap.StatusToken}), &sr)
+	if sr.Status != cloudapi.StatusSucceeded || sr.Token == "" {
+		t.Fatalf("status %+v", sr)
+	}
+	req, _ := http.NewRequest("GET", c.url+trustapi.PathJWKS, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	set, err := jwk.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.ParseString(sr.Token, jwt.WithKeySet(set), jwt.WithValidate(true), jwt.WithIssuer(c.url), jwt.WithAudience("backend"))
+	if err != nil {
+		t.Fatalf("jwx refuses the transaction token: %v", err)
+	}
+	var txn, scope string
+	if err := tok.Get("txn", &txn); err != nil || txn != ap.TransactionID {
+		t.Errorf("txn %q (%v), want %s", txn, err, ap.TransactionID)
+	}
+	if err := tok.Get("scope", &scope); err != nil || scope == "" {
+		t.Errorf("scope %q (%v)", scope, err)
+	}
+	if sub, _ := tok.Subject(); sub != c.userID("erin") {
+		t.Errorf("sub %q", sub)
+	}
+	if jti, _ := tok.JwtID(); jti == "" {
+		t.Error("no jti")
+	}
+	exp, _ := tok.Expiration()
+	iat, _ := tok.IssuedAt()
+	if d := exp.Sub(iat); d != 10*time.Minute {
+		t.Errorf("exp - iat = %s", d)
+	}
+	if h := jwtHeader(t, sr.Token); h["typ"] != "JWT" || h["alg"] != "ES256" || h["kid"] == "" {
+		t.Errorf("header %v", h)
+	}
+	// A flipped byte of the signature is refused.
+	i := strings.LastIndexByte(sr.Token, '.') + 5
+	flip := byte('A')
+	if sr.Token[i] == 'A' {
+		flip = 'B'
+	}
+	bad := sr.Token[:i] + string(flip) + sr.Token[i+1:]
+	if _, err := jwt.ParseString(bad, jwt.WithKeySet(set)); err == nil {
+		t.Error("a tampered transaction token verified")
 	}
 }

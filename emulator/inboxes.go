@@ -49,11 +49,13 @@ func (s *Server) handleInboxes(w http.ResponseWriter, r *http.Request) {
 		s.devFail(w, r, errf(http.StatusUnauthorized, "Device-Signature must be made with the deviceKey of the body (kid = its thumbprint)"))
 		return
 	}
-	if err := sig.Verify(pub, r.Method, r.URL.Path, body, s.now(), devsig.MaxAge); err != nil {
+	// Devices keep their own clocks: freshness against the unmoved clock,
+	// the nonce kept on the moved one (as verifyDevice does).
+	if err := sig.Verify(pub, r.Method, r.URL.Path, body, s.deviceNow(), devsig.MaxAge); err != nil {
 		s.devFail(w, r, errf(http.StatusUnauthorized, "%v", err))
 		return
 	}
-	until := time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second)
+	until := time.Unix(sig.Claims.IssuedAt, 0).Add(devsig.MaxAge + 5*time.Second + s.offset())
 	var aids, keyIDs, unknown []string
 	err = s.store.Update(r.Context(), func(st Tx) error {
 		aids, keyIDs, unknown = nil, nil, nil

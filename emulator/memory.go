@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"errors"
 	"maps"
 	"slices"
@@ -24,7 +26,7 @@ type MemoryStore struct {
 	subs subscribers
 
 	users       *memTable[User]
-	auths       *memTable[Authenticator]
+	auths       *memTable[memAuth]
 	txs         *memTable[Transaction]
 	tokens      *memTable[DispatchToken]
 	sessions    *memTable[Session]
@@ -76,9 +78,9 @@ func NewMemoryStore() *MemoryStore {
 	}
 	m := &MemoryStore{meta: map[string][]byte{}}
 	m.users = newTable(func(u *User) string { return u.ID }, nil, nil, index(byName, func(u *User) string { return u.Username }))
-	m.auths = newTable(func(a *Authenticator) string { return a.ID }, nil, nil,
-		index(byKeyID, func(a *Authenticator) string { return a.KeyID }),
-		index(byUser, func(a *Authenticator) string { return a.UserID }))
+	m.auths = newTable(func(a *memAuth) string { return a.ID }, nil, nil,
+		index(byKeyID, func(a *memAuth) string { return a.KeyID }),
+		index(byUser, func(a *memAuth) string { return a.UserID }))
 	pending := func(f func(*Transaction) string) func(*Transaction) string {
 		return func(t *Transaction) string {
 			if t.Status != "pending" {
@@ -213,11 +215,74 @@ type memTable[V any] struct {
 
 type memIndex[V any] struct {
 	of func(*V) string
-	m  map[string]map[string]struct{}
+	m  map[string]keySet
+}
+
+// keySet is the primary keys an index value names. Most name one (a
+// username, a keyID, a user's one authenticator): it is kept in the map
+// slot itself, so a store of 100 000 users holds no map per user for the
+// garbage collector to walk; more go to a map made for the second.
+type keySet struct {
+	one  string
+	more map[string]struct{}
+}
+
+func (s keySet) add(k string) keySet {
+	switch {
+	case s.one == "" && len(s.more) == 0:
+		s.one = k
+	case s.one != k:
+		if _, ok := s.more[k]; ok {
+			break
+		}
+		if s.one == "" {
+			s.one = k
+			break
+		}
+		if s.more == nil {
+			s.more = map[string]struct{}{}
+		}
+		s.more[k] = struct{}{}
+	}
+	return s
+}
+
+func (s keySet) remove(k string) keySet {
+	if s.one == k {
+		s.one = ""
+		for m := range s.more { // keep one in the slot
+			s.one = m
+			delete(s.more, m)
+			break
+		}
+	} else {
+		delete(s.more, k)
+	}
+	if len(s.more) == 0 {
+		s.more = nil
+	}
+	return s
+}
+
+func (s keySet) empty() bool { return s.one == "" && len(s.more) == 0 }
+
+// keys lists the keys of the index value ik (a copy: the caller may
+// change the table meanwhile).
+func (ix *memIndex[V]) keys(ik string) []string {
+	s := ix.m[ik]
+	if s.empty() {
+		return nil
+	}
+	out := make([]string, 0, 1+len(s.more))
+	out = append(out, s.one)
+	for k := range s.more {
+		out = append(out, k)
+	}
+	return out
 }
 
 func index[V any](name string, of func(*V) string) func(map[string]*memIndex[V]) {
-	return func(m map[string]*memIndex[V]) { m[name] = &memIndex[V]{of: of, m: map[string]map[string]struct{}{}} }
+	return func(m map[string]*memIndex[V]) { m[name] = &memIndex[V]{of: of, m: map[string]keySet{}} }
 }
 
 func newTable[V any](key func(*V) string, clone func(*V) *V, expiry func(*V) (time.Time, bool), idx ...func(map[string]*memIndex[V])) *memTable[V] {
@@ -241,9 +306,10 @@ func (t *memTable[V]) set(k string, v *V) {
 	if old := t.rows[k]; old != nil {
 		for _, ix := range t.idx {
 			if ik := ix.of(old); ik != "" {
-				delete(ix.m[ik], k)
-				if len(ix.m[ik]) == 0 {
+				if ks := ix.m[ik].remove(k); ks.empty() {
 					delete(ix.m, ik)
+				} else {
+					ix.m[ik] = ks
 				}
 			}
 		}
@@ -255,12 +321,7 @@ func (t *memTable[V]) set(k string, v *V) {
 	t.rows[k] = v
 	for _, ix := range t.idx {
 		if ik := ix.of(v); ik != "" {
-			set := ix.m[ik]
-			if set == nil {
-				set = map[string]struct{}{}
-				ix.m[ik] = set
-			}
-			set[k] = struct{}{}
+			ix.m[ik] = ix.m[ik].add(k)
 		}
 	}
 	if t.expiry != nil {
@@ -278,7 +339,7 @@ func (t *memTable[V]) get(k string) *V {
 // by lists the rows whose index name has the value ik, sorted by less.
 func (t *memTable[V]) by(name, ik string, less func(a, b *V) int) []*V {
 	var out []*V
-	for k := range t.idx[name].m[ik] {
+	for _, k := range t.idx[name].keys(ik) {
 		out = append(out, t.clone(t.rows[k]))
 	}
 	if less != nil {
@@ -329,6 +390,40 @@ func (h *expHeap) Pop() any {
 	return x
 }
 
+// memAuth is how the memory store keeps an authenticator: its public key
+// as the 65 bytes of the uncompressed point, inside the row, instead of
+// an *ecdsa.PublicKey (five objects: the key, two big.Ints and their
+// words) for the garbage collector to walk; a read parses it again.
+type memAuth struct {
+	Authenticator // PublicKey nil when pub holds it
+	pub           [65]byte
+	packed        bool
+}
+
+func packAuth(a *Authenticator) *memAuth {
+	m := &memAuth{Authenticator: *a}
+	if a.PublicKey != nil && a.PublicKey.Curve == elliptic.P256() {
+		if b, err := a.PublicKey.Bytes(); err == nil && len(b) == len(m.pub) {
+			copy(m.pub[:], b)
+			m.packed, m.PublicKey = true, nil
+		}
+	}
+	return m
+}
+
+// unpack is a copy of the authenticator, nil for nil.
+func (m *memAuth) unpack() *Authenticator {
+	if m == nil {
+		return nil
+	}
+	a := m.Authenticator
+	if m.packed {
+		// The bytes came from a valid key: parsing them cannot fail.
+		a.PublicKey, _ = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), m.pub[:])
+	}
+	return &a
+}
+
 // memTx is a transaction on a MemoryStore: writes apply at once (no one
 // else runs meanwhile) and are undone, newest first, if the transaction
 // fails.
@@ -376,7 +471,7 @@ func first[V any](t *memTable[V], name, ik string) *V {
 	if ik == "" {
 		return nil
 	}
-	for k := range t.idx[name].m[ik] {
+	if k := t.idx[name].m[ik].one; k != "" {
 		return t.clone(t.rows[k])
 	}
 	return nil
@@ -420,15 +515,24 @@ func (tx *memTx) Users() ([]*User, error) {
 func (tx *memTx) PutUser(u *User) error      { return put(tx, tx.m.users, u) }
 func (tx *memTx) DeleteUser(id string) error { return del(tx, tx.m.users, id) }
 func (tx *memTx) Authenticator(id string) (*Authenticator, error) {
-	return tx.m.auths.get(id), nil
+	return tx.m.auths.rows[id].unpack(), nil
 }
 func (tx *memTx) AuthenticatorByKeyID(k string) (*Authenticator, error) {
-	return first(tx.m.auths, byKeyID, k), nil
+	if k == "" {
+		return nil, nil
+	}
+	return tx.m.auths.rows[tx.m.auths.idx[byKeyID].m[k].one].unpack(), nil
 }
 func (tx *memTx) UserAuthenticators(userID string) ([]*Authenticator, error) {
-	return tx.m.auths.by(byUser, userID, authsOrder), nil
+	keys := tx.m.auths.idx[byUser].keys(userID)
+	out := make([]*Authenticator, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, tx.m.auths.rows[k].unpack())
+	}
+	slices.SortFunc(out, authsOrder)
+	return out, nil
 }
-func (tx *memTx) PutAuthenticator(a *Authenticator) error { return put(tx, tx.m.auths, a) }
+func (tx *memTx) PutAuthenticator(a *Authenticator) error { return put(tx, tx.m.auths, packAuth(a)) }
 func (tx *memTx) DeleteAuthenticator(id string) error     { return del(tx, tx.m.auths, id) }
 func (tx *memTx) Transaction(id string) (*Transaction, error) {
 	return tx.m.txs.get(id), nil
@@ -485,7 +589,7 @@ func (tx *memTx) PutInboxItem(it *InboxItem) error {
 }
 func (tx *memTx) DeleteInboxItem(id string) error { return del(tx, tx.m.inbox, id) }
 func (tx *memTx) ClearInbox(aid string) error {
-	for k := range tx.m.inbox.idx[byAuth].m[aid] {
+	for _, k := range tx.m.inbox.idx[byAuth].keys(aid) {
 		if err := del(tx, tx.m.inbox, k); err != nil {
 			return err
 		}
@@ -527,7 +631,7 @@ func (tx *memTx) AddChainToken(chainID, jti string, until time.Time) error {
 }
 func (tx *memTx) ChainTokens(chainID string) (map[string]time.Time, error) {
 	out := map[string]time.Time{}
-	for k := range tx.m.chainTokens.idx[byGroup].m[chainID] {
+	for _, k := range tx.m.chainTokens.idx[byGroup].keys(chainID) {
 		out[k] = tx.m.chainTokens.rows[k].Until
 	}
 	return out, nil
@@ -663,7 +767,7 @@ func (tx *memTx) TransactionTokens(txID string) ([]*DispatchToken, error) {
 
 func (tx *memTx) ExpiredPending(now time.Time, limit int) ([]*Transaction, error) {
 	var out []*Transaction
-	for k := range tx.m.txs.idx[byPending].m["pending"] {
+	for _, k := range tx.m.txs.idx[byPending].keys("pending") {
 		if t := tx.m.txs.rows[k]; !now.Before(t.ExpiresAt) {
 			out = append(out, tx.m.txs.clone(t))
 		}

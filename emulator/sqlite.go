@@ -23,8 +23,10 @@ type SQLiteStore struct {
 	path   string
 	writer *sql.DB
 	reader *sql.DB
-	seq    atomic.Int64
-	subs   subscribers
+	// wstmts and rstmts keep the prepared statements of each.
+	wstmts, rstmts *stmtCache
+	seq            atomic.Int64
+	subs           subscribers
 }
 
 // SQLiteOption configures OpenSQLite.
@@ -92,6 +94,7 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 		s.writer.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	s.wstmts, s.rstmts = newStmtCache(s.writer), newStmtCache(s.reader)
 	s.reader.SetMaxOpenConns(4)
 	s.reader.SetMaxIdleConns(4)
 	var seq sql.NullInt64
@@ -126,8 +129,11 @@ func (s *SQLiteStore) View(ctx context.Context, fn func(Tx) error) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	defer tx.Rollback()
-	return fn(&sqlTx{ctx: ctx, tx: tx, d: sqliteDialect, seq: &s.seq})
+	t := &sqlTx{ctx: ctx, tx: tx, d: sqliteDialect, seq: &s.seq, cache: s.rstmts}
+	err = fn(t)
+	_ = tx.Rollback()
+	t.done()
+	return err
 }
 
 // Update runs fn in a write transaction and commits it. The transaction
@@ -139,7 +145,8 @@ func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	t := &sqlTx{ctx: ctx, tx: tx, d: sqliteDialect, write: true, seq: &s.seq}
+	t := &sqlTx{ctx: ctx, tx: tx, d: sqliteDialect, write: true, seq: &s.seq, cache: s.wstmts}
+	defer t.done()
 	commit, err := keeps(fn(t))
 	if !commit {
 		_ = tx.Rollback()
@@ -164,9 +171,14 @@ func (s *SQLiteStore) Path() string { return s.path }
 
 // Close closes the database.
 func (s *SQLiteStore) Close() error {
-	var err error
-	if s.reader != nil {
-		err = s.reader.Close()
+	var errs []error
+	for _, c := range []*stmtCache{s.rstmts, s.wstmts} {
+		if c != nil {
+			errs = append(errs, c.close())
+		}
 	}
-	return errors.Join(err, s.writer.Close())
+	if s.reader != nil {
+		errs = append(errs, s.reader.Close())
+	}
+	return errors.Join(append(errs, s.writer.Close())...)
 }

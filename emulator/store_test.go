@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 	if db := os.Getenv("AUTHPHONE_TEST_CHILD_DB"); db != "" {
 		os.Exit(runChild(db)) // durability_test.go runs the binary as an emulator
 	}
+	if os.Getenv("AUTHPHONE_BENCH_CHILD") != "" {
+		os.Exit(runBenchChild()) // so does BenchmarkApproval
+	}
 	code := m.Run()
 	pgtest.Stop()
 	os.Exit(code)

@@ -93,14 +93,25 @@ func (p *Phone) redeemFull(ctx context.Context, pl dispatch.Payload, out any) (u
 	if err := uaf.Decode(rr.UAFRequest, out); err != nil {
 		return uaf.Header{}, nil, fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
 	}
-	var h struct {
-		Header uaf.Header `json:"header"`
+	var hdr uaf.Header
+	switch m := out.(type) {
+	case *uaf.AuthenticationRequest:
+		hdr = m.Header
+	case *uaf.RegistrationRequest:
+		hdr = m.Header
+	case *uaf.DeregistrationRequest:
+		hdr = m.Header
+	default:
+		var h struct {
+			Header uaf.Header `json:"header"`
+		}
+		_ = uaf.Decode(rr.UAFRequest, &h)
+		hdr = h.Header
 	}
-	_ = uaf.Decode(rr.UAFRequest, &h)
-	if !h.Header.UPV.Supported() {
-		return uaf.Header{}, nil, fmt.Errorf("the cloud speaks UAF %d.%d; authphone speaks 1.0 and 1.1", h.Header.UPV.Major, h.Header.UPV.Minor)
+	if !hdr.UPV.Supported() {
+		return uaf.Header{}, nil, fmt.Errorf("the cloud speaks UAF %d.%d; authphone speaks 1.0 and 1.1", hdr.UPV.Major, hdr.UPV.Minor)
 	}
-	return h.Header, &rr, nil
+	return hdr, &rr, nil
 }
 
 // background gives clean-up calls (declines) a context that outlives a

@@ -146,7 +146,11 @@ func sameFile(a, b os.FileInfo) bool {
 
 // refresh brings the accounts in memory up to date with the files: a
 // stat of each when nothing changed.
-func (p *Phone) refresh() error {
+func (p *Phone) refresh() error { return p.refreshLog(nil) }
+
+// refreshLog is refresh with the counter log already open (and locked) as
+// log, so its size is read from the open file.
+func (p *Phone) refreshLog(log *os.File) error {
 	fi, err := os.Stat(p.statePath())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read phone state: %w", err)
@@ -154,7 +158,12 @@ func (p *Phone) refresh() error {
 	if !p.st.loaded || !sameFile(p.st.json, fi) {
 		return p.reload()
 	}
-	lfi, err := os.Stat(p.logPath())
+	var lfi os.FileInfo
+	if log != nil {
+		lfi, err = log.Stat()
+	} else {
+		lfi, err = os.Stat(p.logPath())
+	}
 	var size int64
 	switch {
 	case err == nil:
@@ -260,10 +269,14 @@ func appendRecord(b []byte, a *Account) []byte {
 // lockState opens counters.log and holds its lock until the file is
 // closed; the accounts in memory are then up to date.
 func (p *Phone) lockState() (*os.File, error) {
-	if err := os.MkdirAll(p.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("write phone state: %w", err)
-	}
 	f, err := os.OpenFile(p.logPath(), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		// The first write of a new profile: make its directory.
+		if err := os.MkdirAll(p.dir, 0o700); err != nil {
+			return nil, fmt.Errorf("write phone state: %w", err)
+		}
+		f, err = os.OpenFile(p.logPath(), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("write phone state: %w", err)
 	}
@@ -271,7 +284,7 @@ func (p *Phone) lockState() (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("lock phone state: %w", err)
 	}
-	if err := p.refresh(); err != nil {
+	if err := p.refreshLog(f); err != nil {
 		f.Close()
 		return nil, err
 	}

@@ -271,17 +271,19 @@ func Encode(msg any) (string, error) {
 }
 
 // Decode parses a one-element UAF message array into out (a pointer to one
-// of the message structs).
+// of the message structs), in one pass: the array is decoded into a slice
+// whose first element already holds out, so encoding/json fills out in
+// place (it decodes into a non-nil pointer an interface holds).
 func Decode(s string, out any) error {
-	var arr []json.RawMessage
+	arr := []any{out}
 	if err := json.Unmarshal([]byte(s), &arr); err != nil {
 		return fmt.Errorf("%w: %v", ErrMessage, err)
 	}
 	if len(arr) != 1 {
 		return fmt.Errorf("%w: want an array of one message, got %d", ErrMessage, len(arr))
 	}
-	if err := json.Unmarshal(arr[0], out); err != nil {
-		return fmt.Errorf("%w: %v", ErrMessage, err)
+	if arr[0] != out {
+		return fmt.Errorf("%w: the message is not an object", ErrMessage)
 	}
 	return nil
 }
