@@ -5,6 +5,8 @@ import (
 	"context"
 	"image"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -210,4 +212,20 @@ func TestHelpShowsNoSecrets(t *testing.T) {
 	if !strings.Contains(out, "AUTHPHONE_ACCESS_KEY: (set)") {
 		t.Errorf("backend --help does not say the access key is set:\n%s", out)
 	}
+}
+
+// TestNotACloud: a server that is not an authphone cloud (a 404 without the
+// API's error body) gets a line that says so and names --cloud, not
+// "404 Not Found: ".
+func TestNotACloud(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) }))
+	t.Cleanup(srv.Close)
+	cliEnv(t, nil)
+	t.Setenv("AUTHPHONE_ACCESS_KEY", "some-key")
+	args := []string{"backend", "ping", "--cloud", srv.URL}
+	code, _, stderr := runCLI(t, args...)
+	if code != 1 || !strings.Contains(stderr, srv.URL+" answered 404 Not Found without the API's error body: check --cloud") {
+		t.Fatalf("exit %d: %q", code, stderr)
+	}
+	checkMessage(t, args, stderr)
 }
