@@ -21,9 +21,10 @@ func activeAuthenticators(st Tx, userID string) ([]*Authenticator, error) {
 }
 
 // userJSON renders a user as the API shows it.
-func userJSON(st Tx, u *User) (cloudapi.User, error) {
+func (s *Server) userJSON(st Tx, u *User) (cloudapi.User, error) {
 	out := cloudapi.User{UserID: u.ID, Username: u.Username, Status: cloudapi.UserNew,
-		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Authenticators: []cloudapi.Authenticator{}}
+		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, LastLoginDateSuccess: u.LastLoginSuccess,
+		LastLoginDateFailure: u.LastLoginFailure, Authenticators: []cloudapi.Authenticator{}}
 	as, err := activeAuthenticators(st, u.ID)
 	if err != nil {
 		return out, err
@@ -31,13 +32,64 @@ func userJSON(st Tx, u *User) (cloudapi.User, error) {
 	for _, a := range as {
 		out.Authenticators = append(out.Authenticators, cloudapi.Authenticator{
 			AuthenticatorID: a.ID, Name: a.Name, Type: a.Type, AuthenticatorType: "app",
-			State: "active", EnrolledAt: a.CreatedAt, UpdatedAt: a.CreatedAt, CreatedAt: a.CreatedAt})
+			State: "active", EnrolledAt: a.CreatedAt, UpdatedAt: a.CreatedAt, CreatedAt: a.CreatedAt,
+			UAF: &cloudapi.AuthenticatorUAF{DeviceRef: deviceRef(a.DeviceID)}})
 	}
 	if u.Activated {
 		out.Status = cloudapi.UserActive
 	}
+	if u.Username != "" {
+		if blocked, after := s.loginLimit.exhausted(u.Username); blocked {
+			out.ExceededRateLimits = append(out.ExceededRateLimits, cloudapi.RateLimit{Name: cloudapi.RateLimitLogin,
+				Limit: s.cfg.loginRate.n, Period: s.cfg.loginRate.per.String(), RetryAt: s.now().Add(after).Truncate(time.Second)})
+		}
+	}
 	return out, nil
 }
+
+// deviceRefSpace is the UUID namespace of deviceRef.
+var deviceRefSpace = uuid.MustParse("5d0e3c4e-8f0b-4c52-9a43-6b1f1d3c9a70")
+
+// deviceRef is the reference's uaf.deviceRef, a UUID naming the physical
+// device: derived from the phone's device key id, which every account of
+// one phone shares ("" while the phone has not registered its push target).
+func deviceRef(deviceID string) string {
+	if deviceID == "" {
+		return ""
+	}
+	return uuid.NewSHA1(deviceRefSpace, []byte(deviceID)).String()
+}
+
+// recordLogin keeps a user's last login times as an approval ends:
+// succeeded, or failed because the user declined, the answer was refused or
+// nobody answered in time. An approval failed because its user or
+// authenticator went away is not a login attempt.
+func recordLogin(st Tx, tx *Transaction) error {
+	if tx.Kind != KindApproval || tx.UserID == "" || tx.Status == cloudapi.StatusPending {
+		return nil
+	}
+	switch tx.Reason {
+	case reasonUserDeleted, reasonAuthenticatorDeleted, reasonAuthenticatorDeregistered:
+		return nil
+	}
+	u, err := st.User(tx.UserID)
+	if err != nil || u == nil {
+		return err
+	}
+	if tx.Status == cloudapi.StatusSucceeded {
+		u.LastLoginSuccess = tx.UpdatedAt
+	} else {
+		u.LastLoginFailure = tx.UpdatedAt
+	}
+	return st.PutUser(u)
+}
+
+// Reasons of approvals that end without a login attempt.
+const (
+	reasonUserDeleted               = "user deleted"
+	reasonAuthenticatorDeleted      = "authenticator deleted"
+	reasonAuthenticatorDeregistered = "authenticator deregistered"
+)
 
 // authorize checks the access key or an intent token for (user, operation,
 // channel), consuming the intent. It runs inside Update.
@@ -148,7 +200,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		if err := s.emitTx(st, tx, adminapi.EventCreated); err != nil {
 			return err
 		}
-		out, err = userJSON(st, u)
+		out, err = s.userJSON(st, u)
 		return err
 	})
 	if err != nil {
@@ -552,7 +604,7 @@ func (s *Server) handleFindUser(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 			for _, u := range us {
-				j, err := userJSON(st, u)
+				j, err := s.userJSON(st, u)
 				if err != nil {
 					return err
 				}
@@ -565,7 +617,7 @@ func (s *Server) handleFindUser(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		out, err = userJSON(st, u)
+		out, err = s.userJSON(st, u)
 		return err
 	})
 	if err != nil {
@@ -582,7 +634,7 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		out, err = userJSON(st, u)
+		out, err = s.userJSON(st, u)
 		return err
 	})
 	if err != nil {
@@ -624,7 +676,7 @@ func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 			Data: map[string]string{"from": old}}); err != nil {
 			return err
 		}
-		out, err = userJSON(st, u)
+		out, err = s.userJSON(st, u)
 		return err
 	})
 	if err != nil {
@@ -660,7 +712,7 @@ func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		return s.failPending(st, id, "", "user deleted", s.now())
+		return s.failPending(st, id, "", reasonUserDeleted, s.now())
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -717,7 +769,7 @@ func (s *Server) removeAuthenticator(st Tx, a *Authenticator, base, why string) 
 	if err := st.PutAuthenticator(a); err != nil {
 		return err
 	}
-	if err := s.failPending(st, "", a.ID, "authenticator deleted", now); err != nil {
+	if err := s.failPending(st, "", a.ID, reasonAuthenticatorDeleted, now); err != nil {
 		return err
 	}
 	u, err := st.User(a.UserID)

@@ -7,9 +7,13 @@ package emulator
 // html/template and a little plain JavaScript; no build step.
 //
 // Sign-in: a form posts the access key; the answer sets an HttpOnly,
-// SameSite=Strict cookie holding an HMAC of the access key (not the key),
-// which the admin API, the user list and authenticator removal accept in
-// place of the bearer token. A cookie-authenticated change (any method but
+// SameSite=Strict cookie holding its expiry and an HMAC of the access key
+// and that expiry (not the key), which the admin API, the user list and
+// authenticator removal accept in place of the bearer token. A session
+// lasts ConsoleSessionTTL on the emulator's clock (WithClock,
+// AdvanceClock): the cookie's Max-Age says so to the browser, and the
+// server refuses an expired cookie whatever the browser does, so the
+// console asks to sign in again. A cookie-authenticated change (any method but
 // GET) must also carry X-Authphone-Console: 1, which a cross-site form
 // cannot send. Every page has a Content-Security-Policy allowing only the
 // console's own script and styles, and the script puts every value into
@@ -25,7 +29,9 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 //go:embed console
@@ -39,18 +45,49 @@ const consoleCookie = "authphone_console"
 // consoleHeader marks a change made by the console's script.
 const consoleHeader = "X-Authphone-Console"
 
-// consoleSession is the cookie value for the access key.
-func (s *Server) consoleSession() string {
+// ConsoleSessionTTL is how long a console sign-in lasts.
+const ConsoleSessionTTL = 12 * time.Hour
+
+// consoleSession is the cookie value for a session of the access key that
+// ends at expires: "v2.<unix seconds>.<HMAC of both>".
+func (s *Server) consoleSession(expires time.Time) string {
+	exp := strconv.FormatInt(expires.Unix(), 10)
 	m := hmac.New(sha256.New, []byte(s.cfg.accessKey))
-	m.Write([]byte("authphone console session v1"))
-	return "v1." + hex.EncodeToString(m.Sum(nil))
+	m.Write([]byte("authphone console session v2\x00" + exp))
+	return "v2." + exp + "." + hex.EncodeToString(m.Sum(nil))
 }
 
-// consoleSignedIn reports whether r carries the console's cookie.
-func (s *Server) consoleSignedIn(r *http.Request) bool {
+// Console session states of a request.
+const (
+	consoleNone    = iota // no cookie, or one this emulator did not sign
+	consoleExpired        // a genuine cookie past its expiry
+	consoleValid
+)
+
+// consoleState reads the console's cookie of r.
+func (s *Server) consoleState(r *http.Request) int {
 	c, err := r.Cookie(consoleCookie)
-	return err == nil && hmac.Equal([]byte(c.Value), []byte(s.consoleSession()))
+	if err != nil {
+		return consoleNone
+	}
+	v, ok := strings.CutPrefix(c.Value, "v2.")
+	exp, _, ok2 := strings.Cut(v, ".")
+	n, err := strconv.ParseInt(exp, 10, 64)
+	if !ok || !ok2 || err != nil {
+		return consoleNone
+	}
+	expires := time.Unix(n, 0)
+	if !hmac.Equal([]byte(c.Value), []byte(s.consoleSession(expires))) {
+		return consoleNone
+	}
+	if !s.now().Before(expires) {
+		return consoleExpired
+	}
+	return consoleValid
 }
+
+// consoleSignedIn reports whether r carries a valid console cookie.
+func (s *Server) consoleSignedIn(r *http.Request) bool { return s.consoleState(r) == consoleValid }
 
 // adminAuth requires the access key, or the console's cookie (with the
 // console's header on a change).
@@ -66,6 +103,10 @@ func (s *Server) adminAuth(next http.HandlerFunc) http.HandlerFunc {
 				return
 			}
 			next(w, r)
+			return
+		}
+		if s.consoleState(r) == consoleExpired {
+			writeError(w, http.StatusUnauthorized, "the console session expired: sign in again at /console")
 			return
 		}
 		writeError(w, http.StatusUnauthorized, "missing or wrong access key: send Authorization: Bearer <access key>, or sign in at /console")
@@ -90,8 +131,13 @@ func (s *Server) page(w http.ResponseWriter, status int, name string, data any) 
 }
 
 func (s *Server) handleConsole(w http.ResponseWriter, r *http.Request) {
-	if !s.consoleSignedIn(r) {
+	switch s.consoleState(r) {
+	case consoleNone:
 		s.page(w, http.StatusOK, "login.html", map[string]string{})
+		return
+	case consoleExpired:
+		s.page(w, http.StatusOK, "login.html", map[string]string{
+			"Error": "Your console session expired (a sign-in lasts " + ConsoleSessionTTL.String() + "): sign in again."})
 		return
 	}
 	s.page(w, http.StatusOK, "console.html", map[string]string{"Base": s.base(r)})
@@ -110,7 +156,8 @@ func (s *Server) handleConsoleLogin(w http.ResponseWriter, r *http.Request) {
 			"Error": "That is not this emulator's access key. It is printed when the emulator starts (AUTHPHONE_ACCESS_KEY)."})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: consoleCookie, Value: s.consoleSession(), Path: "/", HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: consoleCookie, Value: s.consoleSession(s.now().Add(ConsoleSessionTTL)), Path: "/",
+		MaxAge: int(ConsoleSessionTTL / time.Second), HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: strings.HasPrefix(s.base(r), "https://")})
 	http.Redirect(w, r, "/console", http.StatusSeeOther)
 }

@@ -554,7 +554,21 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cloudapi.MaxBody))
+	var b []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= cloudapi.MaxBody {
+		// The usual case: one allocation of the announced size, and a
+		// check that the body is neither shorter nor longer.
+		b = make([]byte, n)
+		if _, err = io.ReadFull(r.Body, b); err == nil {
+			var extra [1]byte
+			if k, _ := r.Body.Read(extra[:]); k > 0 {
+				err = fmt.Errorf("the body is longer than its Content-Length")
+			}
+		}
+	} else {
+		b, err = io.ReadAll(http.MaxBytesReader(w, r.Body, cloudapi.MaxBody))
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

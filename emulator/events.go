@@ -38,7 +38,14 @@ func (s *Server) emit(st Tx, e adminapi.Event) error {
 
 // emitTx logs a transaction's status: type "<kind>.<what>" (what is
 // adminapi.EventCreated, or the status it reached, or EventExpired).
+// It also keeps the user's last login times (recordLogin), since every
+// status change of an approval passes here.
 func (s *Server) emitTx(st Tx, tx *Transaction, what string) error {
+	if what != adminapi.EventCreated {
+		if err := recordLogin(st, tx); err != nil {
+			return err
+		}
+	}
 	e := adminapi.Event{Type: tx.Kind + "." + what, UserID: tx.UserID, OperationID: tx.ID, Status: tx.Status, Reason: tx.Reason}
 	if tx.AuthenticatorID != AnyAuthenticator {
 		e.AuthenticatorID = tx.AuthenticatorID

@@ -36,7 +36,8 @@ func (s *Server) Export(ctx context.Context, includeSecrets bool) (*adminapi.Exp
 				return err
 			}
 			eu := adminapi.ExportedUser{UserID: u.ID, Username: u.Username, Active: u.Activated, CreatedAt: u.CreatedAt,
-				UpdatedAt: u.UpdatedAt, Authenticators: []adminapi.ExportedAuthenticator{}}
+				UpdatedAt: u.UpdatedAt, LastLoginSuccess: u.LastLoginSuccess, LastLoginFailure: u.LastLoginFailure,
+				Authenticators: []adminapi.ExportedAuthenticator{}}
 			for _, a := range as {
 				pub, err := a.PublicKey.Bytes()
 				if err != nil {
@@ -166,7 +167,7 @@ func (s *Server) Import(ctx context.Context, doc *adminapi.Export) (adminapi.Imp
 				}
 			}
 			if err := st.PutUser(&User{ID: eu.UserID, Username: eu.Username, CreatedAt: eu.CreatedAt, UpdatedAt: eu.UpdatedAt,
-				Activated: eu.Active}); err != nil {
+				Activated: eu.Active, LastLoginSuccess: eu.LastLoginSuccess, LastLoginFailure: eu.LastLoginFailure}); err != nil {
 				return err
 			}
 			res.Users++

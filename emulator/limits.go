@@ -131,6 +131,23 @@ func (l *limiter) allow(key string) (ok bool, retryAfter time.Duration) {
 	return false, time.Duration((1 - b.tokens) * float64(perToken))
 }
 
+// exhausted reports, without taking a token, whether key has none left,
+// and if so how long until it has one. A nil limiter is never exhausted.
+func (l *limiter) exhausted(key string) (bool, time.Duration) {
+	if l == nil {
+		return false, 0
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil || l.refill(b, now) >= 1 {
+		return false, 0
+	}
+	perToken := l.rate.per / time.Duration(l.rate.n)
+	return true, time.Duration((1 - b.tokens) * float64(perToken))
+}
+
 // refill adds the tokens earned since the bucket was last seen.
 func (l *limiter) refill(b *bucket, now time.Time) float64 {
 	if d := now.Sub(b.at); d > 0 {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -17,8 +18,9 @@ import (
 // SQLiteStore keeps the state in a SQLite file (modernc.org/sqlite, no
 // cgo): one table per kind, in WAL mode, every transaction a SQLite
 // transaction, so an emulator restarted with the same file loses nothing it
-// acknowledged. Writes go through one connection (SQLite has one writer);
-// reads run on their own connections beside it.
+// acknowledged. Writes go through one connection (SQLite has one writer),
+// group-committed (see Update); reads run on their own connections beside
+// it.
 type SQLiteStore struct {
 	path   string
 	writer *sql.DB
@@ -27,6 +29,11 @@ type SQLiteStore struct {
 	wstmts, rstmts *stmtCache
 	seq            atomic.Int64
 	subs           subscribers
+	// writes feeds writeLoop, which owns the writer; stop ends it and
+	// stopped says it ended.
+	writes        chan *writeReq
+	stop, stopped chan struct{}
+	closeOnce     sync.Once
 }
 
 // SQLiteOption configures OpenSQLite.
@@ -103,6 +110,8 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	s.seq.Store(seq.Int64)
+	s.writes, s.stop, s.stopped = make(chan *writeReq), make(chan struct{}), make(chan struct{})
+	go s.writeLoop()
 	return s, nil
 }
 
@@ -139,28 +148,162 @@ func (s *SQLiteStore) View(ctx context.Context, fn func(Tx) error) error {
 // Update runs fn in a write transaction and commits it. The transaction
 // runs to its end even if the request is cancelled: a change the cloud
 // began it finishes or undoes, never half does.
+//
+// Updates are group-committed: one goroutine owns the writer connection
+// and, when several Updates wait, runs them one after the other inside one
+// SQLite transaction, each in a savepoint of its own (a failed fn is rolled
+// back to its savepoint, alone), and commits them together: one fsync of
+// the WAL for all. Each sees the writes of those before it, as if run one
+// by one; none returns before the commit is on disk; if the commit fails,
+// none of them happened and each gets ErrUnavailable. A lone Update is a
+// plain transaction, without savepoint and without waiting for company.
 func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
-	ctx = context.WithoutCancel(ctx)
-	tx, err := s.writer.BeginTx(ctx, nil)
+	r := &writeReq{ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan writeResult, 1)}
+	select {
+	case s.writes <- r:
+	case <-s.stop:
+		return unavailable(errClosed)
+	}
+	res := <-r.done
+	if res.panicked {
+		panic(res.panicValue)
+	}
+	return res.err
+}
+
+var errClosed = errors.New("the store is closed")
+
+// maxGroup bounds how many Updates one commit carries.
+const maxGroup = 64
+
+// writeReq is an Update waiting for the writer.
+type writeReq struct {
+	ctx  context.Context
+	fn   func(Tx) error
+	done chan writeResult
+}
+
+type writeResult struct {
+	err        error
+	panicked   bool
+	panicValue any
+}
+
+// writeLoop runs the Updates, a group at a time, until Close.
+func (s *SQLiteStore) writeLoop() {
+	defer close(s.stopped)
+	for {
+		var group []*writeReq
+		select {
+		case r := <-s.writes:
+			group = append(group, r)
+		case <-s.stop:
+			return
+		}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case r := <-s.writes:
+				group = append(group, r)
+			default:
+				break more
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// ran is one Update of a group, run.
+type ran struct {
+	t      *sqlTx
+	res    writeResult
+	commit bool // its writes stay (then res.err is returned after the commit)
+}
+
+// run calls r's fn on t, turning a panic into a result.
+func (r *writeReq) run(t *sqlTx) (commit bool, res writeResult) {
+	defer func() {
+		if v := recover(); v != nil {
+			commit, res = false, writeResult{panicked: true, panicValue: v}
+		}
+	}()
+	commit, err := keeps(r.fn(t))
+	if commit {
+		if ferr := t.flushEvents(); ferr != nil {
+			return false, writeResult{err: ferr}
+		}
+	}
+	return commit, writeResult{err: err}
+}
+
+func (s *SQLiteStore) commitGroup(group []*writeReq) {
+	fail := func(err error) {
+		for _, r := range group {
+			r.done <- writeResult{err: unavailable(err)}
+		}
+	}
+	tx, err := s.writer.BeginTx(context.Background(), nil)
 	if err != nil {
-		return unavailable(err)
+		fail(err)
+		return
 	}
-	t := &sqlTx{ctx: ctx, tx: tx, d: sqliteDialect, write: true, seq: &s.seq, cache: s.wstmts}
-	defer t.done()
-	commit, err := keeps(fn(t))
-	if !commit {
-		_ = tx.Rollback()
-		return err
+	savepoints := len(group) > 1
+	runs := make([]ran, len(group))
+	for i, r := range group {
+		t := &sqlTx{ctx: r.ctx, tx: tx, d: sqliteDialect, write: true, seq: &s.seq, cache: s.wstmts}
+		runs[i].t = t
+		if savepoints {
+			if _, err := t.exec("SAVEPOINT w"); err != nil {
+				_ = tx.Rollback()
+				fail(err)
+				return
+			}
+		}
+		runs[i].commit, runs[i].res = r.run(t)
+		switch {
+		case !savepoints && !runs[i].commit:
+			_ = tx.Rollback()
+			r.done <- runs[i].res
+			t.done()
+			return
+		case !runs[i].commit && errors.Is(runs[i].res.err, ErrUnavailable):
+			// The database failed under it: SQLite may have rolled the
+			// whole transaction back already, so no savepoint can be
+			// trusted. None of the group happened; each may retry.
+			_ = tx.Rollback()
+			fail(runs[i].res.err)
+			return
+		case !runs[i].commit:
+			_, err = t.exec("ROLLBACK TO w")
+			if err == nil {
+				_, err = t.exec("RELEASE w")
+			}
+		default:
+			if savepoints {
+				_, err = t.exec("RELEASE w")
+			}
+		}
+		if err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
 	}
-	if ferr := t.flushEvents(); ferr != nil {
-		_ = tx.Rollback()
-		return ferr
+	cerr := tx.Commit()
+	for i, r := range group {
+		res := runs[i].res
+		if runs[i].commit {
+			if cerr != nil {
+				res = writeResult{err: unavailable(cerr)}
+			} else {
+				s.subs.publish(runs[i].t.wake)
+			}
+		}
+		r.done <- res
 	}
-	if cerr := tx.Commit(); cerr != nil {
-		return unavailable(cerr)
+	for _, ru := range runs {
+		ru.t.done() // the writer is free again: prepare what ran unprepared
 	}
-	s.subs.publish(t.wake)
-	return err
 }
 
 // Subscribe calls fn with the keys committed transactions wake.
@@ -171,6 +314,12 @@ func (s *SQLiteStore) Path() string { return s.path }
 
 // Close closes the database.
 func (s *SQLiteStore) Close() error {
+	s.closeOnce.Do(func() {
+		if s.stop != nil {
+			close(s.stop)
+			<-s.stopped
+		}
+	})
 	var errs []error
 	for _, c := range []*stmtCache{s.rstmts, s.wstmts} {
 		if c != nil {

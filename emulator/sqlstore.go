@@ -34,7 +34,7 @@ var (
 )
 
 // schemaVersion is the version migrations bring a database to.
-const schemaVersion = 6
+const schemaVersion = 7
 
 // migrations[i] brings a database from version i to i+1.
 var migrations = []string{
@@ -122,6 +122,9 @@ var migrations = []string{
 	`ALTER TABLE intents ADD COLUMN channels TEXT NOT NULL DEFAULT ''`,
 	// 6: pending transactions by expiry (their expiry is logged).
 	`CREATE INDEX transactions_pending_expiry ON transactions (expires_at) WHERE status = 'pending'`,
+	// 7: a user's last successful and last failed login (0: never).
+	`ALTER TABLE users ADD COLUMN last_login_success BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE users ADD COLUMN last_login_failure BIGINT NOT NULL DEFAULT 0`,
 }
 
 // ErrSchemaTooNew is returned when a database was made by a newer emulator.
@@ -425,15 +428,17 @@ func pubBytes(p *ecdsa.PublicKey) []byte {
 }
 
 var (
-	sqlUsers = newKind("users", "id, username, created_at, updated_at, activated",
+	sqlUsers = newKind("users", "id, username, created_at, updated_at, activated, last_login_success, last_login_failure",
 		func(u *User) []any {
-			return []any{u.ID, u.Username, nanos(u.CreatedAt), nanos(u.UpdatedAt), u.Activated}
+			return []any{u.ID, u.Username, nanos(u.CreatedAt), nanos(u.UpdatedAt), u.Activated,
+				nanos(u.LastLoginSuccess), nanos(u.LastLoginFailure)}
 		},
 		func(s scanner) (*User, error) {
 			var u User
-			var c, up int64
-			err := s.Scan(&u.ID, &u.Username, &c, &up, &u.Activated)
+			var c, up, ok, failed int64
+			err := s.Scan(&u.ID, &u.Username, &c, &up, &u.Activated, &ok, &failed)
 			u.CreatedAt, u.UpdatedAt = fromNanos(c), fromNanos(up)
+			u.LastLoginSuccess, u.LastLoginFailure = fromNanos(ok), fromNanos(failed)
 			return &u, err
 		})
 	sqlAuths = newKind("authenticators", "id, user_id, key_id, aaid, public_key, sign_counter, name, device_id, type, created_at, deleted",

@@ -189,6 +189,10 @@ type User struct {
 	UpdatedAt time.Time
 	// Activated is set when the first authenticator registers.
 	Activated bool
+	// LastLoginSuccess and LastLoginFailure are when an approval of the
+	// user last succeeded and last failed (zero: never).
+	LastLoginSuccess time.Time
+	LastLoginFailure time.Time
 }
 
 // name is how messages name the user: the username, else the id.

@@ -133,7 +133,7 @@ func wrote(err error) (any, error) { return nil, err }
 
 func conformance(t *testing.T) []step {
 	k1, k2 := newKey(t), newKey(t)
-	alice := &User{ID: "u1", Username: "alice", CreatedAt: at(1), UpdatedAt: at(1)}
+	alice := &User{ID: "u1", Username: "alice", CreatedAt: at(1), UpdatedAt: at(1), LastLoginSuccess: at(7), LastLoginFailure: at(8)}
 	headless := &User{ID: "u2", CreatedAt: at(2), UpdatedAt: at(2), Activated: false}
 	a1 := &Authenticator{ID: "a1", UserID: "u1", KeyID: "k1", AAID: "F1D0#0001", PublicKey: k1, SignCounter: 3, Name: "phone",
 		Type: "cli", CreatedAt: at(5)}
@@ -527,5 +527,66 @@ func TestStoreConcurrentTransactions(t *testing.T) {
 			}
 			return nil
 		})
+	})
+}
+
+// TestStoreConcurrentFailures runs many Updates at once (on SQLite they
+// share commits), a third of them failing after writing and a third
+// keeping their writes while returning an error: each one's writes are
+// visible exactly when its Update commits them, whatever its neighbours
+// did.
+func TestStoreConcurrentFailures(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store, _ func(*testing.T) Store) {
+		ctx := context.Background()
+		const n = 48
+		errNo, errKept := errors.New("no"), errors.New("kept")
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("u%02d", i)
+				err := s.Update(ctx, func(tx Tx) error {
+					if err := tx.PutUser(&User{ID: id, Username: id, CreatedAt: t0}); err != nil {
+						return err
+					}
+					if _, err := tx.UseNonce("n"+id, at(10)); err != nil {
+						return err
+					}
+					switch i % 3 {
+					case 1:
+						return errNo
+					case 2:
+						return commitWith(errKept)
+					}
+					return nil
+				})
+				want := []error{nil, errNo, errKept}[i%3]
+				if !errors.Is(err, want) || (want == nil && err != nil) {
+					t.Errorf("%s: Update = %v, want %v", id, err, want)
+				}
+			}()
+		}
+		wg.Wait()
+		err := s.Update(ctx, func(tx Tx) error {
+			for i := range n {
+				id := fmt.Sprintf("u%02d", i)
+				u, err := tx.User(id)
+				if err != nil {
+					return err
+				}
+				fresh, err := tx.UseNonce("n"+id, at(10))
+				if err != nil {
+					return err
+				}
+				if kept := i%3 != 1; (u != nil) != kept || fresh == kept {
+					t.Errorf("%s: user %v, nonce fresh again %v; want the writes kept: %v", id, u != nil, fresh, kept)
+				}
+			}
+			return errNo // leave the nonces as they were
+		})
+		if !errors.Is(err, errNo) {
+			t.Fatal(err)
+		}
 	})
 }

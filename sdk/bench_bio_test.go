@@ -46,10 +46,16 @@ func BenchmarkApprovalBiometricCrypto(b *testing.B) {
 // succeeded; over loopback HTTP, and in process (sdk.WithInProcess, no
 // sockets). Compare with BenchmarkApprovalBiometricCrypto.
 func BenchmarkApprovalBiometric(b *testing.B) {
-	b.Run("loopback", func(b *testing.B) {
-		e := newEnv(b)
-		benchApprovals(b, e.ctx, e.be, e.phone("bench"))
-	})
+	for _, d := range []sdk.Durability{sdk.DurabilityFull, sdk.DurabilityRelaxed} {
+		b.Run("loopback/durability="+d.String(), func(b *testing.B) {
+			e := newEnv(b)
+			p, err := sdk.New("bench", keystore.NewMemory(), sdk.WithStateDir(b.TempDir()), sdk.WithCloud(e.emu.URL()), sdk.WithDurability(d))
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchApprovals(b, e.ctx, e.be, p)
+		})
+	}
 	for _, d := range []sdk.Durability{sdk.DurabilityFull, sdk.DurabilityRelaxed} {
 		b.Run("inprocess/durability="+d.String(), func(b *testing.B) {
 			const base = "http://cloud.invalid"

@@ -195,8 +195,9 @@ func (a *app) printFleetReport(r *fleet.Report) {
 	if r.StateDir != "" {
 		a.printf(" (state in %s)", r.StateDir)
 	}
-	a.printf("\n  memory:       %.1f KiB heap per idle phone (%.1f KiB with the in-process cloud's share)\n",
-		float64(r.HeapPerPhone)/1024, float64(r.HeapPerPhoneWithCloud)/1024)
+	a.printf("\n  warm-up:      %.2f s, %.0f ms CPU: every phone's first long-poll (not counted below)", r.WarmUpSeconds, r.WarmUpCPUMS)
+	a.printf("\n  memory:       %.1f KiB heap per idle phone (%.1f KiB with the in-process cloud's share; its parked long-poll %.1f KiB more)\n",
+		float64(r.HeapPerPhone)/1024, float64(r.HeapPerPhoneWithCloud)/1024, float64(r.HeapPerPollingPhone)/1024)
 	a.printf("  approvals:    %d started in %.2f s: %d succeeded, %d failed, %d pending, %d errors\n", r.Started, r.Seconds,
 		r.Outcomes["succeeded"], r.Outcomes["failed"], r.Outcomes["pending"], r.Outcomes["error"])
 	a.printf("  lost:         %d   unexpected: %d\n", r.Lost, r.Unexpected)

@@ -35,12 +35,16 @@ type Export struct {
 
 // ExportedUser is one user and its authenticators.
 type ExportedUser struct {
-	UserID         string                  `json:"userId"`
-	Username       string                  `json:"username,omitempty"` // empty: a headless account's user
-	Active         bool                    `json:"active"`
-	CreatedAt      time.Time               `json:"createdAt"`
-	UpdatedAt      time.Time               `json:"updatedAt"`
-	Authenticators []ExportedAuthenticator `json:"authenticators"`
+	UserID    string    `json:"userId"`
+	Username  string    `json:"username,omitempty"` // empty: a headless account's user
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// LastLoginSuccess and LastLoginFailure are the user's last approval
+	// that succeeded and that failed (absent: never).
+	LastLoginSuccess time.Time               `json:"lastLoginSuccess,omitzero"`
+	LastLoginFailure time.Time               `json:"lastLoginFailure,omitzero"`
+	Authenticators   []ExportedAuthenticator `json:"authenticators"`
 }
 
 // ExportedAuthenticator is one registered device key.

@@ -110,17 +110,53 @@ type Authenticator struct {
 	EnrolledAt        time.Time `json:"enrolledAt"`
 	UpdatedAt         time.Time `json:"updatedAt"`
 	CreatedAt         time.Time `json:"createdAt"`
+	// UAF is the FIDO UAF part, present for authenticatorType app, as the
+	// public API reference shapes it.
+	UAF *AuthenticatorUAF `json:"uaf,omitempty"`
 }
 
+// AuthenticatorUAF is an authenticator's uaf object (public API reference,
+// authenticators endpoint). UserAgent is optional there and the emulator
+// has none to give; DeviceRef names the phone the key lives on (the same
+// for every account of one phone), absent until the phone has registered
+// its push target.
+type AuthenticatorUAF struct {
+	UserAgent                    string `json:"userAgent,omitempty"`
+	DeviceRef                    string `json:"deviceRef,omitempty"`
+	UserDisabledPushNotification bool   `json:"userDisabledPushNotification"`
+}
+
+// RateLimit is one entry of a user's exceededRateLimits: the public API
+// reference names the field (present while a rate limit blocks the user)
+// but not its members, so these are ours. Name "login" is the emulator's
+// only per-user limit, on login requests without a device signature
+// (WithLoginRateLimit, --login-limit): Limit of them per Period (a Go
+// duration). It is listed while the user's next such request would be
+// answered 429; that request is allowed again at RetryAt.
+type RateLimit struct {
+	Name    string    `json:"name"`
+	Limit   int       `json:"limit"`
+	Period  string    `json:"period"`
+	RetryAt time.Time `json:"retryAt"`
+}
+
+// RateLimitLogin is the Name of the login rate limit.
+const RateLimitLogin = "login"
+
 // User is a user, and (with Enrollment) the enroll response.
+// LastLoginDateSuccess and LastLoginDateFailure (public API reference) are
+// when an approval of the user last succeeded and failed; absent: never.
 type User struct {
-	UserID         string          `json:"userId"`
-	Username       string          `json:"username,omitempty"`
-	Status         string          `json:"status"`
-	CreatedAt      time.Time       `json:"createdAt"`
-	UpdatedAt      time.Time       `json:"updatedAt"`
-	Authenticators []Authenticator `json:"authenticators"`
-	Enrollment     *Enrollment     `json:"enrollment,omitempty"`
+	UserID               string          `json:"userId"`
+	Username             string          `json:"username,omitempty"`
+	Status               string          `json:"status"`
+	CreatedAt            time.Time       `json:"createdAt"`
+	UpdatedAt            time.Time       `json:"updatedAt"`
+	LastLoginDateSuccess time.Time       `json:"lastLoginDateSuccess,omitzero"`
+	LastLoginDateFailure time.Time       `json:"lastLoginDateFailure,omitzero"`
+	ExceededRateLimits   []RateLimit     `json:"exceededRateLimits,omitempty"`
+	Authenticators       []Authenticator `json:"authenticators"`
+	Enrollment           *Enrollment     `json:"enrollment,omitempty"`
 }
 
 // UserList is the answer of GET /api/v1/users without a username (ours).

@@ -48,6 +48,8 @@ func BenchmarkFleet(b *testing.B) {
 			b.ReportMetric(rep.CPUCeilingPercent, "%ceiling-by-cpu")
 			b.ReportMetric(rep.CPUPerOpMS*1000, "cpu-µs/op")
 			b.ReportMetric(float64(rep.HeapPerPhone)/1024, "KiB/idle-phone")
+			b.ReportMetric(float64(rep.HeapPerPollingPhone)/1024, "KiB/long-poll")
+			b.ReportMetric(rep.WarmUpCPUMS/float64(tc.phones)*1000, "warmup-cpu-µs/phone")
 		})
 	}
 }

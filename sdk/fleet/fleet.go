@@ -161,23 +161,28 @@ type Snapshot struct {
 
 // Report is a finished run.
 type Report struct {
-	Phones       int            `json:"phones"`
-	SecondFactor string         `json:"secondFactor"`
-	Answer       float64        `json:"approveShare"`
-	Think        string         `json:"think"`
-	Inflight     int            `json:"inflight"`
-	Rate         float64        `json:"rate,omitempty"`
-	Durability   string         `json:"durability"`
-	KDF          string         `json:"kdf"`
-	EnrolSeconds float64        `json:"enrolSeconds"`
-	Seconds      float64        `json:"seconds"`
-	Started      int            `json:"started"`
-	Outcomes     map[string]int `json:"outcomes"` // succeeded, failed, pending, error
-	Lost         int            `json:"lost"`     // approved by the phone, not succeeded at the backend
-	Unexpected   int            `json:"unexpected"`
-	PerSecond    float64        `json:"approvalsPerSecond"`
-	LatencyMS    Latency        `json:"latencyMs"`
-	CPUPerOpMS   float64        `json:"cpuPerApprovalMs"`
+	Phones       int     `json:"phones"`
+	SecondFactor string  `json:"secondFactor"`
+	Answer       float64 `json:"approveShare"`
+	Think        string  `json:"think"`
+	Inflight     int     `json:"inflight"`
+	Rate         float64 `json:"rate,omitempty"`
+	Durability   string  `json:"durability"`
+	KDF          string  `json:"kdf"`
+	EnrolSeconds float64 `json:"enrolSeconds"`
+	// WarmUpSeconds and WarmUpCPUMS are the wait, before the clock
+	// starts, for every phone to hold its long-poll (K signed reads),
+	// and the CPU time it took; neither counts in the figures below.
+	WarmUpSeconds float64        `json:"warmUpSeconds"`
+	WarmUpCPUMS   float64        `json:"warmUpCpuMs"`
+	Seconds       float64        `json:"seconds"`
+	Started       int            `json:"started"`
+	Outcomes      map[string]int `json:"outcomes"` // succeeded, failed, pending, error
+	Lost          int            `json:"lost"`     // approved by the phone, not succeeded at the backend
+	Unexpected    int            `json:"unexpected"`
+	PerSecond     float64        `json:"approvalsPerSecond"`
+	LatencyMS     Latency        `json:"latencyMs"`
+	CPUPerOpMS    float64        `json:"cpuPerApprovalMs"`
 	// CryptoMS is the CPU time of an approval's crypto alone (3 P-256
 	// signatures, 2 verifications), measured at start; CeilingPerSecond
 	// the approvals per second this machine's cores could do if they did
@@ -195,6 +200,10 @@ type Report struct {
 	// phone added, the in-process cloud's share of state included.
 	HeapPerPhone          int64 `json:"heapPerIdlePhoneBytes"`
 	HeapPerPhoneWithCloud int64 `json:"heapPerPhoneWithCloudBytes"`
+	// HeapPerPollingPhone is the heap each phone's parked long-poll adds
+	// (its request, and over a network its connection's buffers on both
+	// sides and the cloud's waiter), measured once all are parked.
+	HeapPerPollingPhone int64 `json:"heapPerPollingPhoneBytes"`
 	// Reused is how many phones came from StateDir; Enrolled how many
 	// were enrolled by this run.
 	Reused      int      `json:"reusedPhones"`
@@ -239,6 +248,7 @@ type run struct {
 	errs      []string
 
 	started, done, nerr atomic.Int64
+	polling             atomic.Int64 // phones that have sent their first read
 	begin               time.Time
 }
 
@@ -279,7 +289,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Timeout = 60 * time.Second
 	}
 	if cfg.Transport == nil {
-		cfg.Transport = &http.Transport{MaxIdleConns: 4 * (cfg.Phones + cfg.Inflight), MaxIdleConnsPerHost: 4 * (cfg.Phones + cfg.Inflight), IdleConnTimeout: 90 * time.Second}
+		// Small buffers: each idle phone's long-poll holds a connection,
+		// and device API messages are a few hundred bytes.
+		cfg.Transport = &http.Transport{MaxIdleConns: 4 * (cfg.Phones + cfg.Inflight), MaxIdleConnsPerHost: 4 * (cfg.Phones + cfg.Inflight), IdleConnTimeout: 90 * time.Second,
+			ReadBufferSize: 1 << 10, WriteBufferSize: 1 << 10}
 	}
 	if cfg.StateDir != "" && cfg.Passphrase == "" {
 		return nil, fmt.Errorf("%w: --state keeps the phones' keys encrypted: set %s", ErrBadConfig, keystore.PassphraseEnv)
@@ -343,12 +356,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.HeapPerPhoneWithCloud = max(0, int64(heap())-int64(heap0)) / int64(cfg.Phones)
 
+	heapIdle0 := heap()
 	phoneCtx, stopPhones := context.WithCancel(context.WithoutCancel(ctx))
 	var pw sync.WaitGroup
 	for _, ph := range r.phones {
 		pw.Add(1)
 		go func() { defer pw.Done(); r.answer(phoneCtx, ph) }()
 	}
+	// The clock starts once every phone holds its long-poll: K first
+	// signed reads are the fleet's warm-up, not its approvals' cost.
+	w0, c0 := time.Now(), cpuTime()
+	r.settle(ctx)
+	rep.WarmUpSeconds, rep.WarmUpCPUMS = time.Since(w0).Seconds(), ms(cpuTime()-c0)
+	rep.HeapPerPollingPhone = max(0, int64(heap())-int64(heapIdle0)) / int64(cfg.Phones)
 	cpu0 := cpuTime()
 	r.begin = time.Now()
 	progressDone := make(chan struct{})
@@ -547,7 +567,20 @@ func (r *run) enrolOne(ctx context.Context, dir, username string) (*phone, error
 // phoneHeap measures the heap the phones hold by letting go of them (and
 // of their keys): call it once the phones have stopped.
 func (r *run) phoneHeap() int64 {
+	// The long-polls the phones dropped leave connections closing in
+	// the shared transport: let them go first, so that they are not
+	// counted as the phones'.
+	r.client.CloseIdleConnections()
 	with := heap()
+	for range 20 {
+		time.Sleep(10 * time.Millisecond)
+		h := heap()
+		if h >= with-with/200 {
+			with = min(with, h)
+			break
+		}
+		with = h
+	}
 	for _, ph := range r.phones {
 		if ph != nil {
 			ph.p = nil
@@ -584,10 +617,36 @@ func (r *run) cleanup() {
 	wg.Wait()
 }
 
+// settle waits until every phone has sent its first read and the process
+// has gone quiet (under a tenth of a core for 100 ms, the cloud parking
+// the long-polls), or 5 s plus 1 ms per phone at most.
+func (r *run) settle(ctx context.Context) {
+	deadline := time.Now().Add(5*time.Second + time.Duration(len(r.phones))*time.Millisecond)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		c0 := cpuTime()
+		time.Sleep(100 * time.Millisecond)
+		if int(r.polling.Load()) >= len(r.phones) && cpuTime()-c0 < 10*time.Millisecond {
+			return
+		}
+	}
+}
+
+// pollWait is how long one long-poll of a phone holds: the cloud's
+// longest wait, less up to a quarter at random, so that the idle phones
+// of a large fleet do not all poll again at the same moment.
+func pollWait() time.Duration {
+	return cloudapi.MaxWait - time.Duration(mrand.Int64N(int64(cloudapi.MaxWait/4)))
+}
+
 // answer is one phone's user: it waits for requests and answers each.
 func (r *run) answer(ctx context.Context, ph *phone) {
+	first := true
 	for ctx.Err() == nil {
-		req, err := ph.p.Next(ctx, sdk.Select{Wait: cloudapi.MaxWait})
+		if first {
+			r.polling.Add(1)
+			first = false
+		}
+		req, err := ph.p.Next(ctx, sdk.Select{Wait: pollWait()})
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, sdk.ErrNoPending) {
 				r.fail(ctx, "phone "+ph.username+": "+err.Error())

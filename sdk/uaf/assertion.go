@@ -9,9 +9,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/big"
 
 	"github.com/authphone/authphone/sdk/tlv"
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Signature algorithms (UAF registry, ALG_SIGN_*).
@@ -361,9 +362,8 @@ func VerifySignature(pub *ecdsa.PublicKey, alg uint16, data, sig []byte) error {
 		if len(sig) != 64 {
 			return fmt.Errorf("%w: raw signature is %d bytes, want 64", ErrSignature, len(sig))
 		}
-		r := new(big.Int).SetBytes(sig[:32])
-		s := new(big.Int).SetBytes(sig[32:])
-		if !ecdsa.Verify(pub, h[:], r, s) {
+		var der [72]byte
+		if !ecdsa.VerifyASN1(pub, h[:], rawToDER(der[:0], sig)) {
 			return ErrSignature
 		}
 	case AlgSecp256r1SHA256DER:
@@ -396,14 +396,64 @@ func SignAs(key *ecdsa.PrivateKey, alg uint16, data []byte) ([]byte, error) {
 // Sign signs data with key as a raw 64-byte r‖s (AlgSecp256r1SHA256Raw).
 func Sign(key *ecdsa.PrivateKey, data []byte) ([]byte, error) {
 	h := sha256.Sum256(data)
-	r, s, err := ecdsa.Sign(rand.Reader, key, h[:])
+	der, err := ecdsa.SignASN1(rand.Reader, key, h[:])
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	out := make([]byte, 64)
-	r.FillBytes(out[:32])
-	s.FillBytes(out[32:])
+	if !derToRaw(der, out) {
+		return nil, fmt.Errorf("sign: unexpected signature encoding")
+	}
 	return out, nil
+}
+
+// derToRaw writes an ASN.1 DER ECDSA P-256 signature as r‖s into out (64
+// bytes), without big integers.
+func derToRaw(der, out []byte) bool {
+	in := cryptobyte.String(der)
+	var seq, r, s cryptobyte.String
+	if !in.ReadASN1(&seq, asn1.SEQUENCE) || !in.Empty() ||
+		!seq.ReadASN1(&r, asn1.INTEGER) || !seq.ReadASN1(&s, asn1.INTEGER) || !seq.Empty() {
+		return false
+	}
+	for i, v := range [][]byte{r, s} {
+		for len(v) > 0 && v[0] == 0 {
+			v = v[1:]
+		}
+		if len(v) > 32 {
+			return false
+		}
+		clear(out[i*32 : (i+1)*32])
+		copy(out[(i+1)*32-len(v):(i+1)*32], v)
+	}
+	return true
+}
+
+// rawToDER appends the ASN.1 DER form of a 64-byte r‖s signature to dst
+// (every length fits one byte).
+func rawToDER(dst, raw []byte) []byte {
+	var ints [2][]byte
+	n := 0
+	for i, v := range [][]byte{raw[:32], raw[32:]} {
+		for len(v) > 1 && v[0] == 0 {
+			v = v[1:]
+		}
+		ints[i] = v
+		n += 2 + len(v)
+		if v[0]&0x80 != 0 {
+			n++
+		}
+	}
+	dst = append(dst, 0x30, byte(n))
+	for _, v := range ints {
+		if v[0]&0x80 != 0 {
+			dst = append(dst, 0x02, byte(len(v)+1), 0)
+		} else {
+			dst = append(dst, 0x02, byte(len(v)))
+		}
+		dst = append(dst, v...)
+	}
+	return dst
 }
 
 // PublicKeyRaw is the 65-byte uncompressed encoding of a P-256 key.
