@@ -54,8 +54,14 @@ func (s *Server) State(ctx context.Context) (adminapi.State, error) {
 		out.LastEventID, err = st.LastEventID()
 		return err
 	})
+	out.LongPolls = s.LongPolls()
 	return out, err
 }
+
+// LongPolls is how many ?wait= requests this server holds right now
+// (status, inbox, event log, login and pairing polls), for a test that
+// must act only once a long-poll is waiting.
+func (s *Server) LongPolls() int { return int(s.longPolls.Load()) }
 
 func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 	out, err := s.State(r.Context())

@@ -35,6 +35,17 @@ type cloud struct {
 	url string
 }
 
+// waitLongPolls waits (up to 20 s) until s holds n long-polls, so a test
+// acts on a request that is surely waiting, however slow the machine.
+func waitLongPolls(t testing.TB, s *emulator.Server, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); s.LongPolls() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d long-polls waiting after 20s, want %d", s.LongPolls(), n)
+		}
+	}
+}
+
 func newCloud(t *testing.T, opts ...emulator.Option) *cloud {
 	t.Helper()
 	s, err := emulator.New(append([]emulator.Option{emulator.WithAccessKey("test-key")}, opts...)...)
@@ -592,7 +603,7 @@ func TestCloseEndsLongPolls(t *testing.T) {
 		c.do("POST", cloudapi.PathStatus+"?wait=30s", nil, mustJSON(cloudapi.StatusRequest{StatusToken: st}), &r)
 		done <- r.Status
 	}()
-	time.Sleep(100 * time.Millisecond)
+	waitLongPolls(t, s, 1)
 	start := time.Now()
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)

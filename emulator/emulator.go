@@ -57,6 +57,8 @@ type Server struct {
 
 	// clockOffset (nanoseconds) is added to cfg.now: AdvanceClock moves it.
 	clockOffset atomic.Int64
+	// longPolls counts the ?wait= requests blocked in longPollAny now.
+	longPolls atomic.Int64
 
 	mu      sync.RWMutex
 	baseURL string
@@ -552,7 +554,21 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cloudapi.MaxBody))
+	var b []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= cloudapi.MaxBody {
+		// The usual case: one allocation of the announced size, and a
+		// check that the body is neither shorter nor longer.
+		b = make([]byte, n)
+		if _, err = io.ReadFull(r.Body, b); err == nil {
+			var extra [1]byte
+			if k, _ := r.Body.Read(extra[:]); k > 0 {
+				err = fmt.Errorf("the body is longer than its Content-Length")
+			}
+		}
+	} else {
+		b, err = io.ReadAll(http.MaxBytesReader(w, r.Body, cloudapi.MaxBody))
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -684,6 +700,12 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 // longPollAny is longPoll woken by any of keys.
 func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
 	deadline := time.Now().Add(wait)
+	waiting := false
+	defer func() {
+		if waiting {
+			s.longPolls.Add(-1)
+		}
+	}()
 	for {
 		// Before check: a signal in between is not lost. forget drops the
 		// waiter once it is done, so the hub keeps no waiters of
@@ -699,6 +721,10 @@ func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Durat
 			if untilExpiry := exp.Sub(s.now()); untilExpiry < left {
 				left = max(untilExpiry, time.Millisecond)
 			}
+		}
+		if !waiting {
+			waiting = true
+			s.longPolls.Add(1)
 		}
 		t := time.NewTimer(left)
 		select {

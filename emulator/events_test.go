@@ -106,7 +106,7 @@ func TestEventLogWaitAndErrors(t *testing.T) {
 		c.do("GET", adminapi.PathEvents+"?since=0&wait=30s", backendAuth, nil, &out)
 		got <- out
 	}()
-	time.Sleep(20 * time.Millisecond) // let the wait begin; it works either way
+	waitLongPolls(t, c.srv, 1) // the wait has begun: the event wakes it
 	c.enroll("bo")
 	select {
 	case out := <-got:
@@ -138,7 +138,7 @@ func TestEventLogAcrossReplicas(t *testing.T) {
 		b.do("GET", adminapi.PathEvents+"?since=0&wait=30s", backendAuth, nil, &out)
 		got <- out
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitLongPolls(t, b.srv, 1)
 	a.enroll("cy")
 	select {
 	case out := <-got:

@@ -92,7 +92,7 @@ func TestReplicasServeAsOneCloud(t *testing.T) {
 	pp, _ := dispatch.Decode([]byte(msgs[0].Payload))
 	var areq uaf.AuthenticationRequest
 	b.redeem(pp, &areq)
-	time.Sleep(50 * time.Millisecond) // let the long-poll start waiting
+	waitLongPolls(t, a.srv, 1) // the long-poll on A is waiting
 	if code, sb := b.postUAF(deviceapi.PathAuthentication, d.authResponse(t, areq, 5, "")); code != 200 {
 		t.Fatalf("authenticate through B: %d %+v", code, sb)
 	}

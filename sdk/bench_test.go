@@ -144,7 +144,9 @@ func BenchmarkStatusWake(b *testing.B) {
 			_, _ = e.be.Status(e.ctx, ap.StatusToken, 30*time.Second)
 			got <- time.Now()
 		}()
-		time.Sleep(2 * time.Millisecond) // let the long-poll reach the cloud
+		for e.emu.LongPolls() < 1 { // the long-poll is waiting at the cloud
+			time.Sleep(50 * time.Microsecond)
+		}
 		if err := p.Deny(e.ctx, r, ""); err != nil {
 			b.Fatal(err)
 		}

@@ -285,7 +285,12 @@ func TestStatusLongPollWakesOnApproval(t *testing.T) {
 		st, err := e.be.Status(e.ctx, ap.StatusToken, 30*time.Second)
 		done <- result{st, time.Now(), err}
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Approve only once the long-poll is waiting: it must be woken.
+	for deadline := time.Now().Add(20 * time.Second); e.emu.LongPolls() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the status long-poll is not waiting after 20s")
+		}
+	}
 	req, err := p.Next(e.ctx, sdk.Select{Wait: time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -311,10 +311,10 @@ func (a *app) runFlow(f *flows.Flow, ans flows.Answerer) flows.Update {
 func maxArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) > n && n == 0 {
-			return usageErrorf("%s takes no arguments, got %d: see '%s --help'", cmd.CommandPath(), len(args), cmd.CommandPath())
+			return usageErrorf("%s takes no arguments, got %d: see '%s --help'", verbPath(cmd), len(args), cmd.CommandPath())
 		}
 		if len(args) > n {
-			return usageErrorf("%s takes at most %s, got %d: see '%s --help'", cmd.CommandPath(), plural(n, "argument"), len(args), cmd.CommandPath())
+			return usageErrorf("%s takes at most %s, got %d: see '%s --help'", verbPath(cmd), plural(n, "argument"), len(args), cmd.CommandPath())
 		}
 		return nil
 	}
@@ -323,10 +323,19 @@ func maxArgs(n int) cobra.PositionalArgs {
 func exactArgs(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageErrorf("%s needs %s: see '%s --help'", cmd.CommandPath(), names, cmd.CommandPath())
+			return usageErrorf("%s needs %s: see '%s --help'", verbPath(cmd), names, cmd.CommandPath())
 		}
 		return nil
 	}
+}
+
+// verbPath is the command's path without the program's name, for messages
+// that already start with "authphone: ".
+func verbPath(cmd *cobra.Command) string {
+	if !cmd.HasParent() {
+		return cmd.Name()
+	}
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
 }
 
 // readInput reads a command's input argument: "-" or nothing (with stdin

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -424,6 +425,9 @@ func newBackendVerifyTokenCmd(a *app) *cobra.Command {
 			}
 			c := backend.New(a.cloud, append(opts, backend.WithTimeout(a.timeout))...)
 			claims, err := c.VerifyAccessToken(cmd.Context(), args[0])
+			if errors.Is(err, backend.ErrInvalidToken) {
+				return fmt.Errorf("%w: check it is an access_token that authphone login printed, from --cloud %s for --audience %s", err, a.cloud, audience)
+			}
 			if err != nil {
 				return err
 			}

@@ -175,13 +175,13 @@ func nonEmpty(pin string) []string {
 }
 
 // checkNewPIN checks a PIN about to be set against the rules before
-// anything is sent (a usage error, exit 2).
+// anything is sent: bad input (exit 1), as scan says of an enrolment PIN.
 func checkNewPIN(pin, flag string) error {
 	if pin == "" {
 		return nil
 	}
 	if err := sdk.ValidatePIN(pin); err != nil {
-		return usageErrorf("%v: choose another %s", err, flag)
+		return fmt.Errorf("%w: choose another %s; nothing was sent", err, flag)
 	}
 	return nil
 }

@@ -62,9 +62,28 @@ func exitCode(err error) int {
 	}
 }
 
+// reworded says err in other words, keeping it for errors.Is and As.
+type reworded struct {
+	msg string
+	err error
+}
+
+func (e *reworded) Error() string { return e.msg }
+func (e *reworded) Unwrap() error { return e.err }
+
 // explain adds what to do to errors whose cause the command line knows
 // better than the library that returned them.
 func (a *app) explain(err error) error {
+	var be *backend.Error
+	if errors.As(err, &be) {
+		if strings.TrimSpace(be.Message) == "" {
+			return &reworded{err: err, msg: fmt.Sprintf("%s answered %d %s without the API's error body: check --cloud (is it an authphone cloud?)",
+				a.cloud, be.Status, be.Text)}
+		}
+		if be.Status == 404 && strings.HasPrefix(be.Message, "no user") {
+			return fmt.Errorf("%w: `authphone backend users` lists the users", err)
+		}
+	}
 	switch {
 	case errors.Is(err, sdk.ErrNoAnswer), errors.Is(err, backend.ErrNoAnswer):
 		return fmt.Errorf("%w: is the cloud stuck? raise --timeout (now %s) if it is only slow", err, a.timeout)

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -13,12 +15,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -63,8 +67,9 @@ func TestScripts(t *testing.T) {
 			"waitready": cmdWaitReady,
 			"jsonget":   cmdJSONGet,
 			"qrpng":     cmdQRPNG,
-			"sleep":     cmdSleep,
 			"waitfile":  cmdWaitFile,
+			"wholepng":  cmdWholePNG,
+			"waitpolls": cmdWaitPolls,
 			"exits":     cmdExits,
 			"blackhole": cmdBlackhole,
 			"otherthan": cmdOtherThan,
@@ -166,16 +171,6 @@ func cmdQRPNG(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(ts.MkAbs(args[2]), b, 0o644))
 }
 
-// sleep DURATION: pause the script (to let an operation expire).
-func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: sleep DURATION")
-	}
-	d, err := time.ParseDuration(args[0])
-	ts.Check(err)
-	time.Sleep(d)
-}
-
 // waitfile FILE: wait up to 20 s for a background command to write FILE.
 func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
@@ -188,6 +183,60 @@ func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		if time.Now().After(deadline) {
 			ts.Fatalf("%s did not appear within 20s", args[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wholepng FILE: watch for FILE as closely as the machine allows (up to
+// 20 s) and check that the first time it is there it is a whole PNG image:
+// a writer that creates the file and then fills it (not atomic) is caught
+// reading it empty or half-written.
+func cmdWholePNG(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: wholepng FILE")
+	}
+	path := ts.MkAbs(args[0])
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+				ts.Fatalf("%s was there before it was whole (%d bytes): %v", args[0], len(b), err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear within 20s", args[0])
+		}
+		runtime.Gosched()
+	}
+}
+
+// waitpolls N: wait up to 20 s until the emulator at $AUTHPHONE_CLOUD holds
+// N long-polls (its admin state's longPolls), so the next line acts on a
+// request that is surely waiting, however slow the machine.
+func cmdWaitPolls(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitpolls N")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, err := http.NewRequest("GET", ts.Getenv("AUTHPHONE_CLOUD")+adminapi.PathState, nil)
+		ts.Check(err)
+		req.Header.Set("Authorization", "Bearer "+ts.Getenv("AUTHPHONE_ACCESS_KEY"))
+		var st struct{ LongPolls int }
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if st.LongPolls >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("the emulator holds %d long-polls after 20s, want %d", st.LongPolls, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"image"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -122,6 +124,13 @@ func TestErrorMessages(t *testing.T) {
 	}{
 		{[]string{"approve", "--pin", "1234"}, 4, "no pending request: nothing is waiting"},
 		{[]string{"deny"}, 4, "no pending request"},
+		{[]string{"approve"}, 4, "no pending request: nothing is waiting"}, // no PIN either: nothing pending comes first
+		{[]string{"approve", "--wait", "1s"}, 2, "a PIN is required"},      // found before waiting
+		{[]string{"trust", "foo"}, 2, "its commands are list, qr, remove, scan; see 'authphone trust --help'"},
+		{[]string{"backend", "users", "delete", "nobody"}, 1, "`authphone backend users` lists the users"},
+		{[]string{"backend", "verify-token", "garbage"}, 1, "invalid access token: not a compact JWS: check it is an access_token"},
+		{[]string{"pin", "change", "--old", "1234", "--new", "12"}, 1, "the PIN must be 4 to 64 characters: choose another --new"},
+		{[]string{"upgrade", "--pin", "12"}, 1, "the PIN must be 4 to 64 characters: choose another --pin"},
 		{[]string{"approve", "nosuch", "--pin", "1234"}, 4, "`authphone pending` lists"},
 		{[]string{"approve", "--match", "Mallory", "--pin", "1234"}, 4, `whose message contains "Mallory"`},
 		{[]string{"getdata", "--file", "nosuch.json"}, 1, "no such file nosuch.json: check --file"},
@@ -133,7 +142,7 @@ func TestErrorMessages(t *testing.T) {
 		{[]string{"backend", "approve", "alice", "--wait", "10"}, 2, "not a duration"},
 		{[]string{"approve", "a", "b"}, 2, "takes at most 1 argument,"},
 		{[]string{"pending", "extra"}, 2, "takes no arguments"},
-		{[]string{"backend", "status"}, 2, "needs a STATUS_TOKEN"},
+		{[]string{"backend", "status"}, 2, "authphone: backend status needs a STATUS_TOKEN: see"},
 		{[]string{"backend", "aprove"}, 2, `did you mean "approve"`},
 		{[]string{"accounts", "remove", "nobody"}, 1, "no such account"},
 		{[]string{"upgrade", "--pin", "1234"}, 1, "not headless"},
@@ -203,4 +212,20 @@ func TestHelpShowsNoSecrets(t *testing.T) {
 	if !strings.Contains(out, "AUTHPHONE_ACCESS_KEY: (set)") {
 		t.Errorf("backend --help does not say the access key is set:\n%s", out)
 	}
+}
+
+// TestNotACloud: a server that is not an authphone cloud (a 404 without the
+// API's error body) gets a line that says so and names --cloud, not
+// "404 Not Found: ".
+func TestNotACloud(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) }))
+	t.Cleanup(srv.Close)
+	cliEnv(t, nil)
+	t.Setenv("AUTHPHONE_ACCESS_KEY", "some-key")
+	args := []string{"backend", "ping", "--cloud", srv.URL}
+	code, _, stderr := runCLI(t, args...)
+	if code != 1 || !strings.Contains(stderr, srv.URL+" answered 404 Not Found without the API's error body: check --cloud") {
+		t.Fatalf("exit %d: %q", code, stderr)
+	}
+	checkMessage(t, args, stderr)
 }

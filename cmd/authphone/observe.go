@@ -176,9 +176,9 @@ dispatch payloads included.`,
 
 func (a *app) printState(s *adminapi.State) {
 	a.printf("users:           %d\nauthenticators:  %d (%d removed)\npending:         %d\ntransactions:    %d\n"+
-		"login requests:  %d\npairings:        %d\ninbox messages:  %d\nrefresh tokens:  %d\nwebhooks:        %d\nlast event:      %d\n",
+		"login requests:  %d\npairings:        %d\ninbox messages:  %d\nrefresh tokens:  %d\nwebhooks:        %d\nlast event:      %d\nlong-polls:      %d\n",
 		s.Users, s.Authenticators, s.DeletedAuthenticators, s.PendingOperations, s.Transactions, s.LoginRequests, s.Pairings,
-		s.InboxItems, s.RefreshTokens, s.Webhooks, s.LastEventID)
+		s.InboxItems, s.RefreshTokens, s.Webhooks, s.LastEventID, s.LongPolls)
 }
 
 func newBackendStateCmd(a *app) *cobra.Command {

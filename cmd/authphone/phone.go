@@ -303,8 +303,9 @@ comes.`,
 }
 
 // next picks the request sel names, after the checks that need no cloud:
-// an empty profile has nothing pending (exit 4).
-func (a *app) next(cmd *cobra.Command, p *sdk.Phone, sel sdk.Select) (sdk.Request, error) {
+// an empty profile has nothing pending (exit 4), and then the command's own
+// checks (before, if not nil) run before anything is asked of the cloud.
+func (a *app) next(cmd *cobra.Command, p *sdk.Phone, sel sdk.Select, before func() error) (sdk.Request, error) {
 	cloud, err := a.onCloud(cmd, p)
 	if err != nil {
 		return sdk.Request{}, err
@@ -314,6 +315,11 @@ func (a *app) next(cmd *cobra.Command, p *sdk.Phone, sel sdk.Select) (sdk.Reques
 		return sdk.Request{}, err
 	} else if !ok {
 		return sdk.Request{}, timedOut(fmt.Errorf("%w: this phone (profile %s) has no accounts; scan an enrolment QR first", sdk.ErrNoPending, a.profile))
+	}
+	if before != nil {
+		if err := before(); err != nil {
+			return sdk.Request{}, err
+		}
 	}
 	r, err := p.Next(cmd.Context(), sel)
 	if errors.Is(err, sdk.ErrNoPending) {
@@ -358,17 +364,28 @@ pending: exit 4.`,
 			if len(args) == 1 {
 				sel.ID = args[0]
 			}
-			if !biometric {
-				if err := a.needPIN(pins...); err != nil {
-					return err
-				}
-			}
 			p, err := a.phone(cmd.Context())
 			if err != nil {
 				return err
 			}
-			r, err := a.next(cmd, p, sel)
+			// No way to get a PIN is a usage error (exit 2), found before
+			// waiting for a request; without --wait, nothing pending (exit 4)
+			// is the answer that comes first.
+			pinCheck := func() error {
+				if biometric {
+					return nil
+				}
+				return a.needPIN(pins...)
+			}
+			var before func() error
+			if sel.Wait > 0 {
+				before = pinCheck
+			}
+			r, err := a.next(cmd, p, sel, before)
 			if err != nil {
+				return err
+			}
+			if err := pinCheck(); err != nil {
 				return err
 			}
 			if err := p.CheckRequest(cmd.Context(), r, a.factor(pins, biometric)); err != nil {
@@ -414,7 +431,7 @@ Nothing pending: exit 4.`,
 			if err != nil {
 				return err
 			}
-			r, err := a.next(cmd, p, sel)
+			r, err := a.next(cmd, p, sel, nil)
 			if err != nil {
 				return err
 			}

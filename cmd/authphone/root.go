@@ -143,11 +143,19 @@ func subcommandArgs(next cobra.PositionalArgs) cobra.PositionalArgs {
 		if err == nil || len(args) == 0 || !cmd.HasSubCommands() {
 			return err
 		}
-		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-		if sug := cmd.SuggestionsFor(args[0]); len(sug) > 0 {
-			msg += fmt.Sprintf("; did you mean %q?", sug[0])
+		msg := fmt.Sprintf("unknown command %q for %q: ", args[0], cmd.CommandPath())
+		var names []string
+		for _, s := range cmd.Commands() {
+			if s.IsAvailableCommand() {
+				names = append(names, s.Name())
+			}
 		}
-		return usageErrorf("%s: see '%s --help'", msg, cmd.CommandPath())
+		if sug := cmd.SuggestionsFor(args[0]); len(sug) > 0 {
+			msg += fmt.Sprintf("did you mean %q? ", sug[0])
+		} else if len(names) <= 8 {
+			msg += "its commands are " + strings.Join(names, ", ") + "; "
+		}
+		return usageErrorf("%ssee '%s --help'", msg, cmd.CommandPath())
 	}
 }
 

@@ -110,6 +110,9 @@ type State struct {
 	RefreshTokens         int   `json:"refreshTokens"`
 	Webhooks              int   `json:"webhooks"`
 	LastEventID           int64 `json:"lastEventId"`
+	// LongPolls is how many ?wait= requests the answering emulator process
+	// holds right now (ours: a script waits for it before acting).
+	LongPolls int `json:"longPolls"`
 }
 
 // Operation kinds beyond the transaction kinds.

@@ -618,15 +618,19 @@ func (r *run) cleanup() {
 }
 
 // settle waits until every phone has sent its first read and the process
-// has gone quiet (under a tenth of a core for 100 ms, the cloud parking
-// the long-polls), or 5 s plus 1 ms per phone at most.
+// has stayed quiet (under a tenth of a core) for three 100 ms windows in a
+// row, the cloud having parked the long-polls; or 5 s plus 10 ms per phone
+// at most (a loaded machine makes the K first reads slow).
 func (r *run) settle(ctx context.Context) {
-	deadline := time.Now().Add(5*time.Second + time.Duration(len(r.phones))*time.Millisecond)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	deadline := time.Now().Add(5*time.Second + time.Duration(len(r.phones))*10*time.Millisecond)
+	quiet := 0
+	for time.Now().Before(deadline) && ctx.Err() == nil && quiet < 3 {
 		c0 := cpuTime()
 		time.Sleep(100 * time.Millisecond)
 		if int(r.polling.Load()) >= len(r.phones) && cpuTime()-c0 < 10*time.Millisecond {
-			return
+			quiet++
+		} else {
+			quiet = 0
 		}
 	}
 }
@@ -728,8 +732,20 @@ func (r *run) drive(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
-	sem := make(chan struct{}, r.cfg.Inflight)
+	// Inflight workers, not a goroutine per approval: a worker's stack
+	// has grown to what an approval needs once, not for every approval.
+	jobs := make(chan int)
 	var wg sync.WaitGroup
+	for range r.cfg.Inflight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				r.started.Add(1)
+				r.one(flight, r.phones[i%len(r.phones)], i)
+			}
+		}()
+	}
 	for i := 0; r.cfg.Count == 0 || i < r.cfg.Count; i++ {
 		if tick != nil {
 			select {
@@ -737,21 +753,18 @@ func (r *run) drive(ctx context.Context) {
 			case <-tick:
 			}
 		}
+		if stop.Err() != nil {
+			break
+		}
 		select {
 		case <-stop.Done():
-		case sem <- struct{}{}:
+		case jobs <- i:
 		}
 		if stop.Err() != nil {
 			break
 		}
-		ph := r.phones[i%len(r.phones)]
-		r.started.Add(1)
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			r.one(flight, ph, i)
-		}()
 	}
+	close(jobs)
 	wg.Wait()
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -27,7 +28,11 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("%s did not answer within %s", e.URL, e.Limit)
+	limit := e.Limit
+	if limit >= time.Second {
+		limit = limit.Round(100 * time.Millisecond)
+	}
+	return fmt.Sprintf("%s took longer than %s", e.URL, limit)
 }
 
 // Timeout reports true, as net.Error timeouts do.
@@ -51,7 +56,9 @@ type Transport struct {
 	Timeout time.Duration
 }
 
-// Limit is the limit of one request: Timeout, plus its ?wait= if any.
+// Limit is the limit of one request: Timeout, plus its ?wait= if any. An
+// event stream (Accept: text/event-stream) with a ?wait= must still send
+// its response headers within Timeout: a server streams them at once.
 func (t *Transport) Limit(req *http.Request) time.Duration {
 	limit := t.Timeout
 	if w := req.URL.Query().Get("wait"); w != "" {
@@ -66,8 +73,20 @@ func (t *Transport) Limit(req *http.Request) time.Duration {
 // too: it ends when the body is closed.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	limit := t.Limit(req)
-	ctx, cancel := context.WithTimeoutCause(req.Context(), limit, &Error{URL: req.URL.Scheme + "://" + req.URL.Host + req.URL.Path, Limit: limit})
+	where := req.URL.Scheme + "://" + req.URL.Host + req.URL.Path
+	ctx, cancelAll := context.WithTimeoutCause(req.Context(), limit, &Error{URL: where, Limit: limit})
+	cancel := context.CancelFunc(cancelAll)
+	var headers *time.Timer
+	if limit > t.Timeout && strings.Contains(req.Header.Get("Accept"), "text/event-stream") {
+		var cancelHeaders context.CancelCauseFunc
+		ctx, cancelHeaders = context.WithCancelCause(ctx)
+		headers = time.AfterFunc(t.Timeout, func() { cancelHeaders(&Error{URL: where, Limit: t.Timeout}) })
+		cancel = func() { cancelHeaders(context.Canceled); cancelAll() }
+	}
 	resp, err := t.Base.RoundTrip(req.WithContext(ctx))
+	if headers != nil {
+		headers.Stop()
+	}
 	if err != nil {
 		le := limitHit(ctx, req.Context())
 		cancel()

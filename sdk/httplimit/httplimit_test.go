@@ -56,7 +56,7 @@ func TestSilentServerIsAnError(t *testing.T) {
 	if !errors.As(err, &le) {
 		t.Fatalf("want *httplimit.Error, got %v", err)
 	}
-	if le.URL != url+"/api/v1/status" || le.Limit != 200*time.Millisecond || !strings.Contains(err.Error(), "did not answer within 200ms") {
+	if le.URL != url+"/api/v1/status" || le.Limit != 200*time.Millisecond || !strings.Contains(err.Error(), "took longer than 200ms") {
 		t.Fatalf("error %v (%+v)", err, le)
 	}
 }
@@ -139,5 +139,51 @@ func TestRefusedConnectionKeepsItsCause(t *testing.T) {
 	}
 	if r := httplimit.Reason(err); r != "connection refused (nothing listens there)" {
 		t.Fatalf("Reason: %q", r)
+	}
+}
+
+// TestEventStreamHeadersWithinTimeout: an event stream's ?wait= covers its
+// body, but its headers must come within the timeout: a silent server is an
+// *Error after the timeout, not after the wait; a live stream outlasts it.
+func TestEventStreamHeadersWithinTimeout(t *testing.T) {
+	c := httplimit.Client(200 * time.Millisecond)
+	req, _ := http.NewRequest("GET", blackhole(t)+"/events/stream?wait=1m", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Do(req)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var le *httplimit.Error
+		if !errors.As(err, &le) || le.Limit != 200*time.Millisecond {
+			t.Fatalf("silent event stream: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a silent event stream waited for its ?wait=, not its timeout")
+	}
+
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		<-release
+		_, _ = w.Write([]byte("data: late\n\n"))
+	}))
+	t.Cleanup(srv.Close)
+	req, _ = http.NewRequest("GET", srv.URL+"/?wait=1m", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := httplimit.Client(time.Second).Do(req) // headers within 1s even on a loaded machine
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// The body comes after the timeout has passed: the stream lives on.
+	time.AfterFunc(1500*time.Millisecond, func() { close(release) })
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || string(b) != "data: late\n\n" {
+		t.Fatalf("stream body after the timeout: %q %v", b, err)
 	}
 }
