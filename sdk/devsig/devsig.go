@@ -18,8 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/cryptobyte"
-	"golang.org/x/crypto/cryptobyte/asn1"
+	"github.com/authphone/authphone/sdk/internal/ecdsasig"
 )
 
 // HeaderName is the HTTP header that carries the signature.
@@ -113,32 +112,12 @@ func Sign(key *ecdsa.PrivateKey, keyID, method, path string, body []byte, now ti
 		return "", fmt.Errorf("sign request: %w", err)
 	}
 	var raw [64]byte
-	if !derToRaw(der, &raw) {
+	if !ecdsasig.DERToRaw(der, raw[:]) {
 		return "", fmt.Errorf("sign request: unexpected signature encoding")
 	}
 	out = append(out, '.')
 	out = b64.AppendEncode(out, raw[:])
 	return string(out), nil
-}
-
-// derToRaw turns an ASN.1 ECDSA signature into JWS's fixed r || s.
-func derToRaw(der []byte, out *[64]byte) bool {
-	in := cryptobyte.String(der)
-	var seq, r, s cryptobyte.String
-	if !in.ReadASN1(&seq, asn1.SEQUENCE) || !in.Empty() ||
-		!seq.ReadASN1(&r, asn1.INTEGER) || !seq.ReadASN1(&s, asn1.INTEGER) || !seq.Empty() {
-		return false
-	}
-	for i, v := range [][]byte{r, s} {
-		for len(v) > 0 && v[0] == 0 {
-			v = v[1:]
-		}
-		if len(v) > 32 {
-			return false
-		}
-		copy(out[i*32+32-len(v):(i+1)*32], v)
-	}
-	return true
 }
 
 // Signature is a parsed, not yet verified, Device-Signature.

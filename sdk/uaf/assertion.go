@@ -10,9 +10,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/authphone/authphone/sdk/internal/ecdsasig"
 	"github.com/authphone/authphone/sdk/tlv"
-	"golang.org/x/crypto/cryptobyte"
-	"golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Signature algorithms (UAF registry, ALG_SIGN_*).
@@ -409,25 +408,7 @@ func Sign(key *ecdsa.PrivateKey, data []byte) ([]byte, error) {
 
 // derToRaw writes an ASN.1 DER ECDSA P-256 signature as r‖s into out (64
 // bytes), without big integers.
-func derToRaw(der, out []byte) bool {
-	in := cryptobyte.String(der)
-	var seq, r, s cryptobyte.String
-	if !in.ReadASN1(&seq, asn1.SEQUENCE) || !in.Empty() ||
-		!seq.ReadASN1(&r, asn1.INTEGER) || !seq.ReadASN1(&s, asn1.INTEGER) || !seq.Empty() {
-		return false
-	}
-	for i, v := range [][]byte{r, s} {
-		for len(v) > 0 && v[0] == 0 {
-			v = v[1:]
-		}
-		if len(v) > 32 {
-			return false
-		}
-		clear(out[i*32 : (i+1)*32])
-		copy(out[(i+1)*32-len(v):(i+1)*32], v)
-	}
-	return true
-}
+var derToRaw = ecdsasig.DERToRaw
 
 // rawToDER appends the ASN.1 DER form of a 64-byte r‖s signature to dst
 // (every length fits one byte).

@@ -1,0 +1,32 @@
+// Package ecdsasig converts P-256 ECDSA signatures between ASN.1 DER and the
+// fixed 64-byte r‖s form (JWS ES256, UAF's raw encoding) without big
+// integers. It is shared by sdk/uaf and sdk/devsig.
+package ecdsasig
+
+import (
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// DERToRaw writes the ASN.1 DER ECDSA P-256 signature der as r‖s into out
+// (64 bytes). It reports false for anything but one SEQUENCE of two
+// INTEGERs of at most 32 significant bytes each.
+func DERToRaw(der, out []byte) bool {
+	in := cryptobyte.String(der)
+	var seq, r, s cryptobyte.String
+	if !in.ReadASN1(&seq, asn1.SEQUENCE) || !in.Empty() ||
+		!seq.ReadASN1(&r, asn1.INTEGER) || !seq.ReadASN1(&s, asn1.INTEGER) || !seq.Empty() {
+		return false
+	}
+	for i, v := range [][]byte{r, s} {
+		for len(v) > 0 && v[0] == 0 {
+			v = v[1:]
+		}
+		if len(v) > 32 {
+			return false
+		}
+		clear(out[i*32 : (i+1)*32])
+		copy(out[(i+1)*32-len(v):(i+1)*32], v)
+	}
+	return true
+}
