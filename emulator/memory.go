@@ -41,6 +41,8 @@ type MemoryStore struct {
 	chainTokens *memTable[expiring]
 	meta        map[string][]byte
 	closed      bool
+	// journal, if set, makes each transaction durable before it is seen.
+	journal journal
 
 	// events is the event log, by ID; lastEvent the newest ID ever given.
 	events    []*adminapi.Event
@@ -77,8 +79,8 @@ func NewMemoryStore() *MemoryStore {
 		return b
 	}
 	m := &MemoryStore{meta: map[string][]byte{}}
-	m.users = newTable(func(u *User) string { return u.ID }, nil, nil, index(byName, func(u *User) string { return u.Username }))
-	m.auths = newTable(func(a *memAuth) string { return a.ID }, nil, nil,
+	m.users = newTable("users", func(u *User) string { return u.ID }, nil, nil, index(byName, func(u *User) string { return u.Username }))
+	m.auths = newTable("authenticators", func(a *memAuth) string { return a.ID }, nil, nil,
 		index(byKeyID, func(a *memAuth) string { return a.KeyID }),
 		index(byUser, func(a *memAuth) string { return a.UserID }))
 	pending := func(f func(*Transaction) string) func(*Transaction) string {
@@ -89,39 +91,39 @@ func NewMemoryStore() *MemoryStore {
 			return f(t)
 		}
 	}
-	m.txs = newTable(func(t *Transaction) string { return t.ID },
+	m.txs = newTable("transactions", func(t *Transaction) string { return t.ID },
 		func(t *Transaction) *Transaction { c := *t; c.Choices = slices.Clone(t.Choices); return &c },
 		func(t *Transaction) (time.Time, bool) { return later(t.ExpiresAt, t.UpdatedAt), false },
 		index(byUser, pending(func(t *Transaction) string { return t.UserID })),
 		index(byPending, pending(func(*Transaction) string { return "pending" })),
 		index(byAuth, pending(func(t *Transaction) string { return t.AuthenticatorID })))
-	m.tokens = newTable(func(t *DispatchToken) string { return t.Token }, nil,
+	m.tokens = newTable("dispatch_tokens", func(t *DispatchToken) string { return t.Token }, nil,
 		func(t *DispatchToken) (time.Time, bool) { return t.ExpiresAt, false },
 		index(byTx, func(t *DispatchToken) string { return t.TransactionID }))
-	m.sessions = newTable(func(s *Session) string { return s.ServerData },
+	m.sessions = newTable("sessions", func(s *Session) string { return s.ServerData },
 		func(s *Session) *Session { c := *s; c.Policy = slices.Clone(s.Policy); return &c },
 		func(s *Session) (time.Time, bool) { return s.ExpiresAt, true },
 		index(byTx, func(s *Session) string { return s.TransactionID }))
-	m.inbox = newTable(func(i *InboxItem) string { return i.ID }, nil,
+	m.inbox = newTable("inbox", func(i *InboxItem) string { return i.ID }, nil,
 		func(i *InboxItem) (time.Time, bool) { return i.ExpiresAt, false },
 		index(byAuth, func(i *InboxItem) string { return i.AuthenticatorID }),
 		index(byTx, func(i *InboxItem) string { return i.TransactionID }),
 		index(byLogin, func(i *InboxItem) string { return i.LoginRequestID }))
-	m.intents = newTable(func(i *Intent) string { return i.Token }, nil,
+	m.intents = newTable("intents", func(i *Intent) string { return i.Token }, nil,
 		func(i *Intent) (time.Time, bool) { return i.ExpiresAt, false })
 	untilNow := func(e *expiring) (time.Time, bool) { return e.Until, true }
-	m.nonces = newTable(func(e *expiring) string { return e.Key }, nil, untilNow)
-	m.revoked = newTable(func(e *expiring) string { return e.Key }, nil, untilNow)
-	m.chainTokens = newTable(func(e *expiring) string { return e.Key }, nil, untilNow,
+	m.nonces = newTable("nonces", func(e *expiring) string { return e.Key }, nil, untilNow)
+	m.revoked = newTable("revoked", func(e *expiring) string { return e.Key }, nil, untilNow)
+	m.chainTokens = newTable("chain_tokens", func(e *expiring) string { return e.Key }, nil, untilNow,
 		index(byGroup, func(e *expiring) string { return e.Group }))
-	m.logins = newTable(func(l *LoginRequest) string { return l.ID }, nil,
+	m.logins = newTable("login_requests", func(l *LoginRequest) string { return l.ID }, nil,
 		func(l *LoginRequest) (time.Time, bool) { return l.ExpiresAt, false })
-	m.pairings = newTable(func(p *Pairing) string { return p.ID }, nil,
+	m.pairings = newTable("pairings", func(p *Pairing) string { return p.ID }, nil,
 		func(p *Pairing) (time.Time, bool) { return p.ExpiresAt, false })
-	m.refresh = newTable(func(r *RefreshToken) string { return r.Token }, nil,
+	m.refresh = newTable("refresh_tokens", func(r *RefreshToken) string { return r.Token }, nil,
 		func(r *RefreshToken) (time.Time, bool) { return r.ExpiresAt, true },
 		index(byChain, func(r *RefreshToken) string { return r.ChainID }))
-	m.chains = newTable(func(c *TokenChain) string { return c.ID }, nil, nil)
+	m.chains = newTable("chains", func(c *TokenChain) string { return c.ID }, nil, nil)
 	return m
 }
 
@@ -131,23 +133,42 @@ var errReadOnly = errors.New("emulator store: a write inside View")
 func (m *MemoryStore) View(_ context.Context, fn func(Tx) error) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if m.closed {
+		return unavailable(errClosed)
+	}
 	return fn(&memTx{m: m})
 }
 
 // Update runs fn under the write lock; if fn fails, its writes are undone.
-func (m *MemoryStore) Update(_ context.Context, fn func(Tx) error) error {
+func (m *MemoryStore) Update(ctx context.Context, fn func(Tx) error) error {
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return unavailable(errClosed)
+	}
 	tx := &memTx{m: m, write: true}
 	commit, err := keeps(fn(tx))
 	if !commit {
 		tx.rollback()
-	} else if len(tx.events) > 0 {
+	} else {
+		lastEvent, nEvents := m.lastEvent, len(m.events)
 		for _, e := range tx.events {
 			m.lastEvent++
 			e.ID = m.lastEvent
 			m.events = append(m.events, e)
 		}
-		tx.wake = append(tx.wake, eventsWaitKey)
+		if m.journal != nil && (len(tx.changes) > 0 || len(tx.events) > 0 || tx.cutEvents != 0) {
+			c := &changeSet{rows: tx.changes, events: tx.events, cutEvents: tx.cutEvents, lastEvent: m.lastEvent}
+			if jerr := m.journal(context.WithoutCancel(ctx), c); jerr != nil {
+				clear(m.events[nEvents:])
+				m.events, m.lastEvent = m.events[:nEvents], lastEvent
+				tx.rollback()
+				commit, err = false, jerr
+			}
+		}
+		if commit && len(tx.events) > 0 {
+			tx.wake = append(tx.wake, eventsWaitKey)
+		}
 	}
 	m.mu.Unlock()
 	if commit {
@@ -202,6 +223,7 @@ func (s *subscribers) publish(keys []string) {
 // memTable is one kind: rows by primary key, secondary indexes, and a heap
 // of expiry times.
 type memTable[V any] struct {
+	name  string // the SQL table a journal writes it to
 	rows  map[string]*V
 	key   func(*V) string
 	clone func(*V) *V
@@ -285,11 +307,11 @@ func index[V any](name string, of func(*V) string) func(map[string]*memIndex[V])
 	return func(m map[string]*memIndex[V]) { m[name] = &memIndex[V]{of: of, m: map[string]keySet{}} }
 }
 
-func newTable[V any](key func(*V) string, clone func(*V) *V, expiry func(*V) (time.Time, bool), idx ...func(map[string]*memIndex[V])) *memTable[V] {
+func newTable[V any](name string, key func(*V) string, clone func(*V) *V, expiry func(*V) (time.Time, bool), idx ...func(map[string]*memIndex[V])) *memTable[V] {
 	if clone == nil {
 		clone = func(v *V) *V { c := *v; return &c }
 	}
-	t := &memTable[V]{rows: map[string]*V{}, key: key, clone: clone, idx: map[string]*memIndex[V]{}}
+	t := &memTable[V]{name: name, rows: map[string]*V{}, key: key, clone: clone, idx: map[string]*memIndex[V]{}}
 	if expiry != nil {
 		t.expiry = func(v *V) time.Time { at, _ := expiry(v); return at }
 		_, now := expiry(new(V))
@@ -367,6 +389,7 @@ func (t *memTable[V]) sweep(tx *memTx, now, cutoff time.Time) int {
 		}
 		t.set(e.key, nil)
 		tx.undo = append(tx.undo, func() { t.set(e.key, old) })
+		tx.changed(t.name, e.key, sweptRow)
 		n++
 	}
 	return n
@@ -433,7 +456,49 @@ type memTx struct {
 	undo   []func()
 	wake   []string
 	events []*adminapi.Event
+	// changes and cutEvents are what a journal is given (see journal):
+	// every row written, in order, and the newest event ID swept away.
+	changes   []change
+	cutEvents int64
 }
+
+// changed notes a written row for the store's journal, if it has one.
+func (tx *memTx) changed(table, key string, row any) {
+	if tx.m.journal != nil {
+		tx.changes = append(tx.changes, change{table: table, key: key, row: row})
+	}
+}
+
+// journal, when a MemoryStore has one, makes its transactions durable
+// (SQLiteStore): Update calls it under the write lock with what a
+// transaction changed, once fn has succeeded and before anyone can see the
+// change; if it fails, the transaction is undone and Update fails with
+// its error.
+type journal func(ctx context.Context, c *changeSet) error
+
+// changeSet is one transaction's writes, in the order made.
+type changeSet struct {
+	rows []change
+	// events are the events logged, their IDs set.
+	events []*adminapi.Event
+	// cutEvents, when not 0, is the newest event ID the sweep removed
+	// (it removes the oldest events).
+	cutEvents int64
+	// lastEvent is the newest event ID given.
+	lastEvent int64
+}
+
+// change is one row written: the stored value (a *User, *memAuth,
+// *expiring…, never changed in place once stored; []byte for meta), nil
+// when the row was deleted, sweptRow when the sweep removed it.
+type change struct {
+	table, key string
+	row        any
+}
+
+// sweptRow is the row of a change the sweep made: the row expired and is
+// gone.
+var sweptRow = &struct{ swept bool }{true}
 
 func (tx *memTx) rollback() {
 	for i := len(tx.undo) - 1; i >= 0; i-- {
@@ -450,6 +515,7 @@ func put[V any](tx *memTx, t *memTable[V], v *V) error {
 	old := t.rows[k]
 	t.set(k, t.clone(v))
 	tx.undo = append(tx.undo, func() { t.set(k, old) })
+	tx.changed(t.name, k, t.rows[k])
 	return nil
 }
 
@@ -463,6 +529,7 @@ func del[V any](tx *memTx, t *memTable[V], k string) error {
 	}
 	t.set(k, nil)
 	tx.undo = append(tx.undo, func() { t.set(k, old) })
+	tx.changed(t.name, k, nil)
 	return nil
 }
 
@@ -643,6 +710,7 @@ func (tx *memTx) PutMeta(name string, v []byte) error {
 	}
 	old, had := tx.m.meta[name]
 	tx.m.meta[name] = slices.Clone(v)
+	tx.changed("meta", name, tx.m.meta[name])
 	tx.undo = append(tx.undo, func() {
 		if had {
 			tx.m.meta[name] = old
@@ -669,6 +737,7 @@ func (tx *memTx) Sweep(now, cutoff time.Time) (int, error) {
 	if i > 0 {
 		m.events = slices.Clone(old[i:])
 		tx.undo = append(tx.undo, func() { m.events = old })
+		tx.cutEvents = old[i-1].ID
 	}
 	return n + i, nil
 }

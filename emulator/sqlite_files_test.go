@@ -51,10 +51,10 @@ func TestSQLiteFiles(t *testing.T) {
 			}
 			var mode string
 			var sync int
-			if err := s.writer.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+			if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 				t.Fatalf("journal_mode %q, %v; want wal", mode, err)
 			}
-			if err := s.writer.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != tc.want {
+			if err := s.db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != tc.want {
 				t.Fatalf("synchronous %d, %v; want %d", sync, err, tc.want)
 			}
 			entries, err := os.ReadDir(dir)
@@ -80,7 +80,14 @@ func TestSQLiteFiles(t *testing.T) {
 			if s.Path() != path {
 				t.Fatalf("Path %q, want %q", s.Path(), path)
 			}
-			// The state is in that file: a second store on it reads it.
+			// One emulator at a time has the file: a second is told so.
+			if _, err := OpenSQLite(path); !errors.Is(err, ErrInUse) {
+				t.Fatalf("second store on an open file: %v, want ErrInUse", err)
+			}
+			// The state is in that file: a store opened after it reads it.
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
 			s2, err := OpenSQLite(path)
 			if err != nil {
 				t.Fatal(err)

@@ -1,0 +1,258 @@
+package emulator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// The SQLite store's two directions between memory and the file: write
+// puts one transaction's changes into the file, load reads the file back
+// into memory when the store opens.
+
+// sqlTable is how the rows of one memory table are written to SQL.
+type sqlTable struct {
+	upsert func(t *sqlTx, row any) error
+	delete string // the DELETE of one row by its key
+}
+
+func kindTable[V any](k *kind[V]) sqlTable {
+	key, _, _ := strings.Cut(k.cols, ",")
+	return sqlTable{
+		upsert: func(t *sqlTx, row any) error { return upsert(t, k, row.(*V)) },
+		delete: "DELETE FROM " + k.table + " WHERE " + key + " = ?",
+	}
+}
+
+// expiringTable writes the keys kept until a time (nonces, revocations,
+// chain tokens).
+func expiringTable(table, key string, group string) sqlTable {
+	cols, vals, sets := key+", until", "?, ?", "until = excluded.until"
+	if group != "" {
+		cols, vals, sets = key+", "+group+", until", "?, ?, ?", group+" = excluded."+group+", until = excluded.until"
+	}
+	insert := "INSERT INTO " + table + " (" + cols + ") VALUES (" + vals + ") ON CONFLICT (" + key + ") DO UPDATE SET " + sets
+	return sqlTable{
+		upsert: func(t *sqlTx, row any) error {
+			e := row.(*expiring)
+			var err error
+			if group != "" {
+				_, err = t.exec(insert, e.Key, e.Group, nanos(e.Until))
+			} else {
+				_, err = t.exec(insert, e.Key, nanos(e.Until))
+			}
+			return err
+		},
+		delete: "DELETE FROM " + table + " WHERE " + key + " = ?",
+	}
+}
+
+// sqlTables are the memory tables by name (memTable.name).
+var sqlTables = map[string]sqlTable{
+	"users": kindTable(sqlUsers),
+	"authenticators": {
+		upsert: func(t *sqlTx, row any) error {
+			m := row.(*memAuth)
+			a := &m.Authenticator
+			pub := m.pub[:]
+			if !m.packed {
+				pub = pubBytes(a.PublicKey)
+			}
+			_, err := t.exec(sqlAuths.update, a.ID, a.UserID, a.KeyID, a.AAID, pub, int64(a.SignCounter), a.Name, a.DeviceID, a.Type,
+				nanos(a.CreatedAt), a.Deleted)
+			return err
+		},
+		delete: "DELETE FROM authenticators WHERE id = ?",
+	},
+	"transactions":    kindTable(sqlTxs),
+	"dispatch_tokens": kindTable(sqlTokens),
+	"sessions":        kindTable(sqlSessions),
+	"inbox":           kindTable(sqlInbox),
+	"intents":         kindTable(sqlIntents),
+	"login_requests":  kindTable(sqlLogins),
+	"pairings":        kindTable(sqlPairings),
+	"refresh_tokens":  kindTable(sqlRefresh),
+	"chains":          kindTable(sqlChains),
+	"nonces":          expiringTable("nonces", "nonce", ""),
+	"revoked":         expiringTable("revoked", "jti", ""),
+	"chain_tokens":    expiringTable("chain_tokens", "jti", "chain_id"),
+}
+
+// write commits one transaction's changes to the file (the MemoryStore's
+// journal). It runs under the memory store's write lock: one at a time.
+func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
+	if s.full && !c.mustSync() {
+		// Written to the file before the answer (a crash of the process
+		// loses none of it), synced with the next commit that syncs.
+		if err := s.setSync(ctx, "normal"); err != nil {
+			return unavailable(err)
+		}
+		defer func() { _ = s.setSync(ctx, "full") }()
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return unavailable(err)
+	}
+	t := &sqlTx{ctx: ctx, tx: tx, d: sqliteDialect, write: true, cache: s.stmts}
+	defer t.done()
+	if err := writeChanges(t, c); err != nil {
+		_ = tx.Rollback()
+		return unavailable(err)
+	}
+	return unavailable(tx.Commit())
+}
+
+// mustSync reports whether a transaction must be on stable storage before
+// it is answered (with synchronous=FULL). Two kinds need not, because
+// losing them to a power loss changes nothing anyone relies on:
+//   - Device-Signature nonces alone (a long-poll's read of its inbox):
+//     a nonce only has to outlive its signature's freshness (60 s), and a
+//     machine that lost power is not serving again within that; a replay
+//     meanwhile would read an inbox, changing nothing;
+//   - the sweep's removals of what expired: the next sweep removes it again.
+//
+// Everything else (enrolments, approvals, redeemed tokens, counters,
+// decisions, events) is synced before it is answered.
+func (c *changeSet) mustSync() bool {
+	if len(c.events) > 0 {
+		return true
+	}
+	for _, ch := range c.rows {
+		if ch.row != sweptRow && ch.table != "nonces" {
+			return true
+		}
+	}
+	return false
+}
+
+// setSync sets the connection's synchronous pragma.
+func (s *SQLiteStore) setSync(ctx context.Context, mode string) error {
+	_, err := s.db.ExecContext(ctx, "PRAGMA synchronous = "+mode)
+	return err
+}
+
+func writeChanges(t *sqlTx, c *changeSet) error {
+	for _, ch := range c.rows {
+		var err error
+		if ch.table == "meta" { // never deleted
+			err = t.PutMeta(ch.key, ch.row.([]byte))
+		} else if tab, ok := sqlTables[ch.table]; !ok {
+			err = fmt.Errorf("emulator store: no SQL table for %q", ch.table)
+		} else if ch.row == nil || ch.row == sweptRow {
+			_, err = t.exec(tab.delete, ch.key)
+		} else {
+			err = tab.upsert(t, ch.row)
+		}
+		if err != nil {
+			return fmt.Errorf("write %s %q: %w", ch.table, ch.key, err)
+		}
+	}
+	if c.cutEvents != 0 {
+		if _, err := t.exec("DELETE FROM events WHERE id <= ?", c.cutEvents); err != nil {
+			return err
+		}
+	}
+	for _, e := range c.events {
+		if _, err := t.exec(sqlEvents.insert, sqlEvents.args(e)...); err != nil {
+			return err
+		}
+	}
+	if len(c.events) > 0 {
+		if _, err := t.exec("UPDATE event_seq SET last = ?", c.lastEvent); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// load reads every row of the file into memory, in one read transaction.
+func (s *SQLiteStore) load(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	t := &sqlTx{ctx: ctx, tx: tx, d: sqliteDialect}
+	m := s.mem
+	if err := firstErr(
+		loadKind(t, sqlUsers, m.users, func(u *User) *User { return u }),
+		loadKind(t, sqlAuths, m.auths, packAuth),
+		loadKind(t, sqlTxs, m.txs, func(x *Transaction) *Transaction { return x }),
+		loadKind(t, sqlTokens, m.tokens, func(x *DispatchToken) *DispatchToken { return x }),
+		loadKind(t, sqlSessions, m.sessions, func(x *Session) *Session { return x }),
+		loadKind(t, sqlInbox, m.inbox, func(x *InboxItem) *InboxItem { m.seq = max(m.seq, x.Seq); return x }),
+		loadKind(t, sqlIntents, m.intents, func(x *Intent) *Intent { return x }),
+		loadKind(t, sqlLogins, m.logins, func(x *LoginRequest) *LoginRequest { return x }),
+		loadKind(t, sqlPairings, m.pairings, func(x *Pairing) *Pairing { return x }),
+		loadKind(t, sqlRefresh, m.refresh, func(x *RefreshToken) *RefreshToken { return x }),
+		loadKind(t, sqlChains, m.chains, func(x *TokenChain) *TokenChain { return x }),
+		loadExpiring(t, "SELECT nonce, '', until FROM nonces", m.nonces),
+		loadExpiring(t, "SELECT jti, '', until FROM revoked", m.revoked),
+		loadExpiring(t, "SELECT jti, chain_id, until FROM chain_tokens", m.chainTokens),
+	); err != nil {
+		return err
+	}
+	rows, err := t.query("SELECT name, value FROM meta")
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var name string
+		var v []byte
+		if err := rows.Scan(&name, &v); err != nil {
+			rows.Close()
+			return err
+		}
+		m.meta[name] = v
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if m.events, err = getMany(t, sqlEvents, "1 = 1 ORDER BY id"); err != nil {
+		return err
+	}
+	m.lastEvent, err = t.LastEventID()
+	return err
+}
+
+// firstErr is the first error that is not nil.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadKind puts every row of k's table into the memory table mt.
+func loadKind[V, M any](t *sqlTx, k *kind[V], mt *memTable[M], conv func(*V) *M) error {
+	rows, err := getMany(t, k, "1 = 1")
+	if err != nil {
+		return fmt.Errorf("%s: %w", k.table, err)
+	}
+	for _, r := range rows {
+		v := conv(r)
+		mt.set(mt.key(v), v)
+	}
+	return nil
+}
+
+func loadExpiring(t *sqlTx, query string, mt *memTable[expiring]) error {
+	rows, err := t.query(query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e expiring
+		var until int64
+		if err := rows.Scan(&e.Key, &e.Group, &until); err != nil {
+			return err
+		}
+		e.Until = fromNanos(until)
+		mt.set(e.Key, &e)
+	}
+	return rows.Err()
+}
