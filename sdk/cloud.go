@@ -44,32 +44,14 @@ func (p *Phone) call(ctx context.Context, method, base, path string, query url.V
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	var rd io.Reader
-	if raw != nil {
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return transportError(ctx, err, base)
-	}
-	h := req.Header
-	h["User-Agent"] = []string{userAgent}
-	h["Accept"] = []string{"application/json"}
-	if raw != nil {
-		h["Content-Type"] = []string{"application/json"}
-	}
-	if s != nil {
-		sig, err := devsig.Sign(s.key, s.keyID, method, path, raw, p.now())
-		if err != nil {
-			return err
-		}
-		h[devsig.HeaderName] = []string{sig}
-	}
 	start := time.Now()
 	if p.verbose != nil {
 		fmt.Fprintf(p.verbose, "> %s %s\n", method, u)
 	}
-	resp, err := p.hc.Do(req)
+	resp, err := p.send(ctx, method, u, path, raw, s)
+	if errors.Is(err, errSign) {
+		return err
+	}
 	if err != nil {
 		return transportError(ctx, err, base)
 	}
@@ -108,6 +90,54 @@ func (p *Phone) call(ctx context.Context, method, base, path string, query url.V
 		}
 	}
 	return nil
+}
+
+// errSign marks a request that could not be signed (not a transport error).
+var errSign = errors.New("device signature")
+
+// send sends one request and returns its answer. A request that failed
+// before any answer on a kept-alive connection the cloud had closed
+// (httplimit.StaleConn) is sent again, up to httplimit.Retries times and
+// only while the failed attempt was on a reused connection, after the idle
+// connections are dropped (so on a fresh one), and signed again: a new
+// nonce and time, never a signature replayed.
+func (p *Phone) send(ctx context.Context, method, u, path string, raw []byte, s *signer) (*http.Response, error) {
+	_, inProcess := p.hc.Transport.(InProcess)
+	for attempt := 0; ; attempt++ {
+		var rd io.Reader
+		if raw != nil {
+			rd = bytes.NewReader(raw)
+		}
+		rctx, reused := ctx, func() bool { return false }
+		if !inProcess {
+			rctx, reused = httplimit.TraceReuse(ctx)
+		}
+		req, err := http.NewRequestWithContext(rctx, method, u, rd)
+		if err != nil {
+			return nil, err
+		}
+		h := req.Header
+		h["User-Agent"] = []string{userAgent}
+		h["Accept"] = []string{"application/json"}
+		if raw != nil {
+			h["Content-Type"] = []string{"application/json"}
+		}
+		if s != nil {
+			sig, err := devsig.Sign(s.key, s.keyID, method, path, raw, p.now())
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", errSign, err)
+			}
+			h[devsig.HeaderName] = []string{sig}
+		}
+		resp, err := p.hc.Do(req)
+		if err == nil || attempt == httplimit.Retries || ctx.Err() != nil || !reused() || !httplimit.StaleConn(err) {
+			return resp, err
+		}
+		p.hc.CloseIdleConnections()
+		if p.verbose != nil {
+			fmt.Fprintf(p.verbose, "! %s %s: %v on a kept-alive connection; signed again and sent on a fresh one\n", method, u, err)
+		}
+	}
 }
 
 // bufPool holds the buffers answers are read into. json.Unmarshal copies

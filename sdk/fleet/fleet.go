@@ -33,7 +33,26 @@ import (
 	"github.com/authphone/authphone/sdk"
 	"github.com/authphone/authphone/sdk/backend"
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/httplimit"
 )
+
+// IdleConnTimeout is how long the fleet's transport keeps an idle
+// connection: well below the emulator's server IdleTimeout
+// (emulator.DefaultIdleTimeout, 2 minutes) and the 60 s of common load
+// balancers, so the fleet does not send a request on a connection the
+// server is closing. Should it still meet one (a server with a shorter
+// limit), the request is sent again on a fresh connection, signed again.
+const IdleConnTimeout = 30 * time.Second
+
+// NewTransport is the fleet's default transport for n connections (the
+// phones' long-polls and the approvals in flight): small buffers, since
+// each idle phone's long-poll holds a connection and device API messages
+// are a few hundred bytes, and idle connections dropped after
+// IdleConnTimeout.
+func NewTransport(n int) *http.Transport {
+	return &http.Transport{MaxIdleConns: 4 * n, MaxIdleConnsPerHost: 4 * n,
+		IdleConnTimeout: IdleConnTimeout, ReadBufferSize: 1 << 10, WriteBufferSize: 1 << 10}
+}
 
 // ErrBadConfig is wrapped by every configuration error.
 var ErrBadConfig = errors.New("bad fleet configuration")
@@ -291,8 +310,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Transport == nil {
 		// Small buffers: each idle phone's long-poll holds a connection,
 		// and device API messages are a few hundred bytes.
-		cfg.Transport = &http.Transport{MaxIdleConns: 4 * (cfg.Phones + cfg.Inflight), MaxIdleConnsPerHost: 4 * (cfg.Phones + cfg.Inflight), IdleConnTimeout: 90 * time.Second,
-			ReadBufferSize: 1 << 10, WriteBufferSize: 1 << 10}
+		cfg.Transport = NewTransport(cfg.Phones + cfg.Inflight)
 	}
 	if cfg.StateDir != "" && cfg.Passphrase == "" {
 		return nil, fmt.Errorf("%w: --state keeps the phones' keys encrypted: set %s", ErrBadConfig, keystore.PassphraseEnv)
@@ -307,8 +325,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		dir = d
 	}
 	r := &run{cfg: cfg, client: &http.Client{Transport: cfg.Transport}, outcomes: map[string]int{}, keys: keystore.NewMemory()}
-	// The phones enrol by app link: no QR image is rendered for them.
-	r.be = backend.New(cfg.Cloud, backend.WithAccessKey(cfg.AccessKey), backend.WithHTTPClient(r.client), backend.WithMinimalAnswers())
+	// The phones enrol by app link: no QR image is rendered for them. The
+	// backend's calls carry no one-time signature: one that met a
+	// connection the cloud had closed is sent again as it was (the
+	// phones sign theirs again, in the SDK).
+	beTransport := cfg.Transport
+	if _, inProcess := beTransport.(sdk.InProcess); !inProcess {
+		beTransport = httplimit.RetryStale{Base: beTransport}
+	}
+	r.be = backend.New(cfg.Cloud, backend.WithAccessKey(cfg.AccessKey),
+		backend.WithHTTPClient(&http.Client{Transport: beTransport}), backend.WithMinimalAnswers())
 	if err := r.be.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("reach the cloud at %s: %w", cfg.Cloud, err)
 	}

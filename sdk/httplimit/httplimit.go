@@ -11,8 +11,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -152,4 +154,78 @@ func Reason(err error) string {
 		return ue.Err.Error()
 	}
 	return err.Error()
+}
+
+// TraceReuse returns ctx with a trace that records whether the request sent
+// with it went over a kept-alive (reused) connection: read it with the
+// returned function once the request is done. The transport's own retries
+// on a fresh connection are recorded too (the last connection counts).
+func TraceReuse(ctx context.Context) (context.Context, func() bool) {
+	var reused atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused.Store(i.Reused) }})
+	return ctx, reused.Load
+}
+
+// StaleConn reports whether err, the error of a request that got no
+// answer at all, is what a kept-alive connection the server had closed
+// gives: the connection ended (EOF, reset, broken pipe) before any byte of
+// an answer. Sent again on a fresh connection such a request is not a
+// duplicate of one the server answered — but the server may have read it,
+// so a signed request must be signed again (a new nonce), never replayed.
+func StaleConn(err error) bool {
+	if err == nil {
+		return false
+	}
+	var le *Error
+	if errors.As(err, &le) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || strings.Contains(err.Error(), "server closed idle connection")
+}
+
+// Retries is how many times a request that met a closed kept-alive
+// connection is sent again (each time only if the failed attempt was on a
+// reused connection: a fresh connection's failure is final).
+const Retries = 2
+
+// DropIdle closes rt's idle connections if it keeps any: once the server
+// has closed one kept-alive connection, those idle as long are suspect.
+func DropIdle(rt http.RoundTripper) {
+	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// RetryStale is a RoundTripper for requests that carry no one-time
+// signature: a request that failed on a reused connection with StaleConn,
+// before any answer, is sent again as it was (its body taken again with
+// GetBody), up to Retries times, after Base's idle connections are
+// dropped, so that it goes out on a fresh connection.
+type RetryStale struct{ Base http.RoundTripper }
+
+// RoundTrip implements http.RoundTripper.
+func (t RetryStale) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return t.Base.RoundTrip(req) // cannot be sent twice
+	}
+	for attempt := 0; ; attempt++ {
+		again := req
+		if attempt > 0 {
+			again = req.Clone(req.Context())
+			if req.GetBody != nil {
+				body, err := req.GetBody()
+				if err != nil {
+					return nil, err
+				}
+				again.Body = body
+			}
+		}
+		ctx, reused := TraceReuse(req.Context())
+		resp, err := t.Base.RoundTrip(again.WithContext(ctx))
+		if err == nil || attempt == Retries || !reused() || !StaleConn(err) || req.Context().Err() != nil {
+			return resp, err
+		}
+		DropIdle(t.Base)
+	}
 }
