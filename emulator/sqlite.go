@@ -37,8 +37,10 @@ type SQLiteStore struct {
 	// lock is the database file, open and flock'ed while the store is.
 	lock      *os.File
 	closeOnce sync.Once
-	// full: synchronous=FULL (see changeSet.mustSync for what waits).
+	// full: synchronous=FULL (see changeSet.mustSync for what waits);
+	// mode is the connection's synchronous setting now.
 	full bool
+	mode string
 }
 
 // SQLiteOption configures OpenSQLite.
@@ -105,7 +107,7 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 	// without also flushing the file's timestamps through the file
 	// system's journal. Where there is none, fsync stays.
 	_, _ = sqlite.Fdatasync(true)
-	s := &SQLiteStore{path: abs, lock: f, mem: NewMemoryStore(), full: cfg.sync == "full"}
+	s := &SQLiteStore{path: abs, lock: f, mem: NewMemoryStore(), full: cfg.sync == "full", mode: cfg.sync}
 	dsn := sqliteURI(abs) + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + cfg.sync + ")" +
 		"&_pragma=foreign_keys(0)&_txlock=immediate"
 	if s.db, err = sql.Open("sqlite", dsn); err != nil {

@@ -81,13 +81,22 @@ var sqlTables = map[string]sqlTable{
 // write commits one transaction's changes to the file (the MemoryStore's
 // journal). It runs under the memory store's write lock: one at a time.
 func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
-	if s.full && !c.mustSync() {
-		// Written to the file before the answer (a crash of the process
-		// loses none of it), synced with the next commit that syncs.
-		if err := s.setSync(ctx, "normal"); err != nil {
-			return unavailable(err)
+	if s.full {
+		// A commit that need not sync is written to the file before the
+		// answer (a crash of the process loses none of it) and synced with
+		// the next commit that syncs. The connection is set back before
+		// any commit that must sync, so a failed reset cannot leave it on
+		// NORMAL.
+		want := "full"
+		if !c.mustSync() {
+			want = "normal"
 		}
-		defer func() { _ = s.setSync(ctx, "full") }()
+		if want != s.mode {
+			if err := s.setSync(ctx, want); err != nil {
+				return unavailable(err)
+			}
+			s.mode = want
+		}
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
