@@ -108,7 +108,12 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 	// system's journal. Where there is none, fsync stays.
 	_, _ = sqlite.Fdatasync(true)
 	s := &SQLiteStore{path: abs, lock: f, mem: NewMemoryStore(), full: cfg.sync == "full", mode: cfg.sync}
-	dsn := sqliteURI(abs) + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + cfg.sync + ")" +
+	// locking_mode=EXCLUSIVE (before WAL is on): the one connection holds
+	// the file's locks from its first transaction to Close, so a
+	// transaction takes no fcntl locks and the WAL's index lives in the
+	// process's memory, not in a shared -shm file; nobody else may use the
+	// file anyway (the flock above).
+	dsn := sqliteURI(abs) + "?_pragma=busy_timeout(10000)&_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + cfg.sync + ")" +
 		"&_pragma=foreign_keys(0)&_txlock=immediate"
 	if s.db, err = sql.Open("sqlite", dsn); err != nil {
 		f.Close()
