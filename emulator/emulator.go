@@ -638,7 +638,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		s.cfg.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		if s.cfg.logger.Enabled(r.Context(), slog.LevelInfo) { // no attributes made for a discarded line
+			s.cfg.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		}
 		s.logRefusal(r, rec.status, rec.reason)
 	})
 }
