@@ -529,8 +529,12 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 	return true
 }
 
+// jsonContentType is the Content-Type of every JSON answer, one shared
+// value (a header value is never changed in place).
+var jsonContentType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
