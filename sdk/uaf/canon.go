@@ -1,6 +1,6 @@
 package uaf
 
-import "bytes"
+import "strings"
 
 // The fast paths below read the exact JSON that Encode and EncodeFCParams
 // write (encoding/json's field order, no white space, strings of printable
@@ -12,13 +12,13 @@ import "bytes"
 // canon reads one canonical JSON document; ok turns false at the first
 // byte that is not what it expects.
 type canon struct {
-	b  []byte
+	b  string
 	ok bool
 }
 
 // lit consumes s.
 func (c *canon) lit(s string) {
-	if c.ok && len(c.b) >= len(s) && string(c.b[:len(s)]) == s {
+	if c.ok && strings.HasPrefix(c.b, s) {
 		c.b = c.b[len(s):]
 		return
 	}
@@ -27,7 +27,7 @@ func (c *canon) lit(s string) {
 
 // has consumes s if it comes next.
 func (c *canon) has(s string) bool {
-	if c.ok && len(c.b) >= len(s) && string(c.b[:len(s)]) == s {
+	if c.ok && strings.HasPrefix(c.b, s) {
 		c.b = c.b[len(s):]
 		return true
 	}
@@ -40,18 +40,18 @@ func (c *canon) str() string {
 	if !c.ok {
 		return ""
 	}
-	i := bytes.IndexByte(c.b, '"')
+	i := strings.IndexByte(c.b, '"')
 	if i < 0 {
 		c.ok = false
 		return ""
 	}
-	for _, x := range c.b[:i] {
-		if x < 0x20 || x >= 0x7f || x == '\\' {
+	for j := range i {
+		if x := c.b[j]; x < 0x20 || x >= 0x7f || x == '\\' {
 			c.ok = false
 			return ""
 		}
 	}
-	s := string(c.b[:i])
+	s := c.b[:i] // shares the document's memory
 	c.b = c.b[i+1:]
 	return s
 }
@@ -81,7 +81,7 @@ func (c *canon) end() bool { return c.ok && len(c.b) == 0 }
 // decodeFCParamsFast reads the fcParams JSON that EncodeFCParams writes
 // (an empty channelBinding).
 func decodeFCParamsFast(b []byte) (FinalChallengeParams, bool) {
-	c := canon{b: b, ok: true}
+	c := canon{b: string(b), ok: true}
 	var p FinalChallengeParams
 	c.lit(`{"appID":"`)
 	p.AppID = c.str()
@@ -96,7 +96,7 @@ func decodeFCParamsFast(b []byte) (FinalChallengeParams, bool) {
 // decodeResponseFast reads a one-element array of a Response as Encode
 // writes it.
 func decodeResponseFast(s string) (Response, bool) {
-	c := canon{b: []byte(s), ok: true}
+	c := canon{b: s, ok: true}
 	var r Response
 	c.lit(`[{"header":{"upv":{"major":`)
 	r.Header.UPV.Major = c.small()
