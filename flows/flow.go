@@ -59,12 +59,16 @@ type Runner struct {
 
 // Start runs work as a flow of type typ. It fails with ErrFlowActive
 // while another flow of this runner has not ended. The work starts when
-// the flow is first read (Updates, Done, Drive) or cancelled: Drive runs
-// it in its own goroutine, so driving a flow costs no goroutine hand-offs.
+// the flow is first read (Updates, Done, Drive), cancelled, or when the
+// runner is asked to start another: Drive runs it in its own goroutine, so
+// driving a flow costs no goroutine hand-offs.
 func (r *Runner) Start(ctx context.Context, typ Type, account *Account, work Work) (*Flow, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.active != nil {
+		// A flow its caller never read runs now, in its own goroutine:
+		// one that needs no answer ends, and frees the runner.
+		r.active.goStart()
 		select {
 		case <-r.active.ended:
 		default:

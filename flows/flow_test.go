@@ -283,3 +283,27 @@ func TestUnreadFlowEndsWhenCancelled(t *testing.T) {
 	for range f.Updates() {
 	}
 }
+
+// TestUnreadFlowRunsWhenTheNextStarts: a flow its caller never read (one
+// that needs no answer, such as a removal notice's) runs once another flow
+// is started, and then frees the runner.
+func TestUnreadFlowRunsWhenTheNextStarts(t *testing.T) {
+	var r flows.Runner
+	ran := make(chan struct{})
+	f, _ := r.Start(context.Background(), flows.Deregister, nil, func(ctx context.Context, s *flows.Step) error {
+		s.Processing()
+		close(ran)
+		return nil
+	})
+	if g, err := r.Start(context.Background(), flows.Login, nil, loginWork(&pinStore{}, "")); err == nil {
+		g.Cancel() // it had ended already: end this one too
+		<-g.Done()
+	} else if !errors.Is(err, flows.ErrFlowActive) {
+		t.Fatal(err)
+	}
+	<-ran
+	<-f.Done()
+	if _, err := r.Start(context.Background(), flows.Login, nil, loginWork(&pinStore{}, "")); err != nil {
+		t.Fatalf("a flow after an unread one ended: %v", err)
+	}
+}
