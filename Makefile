@@ -1,6 +1,10 @@
 # authphone: `make demo` runs the main job, `make test` runs every test.
 GO      ?= go
 FUZZTIME ?= 10s
+# the commit `authphone version` reports, for builds where Go records none
+# (GOFLAGS=-buildvcs=false, or a tree Go does not read as a repository)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.commit=$(COMMIT)
 
 .DEFAULT_GOAL := help
 
@@ -11,7 +15,7 @@ help: ## list the targets
 
 demo: ## walk through every flow against an in-process emulator
 	@echo "make demo: compiling authphone first (the first build on a fresh machine takes a few minutes)..."
-	$(GO) run ./cmd/authphone demo
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/authphone demo
 
 test: ## every test, race detector on (OS-keyring tests in a private D-Bus session)
 	@if command -v dbus-run-session >/dev/null 2>&1 && command -v gnome-keyring-daemon >/dev/null 2>&1; then \
@@ -22,7 +26,7 @@ test: ## every test, race detector on (OS-keyring tests in a private D-Bus sessi
 	fi
 
 build: ## build bin/authphone
-	$(GO) build -o bin/authphone ./cmd/authphone
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/authphone ./cmd/authphone
 
 bench: ## the performance suite: approvals against their crypto, the fleet at K=100/1000/10000, Next with 1 and 100 accounts (figures in ARCHITECTURE.md)
 	$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./sdk/... ./emulator/...
@@ -33,6 +37,7 @@ bench-peer: ## authphone against virtualwebauthn + go-webauthn (their own module
 fuzz: ## a short run of every fuzz target (FUZZTIME each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./sdk/tlv
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAssertions$$' -fuzztime $(FUZZTIME) ./sdk/uaf
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponseFast$$' -fuzztime $(FUZZTIME) ./sdk/uaf
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./sdk/dispatch
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./sdk/devsig
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePairingQR$$' -fuzztime $(FUZZTIME) ./sdk/trustapi

@@ -529,8 +529,12 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 	return true
 }
 
+// jsonContentType is the Content-Type of every JSON answer, one shared
+// value (a header value is never changed in place).
+var jsonContentType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
@@ -638,7 +642,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		s.cfg.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		if s.cfg.logger.Enabled(r.Context(), slog.LevelInfo) { // no attributes made for a discarded line
+			s.cfg.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		}
 		s.logRefusal(r, rec.status, rec.reason)
 	})
 }

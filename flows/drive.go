@@ -6,8 +6,24 @@ type Answerer func(f *Flow, u Update)
 
 // Drive reads f's updates to the end, passing each to onUpdate (if not nil)
 // and each WAIT_FOR_INPUT to answer; it returns the final update.
+//
+// A flow nobody has read yet runs in Drive's own goroutine: its updates
+// and answers need no hand-off between goroutines.
 func Drive(f *Flow, answer Answerer, onUpdate func(Update)) Update {
 	var last Update
+	deliver := func(u Update) {
+		last = u
+		if onUpdate != nil {
+			onUpdate(u)
+		}
+		if u.State == WaitForInput {
+			answer(f, u)
+		}
+	}
+	if f.claim(deliver) {
+		f.run(deliver)
+		return last
+	}
 	for u := range f.Updates() {
 		last = u
 		if onUpdate != nil {

@@ -28,6 +28,20 @@ type Flow struct {
 	state   State
 	account *Account
 	ended   chan struct{}
+
+	// The work runs once, either in its own goroutine (the first call of
+	// Updates, Done, Cancel or CancelWith, or the flow's context ending)
+	// or inline in the goroutine of Drive, which then gets the updates
+	// directly and its Answerer's answers without a hand-off.
+	start    sync.Once
+	ctx      context.Context
+	work     Work
+	stopWake func() bool // stops the start on the context's end
+	inline   func(Update)
+	// collecting is set while inline hands a WAIT_FOR_INPUT to the
+	// Answerer: an answer given then is kept in pending for ask.
+	collecting bool
+	pending    *answer
 }
 
 type answer struct {
@@ -43,12 +57,18 @@ type Runner struct {
 	active *Flow
 }
 
-// Start runs work as a flow of type typ in a new goroutine. It fails with
-// ErrFlowActive while another flow of this runner has not ended.
+// Start runs work as a flow of type typ. It fails with ErrFlowActive
+// while another flow of this runner has not ended. The work starts when
+// the flow is first read (Updates, Done, Drive), cancelled, or when the
+// runner is asked to start another: Drive runs it in its own goroutine, so
+// driving a flow costs no goroutine hand-offs.
 func (r *Runner) Start(ctx context.Context, typ Type, account *Account, work Work) (*Flow, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.active != nil {
+		// A flow its caller never read runs now, in its own goroutine:
+		// one that needs no answer ends, and frees the runner.
+		r.active.goStart()
 		select {
 		case <-r.active.ended:
 		default:
@@ -58,13 +78,44 @@ func (r *Runner) Start(ctx context.Context, typ Type, account *Account, work Wor
 	ctx, cancel := context.WithCancelCause(ctx)
 	f := &Flow{typ: typ, updates: make(chan Update, 16), answers: make(chan answer), cancel: cancel,
 		account: account, ended: make(chan struct{})}
+	f.ctx, f.work = ctx, work
 	r.active = f
-	go f.run(ctx, work)
+	f.stopWake = context.AfterFunc(ctx, func() {
+		// Cancelled before anyone read it: run it here, so it ends.
+		claimed := false
+		f.start.Do(func() { claimed = true })
+		if claimed {
+			f.run(nil)
+		}
+	})
 	return f, nil
 }
 
-func (f *Flow) run(ctx context.Context, work Work) {
+// goStart runs the work in its own goroutine unless it has started.
+func (f *Flow) goStart() {
+	f.start.Do(func() {
+		f.stopWake()
+		go f.run(nil)
+	})
+}
+
+// claim reports whether the caller may run the work inline, delivering
+// its updates to deliver; false if it has started already.
+func (f *Flow) claim(deliver func(Update)) bool {
+	claimed := false
+	f.start.Do(func() {
+		f.stopWake()
+		f.inline, claimed = deliver, true
+	})
+	return claimed
+}
+
+// run runs the work; inline (Drive's goroutine) is the updates' receiver,
+// or nil for the channel.
+func (f *Flow) run(inline func(Update)) {
 	defer f.cancel(nil)
+	ctx, work := f.ctx, f.work
+	f.ctx, f.work = nil, nil
 	s := &Step{f: f}
 	err := work(ctx, s)
 	if err == nil && ctx.Err() != nil {
@@ -81,8 +132,38 @@ func (f *Flow) run(ctx context.Context, work Work) {
 	// The flow has ended before anyone can read its final update, so a
 	// caller that reacts to it can start the next flow at once.
 	close(f.ended)
-	f.updates <- final
+	if inline != nil {
+		inline(final)
+	} else {
+		f.updates <- final
+	}
 	close(f.updates)
+}
+
+// emit delivers u: to the channel, or inline to Drive. For a
+// WAIT_FOR_INPUT delivered inline it returns the answer the Answerer gave
+// while handling it, if any.
+func (f *Flow) emit(u Update) (answer, bool) {
+	if f.inline == nil {
+		f.updates <- u
+		return answer{}, false
+	}
+	if u.State != WaitForInput {
+		f.inline(u)
+		return answer{}, false
+	}
+	f.mu.Lock()
+	f.collecting, f.pending = true, nil
+	f.mu.Unlock()
+	f.inline(u)
+	f.mu.Lock()
+	a := f.pending
+	f.collecting, f.pending = false, nil
+	f.mu.Unlock()
+	if a == nil {
+		return answer{}, false
+	}
+	return *a, true
 }
 
 // Type is the flow's type.
@@ -93,10 +174,19 @@ func (f *Flow) Type() Type {
 }
 
 // Updates delivers every update, the final one last; then it is closed.
-func (f *Flow) Updates() <-chan Update { return f.updates }
+// It starts the flow's work if Drive has not (a flow Drive runs delivers
+// its updates to Drive alone, and this channel is closed at its end).
+func (f *Flow) Updates() <-chan Update {
+	f.goStart()
+	return f.updates
+}
 
-// Done is closed when the flow has ended.
-func (f *Flow) Done() <-chan struct{} { return f.ended }
+// Done is closed when the flow has ended. It starts the flow's work if
+// nothing has.
+func (f *Flow) Done() <-chan struct{} {
+	f.goStart()
+	return f.ended
+}
 
 // Confirm answers CONFIRM or CONFIRM_TRANSACTION: yes approves, no declines.
 func (f *Flow) Confirm(yes bool) error {
@@ -139,11 +229,14 @@ func (f *Flow) Biometric() error {
 
 // Cancel ends the flow in ERROR (cancelled); where a transaction was pending
 // the SDK declines it.
-func (f *Flow) Cancel() { f.cancel(ErrCancelled) }
+func (f *Flow) Cancel() { f.CancelWith(ErrCancelled) }
 
 // CancelWith ends the flow in ERROR with cause (e.g. ErrWrongPIN when a
 // scripted user has no other PIN to try).
-func (f *Flow) CancelWith(cause error) { f.cancel(cause) }
+func (f *Flow) CancelWith(cause error) {
+	f.cancel(cause)
+	f.goStart() // a flow nobody reads still ends (and declines)
+}
 
 func (f *Flow) answer(a answer, accepted ...InteractionType) error {
 	f.mu.Lock()
@@ -161,6 +254,13 @@ func (f *Flow) answer(a answer, accepted ...InteractionType) error {
 	if !ok {
 		return fmt.Errorf("%w (waiting for %s)", ErrNotWaiting, w)
 	}
+	f.mu.Lock()
+	if f.collecting && f.pending == nil { // Drive's Answerer, inline
+		f.pending = &a
+		f.mu.Unlock()
+		return nil
+	}
+	f.mu.Unlock()
 	select {
 	case f.answers <- a:
 		return nil
@@ -203,7 +303,7 @@ func (s *Step) Processing() {
 	f.state = Processing
 	u := Update{Type: f.typ, State: Processing, Account: f.account, PreviousResult: s.prev}
 	f.mu.Unlock()
-	f.updates <- u
+	f.emit(u)
 }
 
 // ask reports WAIT_FOR_INPUT and blocks for the answer.
@@ -213,7 +313,13 @@ func (s *Step) ask(ctx context.Context, in Interaction) (answer, error) {
 	f.state, f.waiting, f.numbers = WaitForInput, in.Type, in.Numbers
 	u := Update{Type: f.typ, State: WaitForInput, CurrentInteraction: &in, Account: f.account, PreviousResult: s.prev}
 	f.mu.Unlock()
-	f.updates <- u
+	if a, ok := f.emit(u); ok {
+		f.mu.Lock()
+		f.waiting = 0
+		f.mu.Unlock()
+		s.Processing()
+		return a, nil
+	}
 	select {
 	case a := <-f.answers:
 		f.mu.Lock()

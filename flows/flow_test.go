@@ -234,3 +234,76 @@ func TestBiometricSecondFactor(t *testing.T) {
 		t.Fatalf("a biometric for a PIN: %v", last.Err)
 	}
 }
+
+// TestDriveAnswersFromAnotherGoroutine: Drive runs the work in its own
+// goroutine, yet an Answerer that answers later from another goroutine is
+// still heard.
+func TestDriveAnswersFromAnotherGoroutine(t *testing.T) {
+	var r flows.Runner
+	f, _ := r.Start(context.Background(), flows.Login, nil, loginWork(&pinStore{pin: "1"}, ""))
+	us, last := collect(f, func(f *flows.Flow, u flows.Update) {
+		a := flows.Answers{Confirm: true, PIN: "1"}
+		go a.Answer(f, u)
+	})
+	if last.State != flows.Done {
+		t.Fatalf("%s: %v", seq(us), last.Err)
+	}
+	if got, want := seq(us), "PROCESSING → WAIT_FOR_INPUT/CONFIRM → PROCESSING → WAIT_FOR_INPUT/VERIFY_SECOND_FACTOR → PROCESSING → DONE"; got != want {
+		t.Fatalf("sequence\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestUnreadFlowEndsWhenCancelled: a flow nobody reads still runs to its
+// end once it is cancelled (so the SDK's work can decline), by Cancel or
+// by its context; the runner is then free.
+func TestUnreadFlowEndsWhenCancelled(t *testing.T) {
+	var r flows.Runner
+	ran := make(chan error, 1)
+	work := func(ctx context.Context, s *flows.Step) error {
+		err := s.Confirm(ctx, "", nil)
+		ran <- err
+		return err
+	}
+	f, _ := r.Start(context.Background(), flows.Login, nil, work)
+	f.Cancel()
+	if err := <-ran; !errors.Is(err, flows.ErrCancelled) {
+		t.Fatalf("the work saw %v, want ErrCancelled", err)
+	}
+	<-f.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := r.Start(ctx, flows.Login, nil, work)
+	if err != nil {
+		t.Fatalf("a flow after a cancelled one: %v", err)
+	}
+	cancel()
+	if err := <-ran; !errors.Is(err, flows.ErrCancelled) {
+		t.Fatalf("the work saw %v, want ErrCancelled", err)
+	}
+	<-f.Done()
+	for range f.Updates() {
+	}
+}
+
+// TestUnreadFlowRunsWhenTheNextStarts: a flow its caller never read (one
+// that needs no answer, such as a removal notice's) runs once another flow
+// is started, and then frees the runner.
+func TestUnreadFlowRunsWhenTheNextStarts(t *testing.T) {
+	var r flows.Runner
+	ran := make(chan struct{})
+	f, _ := r.Start(context.Background(), flows.Deregister, nil, func(ctx context.Context, s *flows.Step) error {
+		s.Processing()
+		close(ran)
+		return nil
+	})
+	if g, err := r.Start(context.Background(), flows.Login, nil, loginWork(&pinStore{}, "")); err == nil {
+		g.Cancel() // it had ended already: end this one too
+		<-g.Done()
+	} else if !errors.Is(err, flows.ErrFlowActive) {
+		t.Fatal(err)
+	}
+	<-ran
+	<-f.Done()
+	if _, err := r.Start(context.Background(), flows.Login, nil, loginWork(&pinStore{}, "")); err != nil {
+		t.Fatalf("a flow after an unread one ended: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // InProcess is an http.RoundTripper that serves each request with handler
@@ -24,14 +25,53 @@ func (t InProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 	if in.Host == "" {
 		in.Host = req.URL.Host
 	}
-	w := &responseBuffer{header: http.Header{}}
+	w := respPool.Get().(*responseBuffer)
+	w.header = http.Header{}
 	t.Handler.ServeHTTP(w, in)
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
-	return &http.Response{Status: strconv.Itoa(w.code) + " " + http.StatusText(w.code), StatusCode: w.code,
+	body := &pooledBody{w: w}
+	body.r.Reset(w.body.Bytes())
+	return &http.Response{Status: statusLine(w.code), StatusCode: w.code,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: w.header, ContentLength: int64(w.body.Len()),
-		Body: io.NopCloser(bytes.NewReader(w.body.Bytes())), Request: req}, nil
+		Body: body, Request: req}, nil
+}
+
+func statusLine(code int) string {
+	if code == http.StatusOK {
+		return "200 OK"
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
+// respPool holds the response buffers of in-process requests: a body
+// gives its buffer back when it is closed.
+var respPool = sync.Pool{New: func() any { return new(responseBuffer) }}
+
+// pooledBody is an in-process response body; Close returns its buffer to
+// respPool (a large one is dropped), after which it reads as empty.
+type pooledBody struct {
+	r bytes.Reader
+	w *responseBuffer
+}
+
+func (b *pooledBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// WriteTo lets io.Copy and bytes.Buffer.ReadFrom take the body in one go.
+func (b *pooledBody) WriteTo(dst io.Writer) (int64, error) { return b.r.WriteTo(dst) }
+
+func (b *pooledBody) Close() error {
+	if w := b.w; w != nil {
+		b.w = nil
+		b.r.Reset(nil)
+		if w.body.Cap() <= 64<<10 {
+			w.header, w.code = nil, 0
+			w.body.Reset()
+			respPool.Put(w)
+		}
+	}
+	return nil
 }
 
 // responseBuffer is the http.ResponseWriter of an in-process request.

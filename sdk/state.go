@@ -146,17 +146,21 @@ func sameFile(a, b os.FileInfo) bool {
 
 // refresh brings the accounts in memory up to date with the files: a
 // stat of each when nothing changed.
-func (p *Phone) refresh() error { return p.refreshLog(nil) }
+func (p *Phone) refresh() error {
+	_, err := p.refreshLog(nil)
+	return err
+}
 
 // refreshLog is refresh with the counter log already open (and locked) as
-// log, so its size is read from the open file.
-func (p *Phone) refreshLog(log *os.File) error {
+// log, so its size is read from the open file. It returns that size when
+// it read it and nothing had changed, else -1.
+func (p *Phone) refreshLog(log *os.File) (int64, error) {
 	fi, err := os.Stat(p.statePath())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read phone state: %w", err)
+		return -1, fmt.Errorf("read phone state: %w", err)
 	}
 	if !p.st.loaded || !sameFile(p.st.json, fi) {
-		return p.reload()
+		return -1, p.reload()
 	}
 	var lfi os.FileInfo
 	if log != nil {
@@ -169,15 +173,15 @@ func (p *Phone) refreshLog(log *os.File) error {
 	case err == nil:
 		size = lfi.Size()
 	case !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("read phone state: %w", err)
+		return -1, fmt.Errorf("read phone state: %w", err)
 	}
 	switch {
 	case size < p.st.logOff:
-		return p.reload() // folded by another process
+		return -1, p.reload() // folded by another process
 	case size > p.st.logOff:
-		return p.replay()
+		return -1, p.replay()
 	}
-	return nil
+	return size, nil
 }
 
 // reload reads accounts.json and replays the whole log over it.
@@ -267,28 +271,30 @@ func appendRecord(b []byte, a *Account) []byte {
 }
 
 // lockState opens counters.log and holds its lock until the file is
-// closed; the accounts in memory are then up to date.
-func (p *Phone) lockState() (*os.File, error) {
+// closed; the accounts in memory are then up to date. It also returns the
+// log's size when it is known (-1: stat the file for it).
+func (p *Phone) lockState() (*os.File, int64, error) {
 	f, err := os.OpenFile(p.logPath(), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if errors.Is(err, os.ErrNotExist) {
 		// The first write of a new profile: make its directory.
 		if err := os.MkdirAll(p.dir, 0o700); err != nil {
-			return nil, fmt.Errorf("write phone state: %w", err)
+			return nil, -1, fmt.Errorf("write phone state: %w", err)
 		}
 		f, err = os.OpenFile(p.logPath(), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("write phone state: %w", err)
+		return nil, -1, fmt.Errorf("write phone state: %w", err)
 	}
 	if err := lockFile(f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock phone state: %w", err)
+		return nil, -1, fmt.Errorf("lock phone state: %w", err)
 	}
-	if err := p.refreshLog(f); err != nil {
+	size, err := p.refreshLog(f)
+	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, -1, err
 	}
-	return f, nil
+	return f, size, nil
 }
 
 // updateAccount applies fn to the account with id and appends its counters
@@ -297,7 +303,7 @@ func (p *Phone) lockState() (*os.File, error) {
 func (p *Phone) updateAccount(id string, fn func(*Account)) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	f, err := p.lockState()
+	f, size, err := p.lockState()
 	if err != nil {
 		return err
 	}
@@ -311,11 +317,14 @@ func (p *Phone) updateAccount(id string, fn func(*Account)) error {
 	if a == nil {
 		return fmt.Errorf("%w: %s", ErrNoAccount, id)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("write phone state: %w", err)
+	if size < 0 {
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("write phone state: %w", err)
+		}
+		size = fi.Size()
 	}
-	if fi.Size() != p.st.logOff { // a torn line from a crash: cut it off
+	if size != p.st.logOff { // a torn line from a crash: cut it off
 		if err := f.Truncate(p.st.logOff); err != nil {
 			return fmt.Errorf("write phone state: %w", err)
 		}
@@ -401,7 +410,7 @@ func writeAtomic(path string, data []byte, sync bool) error {
 func (p *Phone) changeAccounts(fn func([]*Account) []*Account) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	f, err := p.lockState()
+	f, _, err := p.lockState()
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,12 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// commit is the commit the binary was built from when the build passes it
+// with -ldflags "-X main.commit=…" (make build and make demo do): builds
+// with -buildvcs=false, or from a tree Go does not read as a repository,
+// record no vcs.revision of their own.
+var commit string
+
 // buildInfo is the module version and commit of the running binary, from
 // runtime/debug.ReadBuildInfo ("(devel)" and "unknown" when the build did
 // not record them, as in `go run` or tests).
@@ -19,6 +25,9 @@ type buildInfo struct {
 
 func readBuildInfo() buildInfo {
 	out := buildInfo{Version: "(devel)", Commit: "unknown"}
+	if commit != "" {
+		out.Commit = commit
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return out

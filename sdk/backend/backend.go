@@ -5,6 +5,7 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
@@ -25,7 +27,10 @@ import (
 // concurrent use.
 type Client struct {
 	base     string
-	r        *resty.Client
+	r        *resty.Client // the calls off the hot path (forms, streams, JWKS)
+	hc       *http.Client  // do's calls, through net/http directly
+	header   http.Header   // what every call of do sends
+	verbose  io.Writer
 	audience string
 	issuer   string
 	refetch  time.Duration
@@ -97,18 +102,20 @@ func New(baseURL string, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	var r *resty.Client
-	if o.client != nil {
-		r = resty.NewWithClient(o.client)
-	} else {
-		r = resty.NewWithClient(httplimit.Client(o.timeout))
+	hc := o.client
+	if hc == nil {
+		hc = httplimit.Client(o.timeout)
 	}
-	r.SetHeader("User-Agent", "authphone-backend/1")
+	r := resty.NewWithClient(hc)
+	header := http.Header{"User-Agent": {userAgent}, "Accept": {"application/json"}}
+	r.SetHeader("User-Agent", userAgent)
 	if o.minimal {
 		r.SetHeader("Prefer", "return=minimal")
+		header["Prefer"] = []string{"return=minimal"}
 	}
 	if o.accessKey != "" {
 		r.SetAuthToken(o.accessKey)
+		header["Authorization"] = []string{"Bearer " + o.accessKey}
 	}
 	if o.verbose != nil {
 		w := o.verbose
@@ -125,37 +132,89 @@ func New(baseURL string, opts ...Option) *Client {
 	if o.issuer == "" {
 		o.issuer = base
 	}
-	return &Client{base: base, r: r, audience: o.audience, issuer: o.issuer, refetch: o.refetch, now: o.now}
+	return &Client{base: base, r: r, hc: hc, header: header, verbose: o.verbose, audience: o.audience, issuer: o.issuer, refetch: o.refetch, now: o.now}
 }
 
 // BaseURL is the cloud's base URL.
 func (c *Client) BaseURL() string { return c.base }
 
+// userAgent is what the client sends as User-Agent.
+const userAgent = "authphone-backend/1"
+
+// do sends one JSON call and decodes its answer into out; raw, if not nil,
+// gets the answer's bytes. It goes through net/http directly: the headers
+// are set in place, the answer read into a pooled buffer.
 func (c *Client) do(ctx context.Context, method, path string, body any, out any, raw *[]byte) error {
-	req := c.r.R().SetContext(ctx).SetHeader("Accept", "application/json")
+	var rd io.Reader
+	var b []byte
 	if body != nil {
-		req.SetHeader("Content-Type", "application/json").SetBody(body)
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
 	}
-	resp, err := req.Execute(method, c.base+path)
+	u := c.base + path
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	h := req.Header
+	for k, v := range c.header {
+		h[k] = v
+	}
+	if body != nil {
+		h["Content-Type"] = []string{"application/json"}
+	}
+	start := time.Now()
+	if c.verbose != nil {
+		fmt.Fprintf(c.verbose, "> %s %s (Authorization: [redacted])\n", method, u)
+	}
+	resp, err := c.hc.Do(req)
 	if err != nil {
 		return c.transportError(ctx, err)
 	}
-	if raw != nil {
-		*raw = resp.Body()
+	buf := getBuffer()
+	defer putBuffer(buf)
+	_, err = buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return c.transportError(ctx, err)
 	}
-	if resp.IsError() {
+	if c.verbose != nil {
+		fmt.Fprintf(c.verbose, "< %d %s (%s)\n", resp.StatusCode, u, time.Since(start).Round(time.Microsecond))
+	}
+	ans := buf.Bytes()
+	if raw != nil {
+		*raw = bytes.Clone(ans)
+	}
+	if resp.StatusCode > 399 {
 		var eb cloudapi.ErrorBody
-		if json.Unmarshal(resp.Body(), &eb) != nil || eb.Message == "" {
-			eb = cloudapi.ErrorBody{Status: resp.StatusCode(), Error: http.StatusText(resp.StatusCode()), Message: strings.TrimSpace(string(resp.Body()))}
+		if json.Unmarshal(ans, &eb) != nil || eb.Message == "" {
+			eb = cloudapi.ErrorBody{Status: resp.StatusCode, Error: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(ans))}
 		}
-		return &Error{Status: resp.StatusCode(), Text: eb.Error, Message: eb.Message}
+		return &Error{Status: resp.StatusCode, Text: eb.Error, Message: eb.Message}
 	}
 	if out != nil {
-		if err := json.Unmarshal(resp.Body(), out); err != nil {
+		if err := json.Unmarshal(ans, out); err != nil {
 			return fmt.Errorf("the cloud at %s answered %s with something unexpected: %w", c.base, path, err)
 		}
 	}
 	return nil
+}
+
+// bufPool holds the buffers answers are read into; json.Unmarshal copies
+// what it keeps, so a buffer is reused once its answer is decoded.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer { return bufPool.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > 64<<10 {
+		return // do not keep a large answer's buffer
+	}
+	b.Reset()
+	bufPool.Put(b)
 }
 
 // transportError explains a call that got no answer: ctx ended (its

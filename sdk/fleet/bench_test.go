@@ -23,7 +23,7 @@ func BenchmarkFleet(b *testing.B) {
 	}{{"loopback", 100}, {"loopback", 1000}, {"inprocess", 100}, {"inprocess", 1000}, {"inprocess", 10000}} {
 		b.Run(tc.transport+"/phones="+strconv.Itoa(tc.phones), func(b *testing.B) {
 			cfg := fleet.Config{Phones: tc.phones, Count: max(b.N, 500), Inflight: 16, Approve: 1, Biometric: true,
-				Durability: sdk.DurabilityRelaxed}
+				Durability: sdk.DurabilityRelaxed, GCPercent: 400} // as authphone fleet runs
 			if tc.transport == "loopback" {
 				emu := newCloud(b)
 				cfg.Cloud, cfg.AccessKey = emu.URL(), emu.AccessKey()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -215,5 +216,21 @@ func TestFleetInterruptedWhileEnrolling(t *testing.T) {
 	}
 	if n := users(t, emu); n != 0 {
 		t.Fatalf("%d users left", n)
+	}
+}
+
+// GCPercent holds for the run, is in the report, and the process's own
+// setting is back afterwards.
+func TestFleetGCPercentIsRestored(t *testing.T) {
+	emu := newCloud(t)
+	before := debug.SetGCPercent(150)
+	defer debug.SetGCPercent(before)
+	rep, err := fleet.Run(context.Background(), fleet.Config{Cloud: emu.URL(), AccessKey: emu.AccessKey(),
+		Phones: 2, Count: 2, Approve: 1, Biometric: true, GCPercent: 400})
+	if err != nil || rep.Failed() || rep.GCPercent != 400 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if got := debug.SetGCPercent(150); got != 150 {
+		t.Fatalf("GC percent after the run = %d, want the process's 150 back", got)
 	}
 }

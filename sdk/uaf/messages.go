@@ -275,6 +275,12 @@ func Encode(msg any) (string, error) {
 // whose first element already holds out, so encoding/json fills out in
 // place (it decodes into a non-nil pointer an interface holds).
 func Decode(s string, out any) error {
+	if r, ok := out.(*Response); ok && r.Header == (Header{}) && r.FCParams == "" && r.Assertions == nil {
+		if fast, ok := decodeResponseFast(s); ok {
+			*r = fast
+			return nil
+		}
+	}
 	arr := []any{out}
 	if err := json.Unmarshal([]byte(s), &arr); err != nil {
 		return fmt.Errorf("%w: %v", ErrMessage, err)
@@ -315,6 +321,9 @@ func DecodeFCParams(s string) (FinalChallengeParams, error) {
 	b, err := B64.DecodeString(s)
 	if err != nil {
 		return p, fmt.Errorf("%w: fcParams is not base64url: %v", ErrMessage, err)
+	}
+	if fast, ok := decodeFCParamsFast(b); ok {
+		return fast, nil
 	}
 	if err := json.Unmarshal(b, &p); err != nil {
 		return p, fmt.Errorf("%w: fcParams: %v", ErrMessage, err)
