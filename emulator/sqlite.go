@@ -61,8 +61,8 @@ var ErrBadSync = errors.New(`the sync mode must be "full" or "normal"`)
 var ErrInUse = errors.New("another emulator is using the database")
 
 // OpenSQLite opens (or creates) the store at path and loads it. Every file
-// it creates (the database, its -wal and -shm) is readable by the owner
-// only from its first byte: they hold the signing keys and the access key.
+// it creates (the database and its -wal; with locking_mode=EXCLUSIVE there
+// is no -shm) is readable by the owner only from its first byte: they hold the signing keys and the access key.
 // One store at a time may have a file open: a second gets ErrInUse.
 func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 	cfg := sqliteConfig{sync: "full"}
@@ -77,7 +77,7 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database path %s: %w", path, err)
 	}
-	// SQLite gives the -wal and -shm files the database file's mode; the
+	// SQLite gives the -wal file the database file's mode; the
 	// umask covers the moment each is created.
 	old := syscall.Umask(0o077)
 	defer syscall.Umask(old)
@@ -86,7 +86,7 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	// A file made by someone else with a looser mode is tightened: SQLite
-	// copies it onto the -wal and -shm files.
+	// copies it onto the -wal file.
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("make %s readable by its owner only: %w", path, err)
