@@ -11,12 +11,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
 	"github.com/authphone/authphone/sdk/httplimit"
+	"github.com/authphone/authphone/sdk/internal/bufpool"
 )
 
 // signer signs a request as an account's device.
@@ -55,8 +55,8 @@ func (p *Phone) call(ctx context.Context, method, base, path string, query url.V
 	if err != nil {
 		return transportError(ctx, err, base)
 	}
-	buf := getBuffer()
-	defer putBuffer(buf)
+	buf := bufpool.Get()
+	defer bufpool.Put(buf)
 	_, err = buf.ReadFrom(resp.Body)
 	resp.Body.Close()
 	if err != nil {
@@ -138,20 +138,6 @@ func (p *Phone) send(ctx context.Context, method, u, path string, raw []byte, s 
 			fmt.Fprintf(p.verbose, "! %s %s: %v on a kept-alive connection; signed again and sent on a fresh one\n", method, u, err)
 		}
 	}
-}
-
-// bufPool holds the buffers answers are read into. json.Unmarshal copies
-// what it keeps, so a buffer is reused once its answer is decoded.
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-func getBuffer() *bytes.Buffer { return bufPool.Get().(*bytes.Buffer) }
-
-func putBuffer(b *bytes.Buffer) {
-	if b.Cap() > 64<<10 {
-		return // do not keep a large answer's buffer
-	}
-	b.Reset()
-	bufPool.Put(b)
 }
 
 // transportError explains a request that got no answer: ctx ended (its

@@ -14,11 +14,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/httplimit"
+	"github.com/authphone/authphone/sdk/internal/bufpool"
 	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/go-resty/resty/v2"
 )
@@ -174,8 +174,8 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any,
 	if err != nil {
 		return c.transportError(ctx, err)
 	}
-	buf := getBuffer()
-	defer putBuffer(buf)
+	buf := bufpool.Get()
+	defer bufpool.Put(buf)
 	_, err = buf.ReadFrom(resp.Body)
 	resp.Body.Close()
 	if err != nil {
@@ -201,20 +201,6 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any,
 		}
 	}
 	return nil
-}
-
-// bufPool holds the buffers answers are read into; json.Unmarshal copies
-// what it keeps, so a buffer is reused once its answer is decoded.
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-func getBuffer() *bytes.Buffer { return bufPool.Get().(*bytes.Buffer) }
-
-func putBuffer(b *bytes.Buffer) {
-	if b.Cap() > 64<<10 {
-		return // do not keep a large answer's buffer
-	}
-	b.Reset()
-	bufPool.Put(b)
 }
 
 // transportError explains a call that got no answer: ctx ended (its
