@@ -478,32 +478,8 @@ func Sign(key *ecdsa.PrivateKey, data []byte) ([]byte, error) {
 // bytes), without big integers.
 var derToRaw = ecdsasig.DERToRaw
 
-// rawToDER appends the ASN.1 DER form of a 64-byte r‖s signature to dst
-// (every length fits one byte).
-func rawToDER(dst, raw []byte) []byte {
-	var ints [2][]byte
-	n := 0
-	for i, v := range [][]byte{raw[:32], raw[32:]} {
-		for len(v) > 1 && v[0] == 0 {
-			v = v[1:]
-		}
-		ints[i] = v
-		n += 2 + len(v)
-		if v[0]&0x80 != 0 {
-			n++
-		}
-	}
-	dst = append(dst, 0x30, byte(n))
-	for _, v := range ints {
-		if v[0]&0x80 != 0 {
-			dst = append(dst, 0x02, byte(len(v)+1), 0)
-		} else {
-			dst = append(dst, 0x02, byte(len(v)))
-		}
-		dst = append(dst, v...)
-	}
-	return dst
-}
+// rawToDER appends the ASN.1 DER form of a 64-byte r‖s signature to dst.
+var rawToDER = ecdsasig.RawToDER
 
 // PublicKeyRaw is the 65-byte uncompressed encoding of a P-256 key.
 func PublicKeyRaw(pub *ecdsa.PublicKey) []byte {
