@@ -156,18 +156,19 @@ func writeChanges(t *sqlTx, c *changeSet) error {
 			return fmt.Errorf("write %s %q: %w", ch.table, ch.key, err)
 		}
 	}
+	// The newest event ID given is the newest event's; event_seq keeps it
+	// only for when the sweep removes the newest events too, so it is
+	// written when the sweep removes events, not with every event.
 	if c.cutEvents != 0 {
 		if _, err := t.exec("DELETE FROM events WHERE id <= ?", c.cutEvents); err != nil {
+			return err
+		}
+		if _, err := t.exec("UPDATE event_seq SET last = ?", c.lastEvent); err != nil {
 			return err
 		}
 	}
 	for _, e := range c.events {
 		if _, err := t.exec(sqlEvents.insert, sqlEvents.args(e)...); err != nil {
-			return err
-		}
-	}
-	if len(c.events) > 0 {
-		if _, err := t.exec("UPDATE event_seq SET last = ?", c.lastEvent); err != nil {
 			return err
 		}
 	}
@@ -221,7 +222,9 @@ func (s *SQLiteStore) load(ctx context.Context) error {
 	if m.events, err = getMany(t, sqlEvents, "1 = 1 ORDER BY id"); err != nil {
 		return err
 	}
-	m.lastEvent, err = t.LastEventID()
+	// event_seq holds the newest ID as of the last sweep that removed
+	// events (see writeChanges); since then it is the newest event's.
+	err = t.queryRow("SELECT MAX((SELECT last FROM event_seq), COALESCE((SELECT MAX(id) FROM events), 0))").Scan(&m.lastEvent)
 	return err
 }
 

@@ -26,17 +26,23 @@ type dialect struct {
 	name     string
 	blob     string // the binary column type
 	numbered bool   // placeholders are $1, $2… instead of ?
+	// steps are migration steps of this dialect alone, by the version
+	// they bring a database to, run after that version's migrations text.
+	steps map[int]func(context.Context, *sql.Tx) error
 }
 
 var (
-	sqliteDialect   = dialect{name: "sqlite", blob: "BLOB"}
+	sqliteDialect   = dialect{name: "sqlite", blob: "BLOB", steps: sqliteSteps}
 	postgresDialect = dialect{name: "postgres", blob: "BYTEA", numbered: true}
 )
 
 // schemaVersion is the version migrations bring a database to.
-const schemaVersion = 7
+const schemaVersion = 8
 
-// migrations[i] brings a database from version i to i+1.
+// migrations[i] brings a database from version i to i+1, on both
+// dialects (dialect.steps adds a dialect's own). Since version 8 a SQLite
+// file has no secondary indexes (sqliteOneTree): an index added here is
+// for PostgreSQL, and SQLite's step of that version drops it.
 var migrations = []string{
 	`CREATE TABLE users (
 		id TEXT PRIMARY KEY, username TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
@@ -125,6 +131,9 @@ var migrations = []string{
 	// 7: a user's last successful and last failed login (0: never).
 	`ALTER TABLE users ADD COLUMN last_login_success BIGINT NOT NULL DEFAULT 0;
 	ALTER TABLE users ADD COLUMN last_login_failure BIGINT NOT NULL DEFAULT 0`,
+	// 8: on SQLite, each table one B-tree (sqliteOneTree); the same
+	// schema on PostgreSQL.
+	``,
 }
 
 // ErrSchemaTooNew is returned when a database was made by a newer emulator.
@@ -134,18 +143,23 @@ var ErrSchemaTooNew = errors.New("the database was made by a newer authphone")
 // not empty, is run first in each step's transaction (PostgreSQL takes an
 // advisory lock so that replicas starting together migrate once).
 func migrate(ctx context.Context, db *sql.DB, d dialect, lock string) error {
+	return migrateTo(ctx, db, d, lock, schemaVersion)
+}
+
+// migrateTo brings db to version target (tests make old databases with it).
+func migrateTo(ctx context.Context, db *sql.DB, d dialect, lock string, target int) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return err
 	}
 	for {
-		done, err := migrateStep(ctx, db, d, lock)
+		done, err := migrateStep(ctx, db, d, lock, target)
 		if err != nil || done {
 			return err
 		}
 	}
 }
 
-func migrateStep(ctx context.Context, db *sql.DB, d dialect, lock string) (done bool, err error) {
+func migrateStep(ctx context.Context, db *sql.DB, d dialect, lock string, target int) (done bool, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -168,11 +182,19 @@ func migrateStep(ctx context.Context, db *sql.DB, d dialect, lock string) (done 
 	if v > schemaVersion {
 		return false, fmt.Errorf("%w (schema version %d; this one knows up to %d): upgrade authphone", ErrSchemaTooNew, v, schemaVersion)
 	}
-	if v == schemaVersion {
+	if v >= target {
 		return true, nil
 	}
 	for _, stmt := range strings.Split(strings.ReplaceAll(migrations[v], "{blob}", d.blob), ";\n") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return false, fmt.Errorf("schema version %d: %w", v+1, err)
+		}
+	}
+	if step := d.steps[v+1]; step != nil {
+		if err := step(ctx, tx); err != nil {
 			return false, fmt.Errorf("schema version %d: %w", v+1, err)
 		}
 	}
