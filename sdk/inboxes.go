@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/authphone/authphone/sdk/deviceapi"
-	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/authphone/authphone/sdk/devsig"
 )
 
 // The phone's device key (ours) is one P-256 key per phone, besides the
@@ -76,11 +75,7 @@ func (p *Phone) deviceKey(ctx context.Context, create bool) (*ecdsa.PrivateKey, 
 }
 
 func (p *Phone) keepDeviceKey(key *ecdsa.PrivateKey, id string) (*ecdsa.PrivateKey, string, error) {
-	jk, err := jwk.Import(&key.PublicKey)
-	if err != nil {
-		return nil, "", err
-	}
-	b, err := json.Marshal(jk)
+	b, err := devsig.JWK(&key.PublicKey)
 	if err != nil {
 		return nil, "", err
 	}

@@ -39,6 +39,14 @@ func (p *Phone) storeKey(ctx context.Context, keyID string, key *ecdsa.PrivateKe
 	if err := p.keys.Set(ctx, keyName(keyID), der); err != nil {
 		return fmt.Errorf("keep the device key in the %s keystore: %w", p.keys.Kind(), err)
 	}
+	// Kept parsed as loadKey would keep it (its first read would only
+	// parse what was just written, a scalar multiplication to check it).
+	p.dkMu.Lock()
+	defer p.dkMu.Unlock()
+	if p.keyCache == nil {
+		p.keyCache = map[string]*ecdsa.PrivateKey{}
+	}
+	p.keyCache[keyID] = key
 	return nil
 }
 

@@ -14,10 +14,10 @@ import (
 	"github.com/authphone/authphone/flows"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
+	"github.com/authphone/authphone/sdk/devsig"
 	"github.com/authphone/authphone/sdk/dispatch"
 	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
-	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
 // Scan reads a dispatch payload in any accepted form (raw base64url, app
@@ -260,11 +260,10 @@ func (p *Phone) registerTarget(ctx context.Context, a *Account, key *ecdsa.Priva
 			pub, deviceID = &dk.PublicKey, id
 		}
 	}
-	jk, err := jwk.Import(pub)
+	jb, err := devsig.JWK(pub)
 	if err != nil {
 		return err
 	}
-	jb, _ := json.Marshal(jk)
 	t := deviceapi.DispatchTarget{Name: p.name, DeviceID: deviceID, Dispatcher: "inbox", Username: a.Username, SignatureKey: jb}
 	if err := p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathDispatchTargets, nil, t, nil, &signer{key, a.KeyID}); err != nil {
 		return fmt.Errorf("enrolled as %s, but registering for push messages failed (%w); approvals will only work by QR code", a.Name(), err)

@@ -7,7 +7,7 @@
 //
 // A Phone is one simulated device (a profile): its accounts are kept in
 // memory and in a state directory (accounts.json, and a write-ahead log of
-// the sign counters), and its private keys and PIN verifiers in a
+// the sign counters; WithMemoryState: in memory only), and its private keys and PIN verifiers in a
 // keystore.Store. The backend side of the cloud's API is in sdk/backend.
 package sdk
 
@@ -57,6 +57,7 @@ type Phone struct {
 	mu         sync.Mutex // guards st and the state files
 	st         state
 	durability Durability
+	memory     bool // WithMemoryState: no state directory
 
 	versions   []string
 	maxPayload int
@@ -75,6 +76,7 @@ type Phone struct {
 
 type options struct {
 	dir     string
+	memory  bool
 	client  *http.Client
 	cloud   string
 	name    string
@@ -97,6 +99,15 @@ type Option func(*options)
 // WithStateDir sets where the phone keeps its accounts (default:
 // $XDG_CONFIG_HOME/authphone/profiles/PROFILE).
 func WithStateDir(dir string) Option { return func(o *options) { o.dir = dir } }
+
+// WithMemoryState keeps the phone's accounts and sign counters in memory
+// only: the phone reads and writes no state directory, and everything it
+// enrolled is gone when the Phone is (its keys and PIN verifiers are
+// still in its keystore; give it keystore.NewMemory() for a phone that
+// touches no file at all). Counters still only grow, within the Phone.
+// For Go tests and load tests that simulate an authenticator; it cannot
+// be combined with WithStateDir.
+func WithMemoryState() Option { return func(o *options) { o.memory = true } }
 
 // WithHTTPClient sets the HTTP client (default: one that limits every
 // request to the WithTimeout limit, long-polls to their wait on top).
@@ -158,7 +169,10 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 	if skew, now := o.faults.Skew, o.now; skew != 0 {
 		o.now = func() time.Time { return now().Add(skew) }
 	}
-	if o.dir == "" {
+	if o.memory && o.dir != "" {
+		return nil, fmt.Errorf("sdk: WithMemoryState and WithStateDir: a phone keeps its accounts in memory or in a directory, not both")
+	}
+	if o.dir == "" && !o.memory {
 		d, err := ProfileDir(profile)
 		if err != nil {
 			return nil, err
@@ -177,7 +191,8 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 		hc = httplimit.Client(o.timeout)
 	}
 	return &Phone{profile: profile, dir: o.dir, keys: keys, hc: hc, verbose: o.verbose, cloud: o.cloud, name: o.name, now: o.now, facet: o.facetID,
-		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf, durability: o.durability, faults: o.faults, sleep: o.sleep}, nil
+		versions: o.versions, maxPayload: o.maxPayload, kdf: o.kdf, durability: o.durability, faults: o.faults, sleep: o.sleep,
+		memory: o.memory, st: state{loaded: o.memory}}, nil
 }
 
 // facetID is the facet the phone reports.

@@ -80,6 +80,9 @@ type stateFile struct {
 // Every write holds an advisory lock (flock) on counters.log, and every
 // read first checks, with a stat of each file, whether another process
 // changed them, so several processes on one profile stay consistent.
+//
+// A phone made WithMemoryState keeps only the list in memory: no file is
+// read or written, and its accounts end with the Phone.
 const (
 	accountsFile = "accounts.json"
 	countersFile = "counters.log"
@@ -155,6 +158,9 @@ func (p *Phone) refresh() error {
 // log, so its size is read from the open file. It returns that size when
 // it read it and nothing had changed, else -1.
 func (p *Phone) refreshLog(log *os.File) (int64, error) {
+	if p.memory {
+		return 0, nil // nothing but memory to be up to date with
+	}
 	fi, err := os.Stat(p.statePath())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return -1, fmt.Errorf("read phone state: %w", err)
@@ -303,6 +309,15 @@ func (p *Phone) lockState() (*os.File, int64, error) {
 func (p *Phone) updateAccount(id string, fn func(*Account)) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.memory {
+		for _, a := range p.st.accts {
+			if a.ID == id {
+				fn(a)
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: %s", ErrNoAccount, id)
+	}
 	f, size, err := p.lockState()
 	if err != nil {
 		return err
@@ -410,6 +425,10 @@ func writeAtomic(path string, data []byte, sync bool) error {
 func (p *Phone) changeAccounts(fn func([]*Account) []*Account) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.memory {
+		p.st.accts = fn(p.st.accts)
+		return nil
+	}
 	f, _, err := p.lockState()
 	if err != nil {
 		return err

@@ -5,16 +5,15 @@
 package deviceapi
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/authphone/authphone/sdk/devsig"
 	"github.com/authphone/authphone/sdk/trustapi"
 	"github.com/authphone/authphone/sdk/uaf"
 )
@@ -268,6 +267,10 @@ type InboxesResponse struct {
 // DeviceKey reads a device key JWK (P-256) and returns it with its id,
 // DeviceKeyID.
 func DeviceKey(jwkJSON []byte) (*ecdsa.PublicKey, string, error) {
+	if pub, ok := devsig.ParseJWK(jwkJSON); ok { // the phone's form, without jwx
+		id, err := DeviceKeyID(pub)
+		return pub, id, err
+	}
 	k, err := jwk.ParseKey(jwkJSON)
 	if err != nil {
 		return nil, "", fmt.Errorf("the device key is not a JWK: %w", err)
@@ -283,15 +286,7 @@ func DeviceKey(jwkJSON []byte) (*ecdsa.PublicKey, string, error) {
 // DeviceKeyID is the id of a device key: its RFC 7638 JWK thumbprint
 // (SHA-256, base64url).
 func DeviceKeyID(pub *ecdsa.PublicKey) (string, error) {
-	pk, err := jwk.Import(pub)
-	if err != nil {
-		return "", err
-	}
-	tp, err := pk.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(tp), nil
+	return devsig.Thumbprint(pub)
 }
 
 // DeclineRequest is the body of POST /_app/token/decline.

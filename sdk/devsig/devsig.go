@@ -5,6 +5,7 @@
 package devsig
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +36,7 @@ var (
 	ErrSignature = errors.New("Device-Signature does not verify")
 	ErrMismatch  = errors.New("Device-Signature was made for another request")
 	ErrStale     = errors.New("Device-Signature is too old or from the future")
+	ErrKey       = errors.New("not a P-256 public key")
 )
 
 // Claims is the signed payload.
@@ -156,7 +157,9 @@ func Parse(header string) (*Signature, error) {
 		return nil, fmt.Errorf("%w: protected header is not base64url", ErrMalformed)
 	}
 	var ph protected
-	if err := json.Unmarshal(hj, &ph); err != nil {
+	if kid, ok := fastHeader(hj); ok {
+		ph.Alg, ph.Kid = "ES256", kid
+	} else if err := json.Unmarshal(hj, &ph); err != nil {
 		return nil, fmt.Errorf("%w: protected header: %v", ErrMalformed, err)
 	}
 	if ph.Alg != "ES256" {
@@ -172,9 +175,11 @@ func Parse(header string) (*Signature, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload is not base64url", ErrMalformed)
 	}
-	var c Claims
-	if err := json.Unmarshal(pj, &c); err != nil {
-		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	c, ok := fastClaims(pj)
+	if !ok {
+		if err := json.Unmarshal(pj, &c); err != nil {
+			return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+		}
 	}
 	if c.Digest == "" || c.Nonce == "" || c.IssuedAt == 0 {
 		return nil, fmt.Errorf("%w: payload lacks sha256, iat or nonce", ErrMalformed)
@@ -197,8 +202,8 @@ func (s *Signature) Verify(pub *ecdsa.PublicKey, method, path string, body []byt
 		return ErrSignature
 	}
 	h := sha256.Sum256([]byte(s.signed))
-	r, ss := new(big.Int).SetBytes(s.sig[:32]), new(big.Int).SetBytes(s.sig[32:])
-	if !ecdsa.Verify(pub, h[:], r, ss) {
+	var der [72]byte
+	if !ecdsa.VerifyASN1(pub, h[:], ecdsasig.RawToDER(der[:0], s.sig[:])) {
 		return ErrSignature
 	}
 	var d [32]byte
@@ -213,4 +218,62 @@ func (s *Signature) Verify(pub *ecdsa.PublicKey, method, path string, body []byt
 		return ErrStale
 	}
 	return nil
+}
+
+// fastHeader reads the protected header exactly as Sign writes it,
+// {"alg":"ES256","kid":"…"} with a kid of printable ASCII but '"' and '\\'
+// (what encoding/json reads as it is); ok is false for anything else,
+// which Parse gives to encoding/json.
+func fastHeader(b []byte) (kid string, ok bool) {
+	const pre, post = `{"alg":"ES256","kid":"`, `"}`
+	if len(b) < len(pre)+len(post)+1 || string(b[:len(pre)]) != pre || string(b[len(b)-len(post):]) != post {
+		return "", false
+	}
+	k := b[len(pre) : len(b)-len(post)]
+	if !plain(k) {
+		return "", false
+	}
+	return string(k), true
+}
+
+// fastClaims reads the claims exactly as Sign writes them,
+// {"sha256":"…","iat":N,"nonce":"…"}; ok is false for anything else.
+func fastClaims(b []byte) (Claims, bool) {
+	var c Claims
+	const p1, p2, p3, p4 = `{"sha256":"`, `","iat":`, `,"nonce":"`, `"}`
+	if len(b) < len(p1) || string(b[:len(p1)]) != p1 {
+		return c, false
+	}
+	b = b[len(p1):]
+	i := bytes.IndexByte(b, '"')
+	if i <= 0 || !plain(b[:i]) || len(b)-i < len(p2) || string(b[i:i+len(p2)]) != p2 {
+		return c, false
+	}
+	c.Digest, b = string(b[:i]), b[i+len(p2):]
+	n := 0
+	for n < len(b) && n < 18 && b[n] >= '0' && b[n] <= '9' {
+		c.IssuedAt = c.IssuedAt*10 + int64(b[n]-'0')
+		n++
+	}
+	if n == 0 || (n > 1 && b[0] == '0') || len(b)-n < len(p3) || string(b[n:n+len(p3)]) != p3 {
+		return Claims{}, false
+	}
+	b = b[n+len(p3):]
+	i = bytes.IndexByte(b, '"')
+	if i <= 0 || !plain(b[:i]) || string(b[i:]) != p4 {
+		return Claims{}, false
+	}
+	c.Nonce = string(b[:i])
+	return c, true
+}
+
+// plain reports whether b is printable ASCII without '"' or '\\': a JSON
+// string's content that means itself.
+func plain(b []byte) bool {
+	for _, x := range b {
+		if x < 0x20 || x >= 0x7f || x == '"' || x == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -76,19 +76,29 @@ type Element struct {
 func Parse(b []byte) ([]Element, error) {
 	var out []Element
 	for off := 0; off < len(b); {
-		if len(b)-off < HeaderLen {
-			return nil, fmt.Errorf("%w: %d trailing bytes at offset %d, too short for a header", ErrMalformed, len(b)-off, off)
+		e, err := At(b, off)
+		if err != nil {
+			return nil, err
 		}
-		tag := Tag(binary.LittleEndian.Uint16(b[off:]))
-		n := int(binary.LittleEndian.Uint16(b[off+2:]))
-		end := off + HeaderLen + n
-		if end > len(b) {
-			return nil, fmt.Errorf("%w: %s at offset %d claims %d bytes, only %d left", ErrMalformed, tag, off, n, len(b)-off-HeaderLen)
-		}
-		out = append(out, Element{Tag: tag, Value: b[off+HeaderLen : end], Raw: b[off:end]})
-		off = end
+		out = append(out, e)
+		off += len(e.Raw)
 	}
 	return out, nil
+}
+
+// At parses the element that starts at offset off of b (off < len(b)), as
+// Parse does: for reading a sequence without making a slice of it.
+func At(b []byte, off int) (Element, error) {
+	if len(b)-off < HeaderLen {
+		return Element{}, fmt.Errorf("%w: %d trailing bytes at offset %d, too short for a header", ErrMalformed, len(b)-off, off)
+	}
+	tag := Tag(binary.LittleEndian.Uint16(b[off:]))
+	n := int(binary.LittleEndian.Uint16(b[off+2:]))
+	end := off + HeaderLen + n
+	if end > len(b) {
+		return Element{}, fmt.Errorf("%w: %s at offset %d claims %d bytes, only %d left", ErrMalformed, tag, off, n, len(b)-off-HeaderLen)
+	}
+	return Element{Tag: tag, Value: b[off+HeaderLen : end], Raw: b[off:end]}, nil
 }
 
 // ParseOne parses b as exactly one element with the wanted tag.

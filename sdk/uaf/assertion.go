@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/authphone/authphone/sdk/internal/ecdsasig"
 	"github.com/authphone/authphone/sdk/tlv"
@@ -96,6 +97,50 @@ type AuthAssertion struct {
 	Signature     []byte
 }
 
+// leaves are the elements of a KRD or SIGNED_DATA, read without a map:
+// each tag at most once (as tlv.Fields requires), the ones authphone reads
+// kept by tag.
+type leaves struct {
+	v   [tlv.TagTransactionContentHash - tlv.TagKeyID + 1][]byte
+	has uint16
+}
+
+// readLeaves reads the elements of b, refusing a tag that appears twice.
+func readLeaves(b []byte) (leaves, error) {
+	var l leaves
+	var otherBuf [4]tlv.Tag
+	other := otherBuf[:0]
+	for off := 0; off < len(b); {
+		e, err := tlv.At(b, off)
+		if err != nil {
+			return l, err
+		}
+		off += len(e.Raw)
+		if e.Tag >= tlv.TagKeyID && e.Tag <= tlv.TagTransactionContentHash {
+			bit := uint16(1) << (e.Tag - tlv.TagKeyID)
+			if l.has&bit != 0 {
+				return l, fmt.Errorf("%w: %s appears twice", tlv.ErrMalformed, e.Tag)
+			}
+			l.has |= bit
+			l.v[e.Tag-tlv.TagKeyID] = e.Value
+			continue
+		}
+		if slices.Contains(other, e.Tag) {
+			return l, fmt.Errorf("%w: %s appears twice", tlv.ErrMalformed, e.Tag)
+		}
+		other = append(other, e.Tag)
+	}
+	return l, nil
+}
+
+// one is the value of the element with tag t (one of the leaves kept).
+func (l *leaves) one(t tlv.Tag, where string) ([]byte, error) {
+	if l.has&(1<<(t-tlv.TagKeyID)) == 0 {
+		return nil, fmt.Errorf("%w: %s lacks %s", ErrAssertion, where, t)
+	}
+	return l.v[t-tlv.TagKeyID], nil
+}
+
 func one(f map[tlv.Tag][]tlv.Element, t tlv.Tag, where string) ([]byte, error) {
 	e := f[t]
 	if len(e) == 0 {
@@ -104,24 +149,55 @@ func one(f map[tlv.Tag][]tlv.Element, t tlv.Tag, where string) ([]byte, error) {
 	return e[0].Value, nil
 }
 
+// parseOne is tlv.ParseOne without a slice for the one element.
+func parseOne(b []byte, want tlv.Tag) (tlv.Element, error) {
+	if len(b) > 0 {
+		if e, err := tlv.At(b, 0); err == nil && len(e.Raw) == len(b) && e.Tag == want {
+			return e, nil
+		}
+	}
+	return tlv.ParseOne(b, want) // its error
+}
+
+// parsePair reads b as exactly two elements.
+func parsePair(b []byte) (first, second tlv.Element, n int, err error) {
+	if len(b) == 0 {
+		return first, second, 0, nil
+	}
+	if first, err = tlv.At(b, 0); err != nil {
+		return first, second, 0, err
+	}
+	if len(first.Raw) == len(b) {
+		return first, second, 1, nil
+	}
+	if second, err = tlv.At(b, len(first.Raw)); err != nil {
+		return first, second, 0, err
+	}
+	if len(first.Raw)+len(second.Raw) == len(b) {
+		return first, second, 2, nil
+	}
+	els, err := tlv.Parse(b)
+	return first, second, len(els), err
+}
+
 // ParseRegAssertion parses the TLV bytes of a registration assertion.
 func ParseRegAssertion(b []byte) (*RegAssertion, error) {
-	top, err := tlv.ParseOne(b, tlv.TagRegAssertion)
+	top, err := parseOne(b, tlv.TagRegAssertion)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAssertion, err)
 	}
-	inner, err := tlv.Parse(top.Value)
+	krd, attEl, n, err := parsePair(top.Value)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAssertion, err)
 	}
-	if len(inner) != 2 || inner[0].Tag != tlv.TagKRD {
+	if n != 2 || krd.Tag != tlv.TagKRD {
 		return nil, fmt.Errorf("%w: %s must hold a KRD and an attestation", ErrAssertion, tlv.TagRegAssertion)
 	}
-	ra := &RegAssertion{KRDRaw: inner[0].Raw, Attestation: inner[1].Tag}
-	if ra.KRD, err = parseKRD(inner[0].Value); err != nil {
+	ra := &RegAssertion{KRDRaw: krd.Raw, Attestation: attEl.Tag}
+	if ra.KRD, err = parseKRD(krd.Value); err != nil {
 		return nil, err
 	}
-	att, err := tlv.Parse(inner[1].Value)
+	att, err := tlv.Parse(attEl.Value)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAssertion, err)
 	}
@@ -152,33 +228,29 @@ func ParseRegAssertion(b []byte) (*RegAssertion, error) {
 
 func parseKRD(b []byte) (KRD, error) {
 	var k KRD
-	els, err := tlv.Parse(b)
+	f, err := readLeaves(b)
 	if err != nil {
 		return k, fmt.Errorf("%w: KRD: %w", ErrAssertion, err)
 	}
-	f, err := tlv.Fields(els)
-	if err != nil {
-		return k, fmt.Errorf("%w: KRD: %w", ErrAssertion, err)
-	}
-	aaid, err := one(f, tlv.TagAAID, "KRD")
+	aaid, err := f.one(tlv.TagAAID, "KRD")
 	if err != nil {
 		return k, err
 	}
-	info, err := one(f, tlv.TagAssertionInfo, "KRD")
+	info, err := f.one(tlv.TagAssertionInfo, "KRD")
 	if err != nil {
 		return k, err
 	}
-	if k.FinalChallenge, err = one(f, tlv.TagFinalChallenge, "KRD"); err != nil {
+	if k.FinalChallenge, err = f.one(tlv.TagFinalChallenge, "KRD"); err != nil {
 		return k, err
 	}
-	if k.KeyID, err = one(f, tlv.TagKeyID, "KRD"); err != nil {
+	if k.KeyID, err = f.one(tlv.TagKeyID, "KRD"); err != nil {
 		return k, err
 	}
-	ctr, err := one(f, tlv.TagCounters, "KRD")
+	ctr, err := f.one(tlv.TagCounters, "KRD")
 	if err != nil {
 		return k, err
 	}
-	if k.PubKey, err = one(f, tlv.TagPubKey, "KRD"); err != nil {
+	if k.PubKey, err = f.one(tlv.TagPubKey, "KRD"); err != nil {
 		return k, err
 	}
 	if len(aaid) != AAIDLen || aaid[4] != '#' {
@@ -205,48 +277,44 @@ func parseKRD(b []byte) (KRD, error) {
 
 // ParseAuthAssertion parses the TLV bytes of an authentication assertion.
 func ParseAuthAssertion(b []byte) (*AuthAssertion, error) {
-	top, err := tlv.ParseOne(b, tlv.TagAuthAssertion)
+	top, err := parseOne(b, tlv.TagAuthAssertion)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAssertion, err)
 	}
-	inner, err := tlv.Parse(top.Value)
+	sdEl, sigEl, n, err := parsePair(top.Value)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAssertion, err)
 	}
-	if len(inner) != 2 || inner[0].Tag != tlv.TagSignedData || inner[1].Tag != tlv.TagSignature {
+	if n != 2 || sdEl.Tag != tlv.TagSignedData || sigEl.Tag != tlv.TagSignature {
 		return nil, fmt.Errorf("%w: %s must hold SIGNED_DATA then SIGNATURE", ErrAssertion, tlv.TagAuthAssertion)
 	}
-	aa := &AuthAssertion{SignedDataRaw: inner[0].Raw, Signature: inner[1].Value}
-	els, err := tlv.Parse(inner[0].Value)
-	if err != nil {
-		return nil, fmt.Errorf("%w: SIGNED_DATA: %w", ErrAssertion, err)
-	}
-	f, err := tlv.Fields(els)
+	aa := &AuthAssertion{SignedDataRaw: sdEl.Raw, Signature: sigEl.Value}
+	f, err := readLeaves(sdEl.Value)
 	if err != nil {
 		return nil, fmt.Errorf("%w: SIGNED_DATA: %w", ErrAssertion, err)
 	}
 	sd := &aa.SignedData
-	aaid, err := one(f, tlv.TagAAID, "SIGNED_DATA")
+	aaid, err := f.one(tlv.TagAAID, "SIGNED_DATA")
 	if err != nil {
 		return nil, err
 	}
-	info, err := one(f, tlv.TagAssertionInfo, "SIGNED_DATA")
+	info, err := f.one(tlv.TagAssertionInfo, "SIGNED_DATA")
 	if err != nil {
 		return nil, err
 	}
-	if sd.Nonce, err = one(f, tlv.TagAuthenticatorNonce, "SIGNED_DATA"); err != nil {
+	if sd.Nonce, err = f.one(tlv.TagAuthenticatorNonce, "SIGNED_DATA"); err != nil {
 		return nil, err
 	}
-	if sd.FinalChallenge, err = one(f, tlv.TagFinalChallenge, "SIGNED_DATA"); err != nil {
+	if sd.FinalChallenge, err = f.one(tlv.TagFinalChallenge, "SIGNED_DATA"); err != nil {
 		return nil, err
 	}
-	if sd.TransactionHash, err = one(f, tlv.TagTransactionContentHash, "SIGNED_DATA"); err != nil {
+	if sd.TransactionHash, err = f.one(tlv.TagTransactionContentHash, "SIGNED_DATA"); err != nil {
 		return nil, err
 	}
-	if sd.KeyID, err = one(f, tlv.TagKeyID, "SIGNED_DATA"); err != nil {
+	if sd.KeyID, err = f.one(tlv.TagKeyID, "SIGNED_DATA"); err != nil {
 		return nil, err
 	}
-	ctr, err := one(f, tlv.TagCounters, "SIGNED_DATA")
+	ctr, err := f.one(tlv.TagCounters, "SIGNED_DATA")
 	if err != nil {
 		return nil, err
 	}
@@ -410,32 +478,8 @@ func Sign(key *ecdsa.PrivateKey, data []byte) ([]byte, error) {
 // bytes), without big integers.
 var derToRaw = ecdsasig.DERToRaw
 
-// rawToDER appends the ASN.1 DER form of a 64-byte r‖s signature to dst
-// (every length fits one byte).
-func rawToDER(dst, raw []byte) []byte {
-	var ints [2][]byte
-	n := 0
-	for i, v := range [][]byte{raw[:32], raw[32:]} {
-		for len(v) > 1 && v[0] == 0 {
-			v = v[1:]
-		}
-		ints[i] = v
-		n += 2 + len(v)
-		if v[0]&0x80 != 0 {
-			n++
-		}
-	}
-	dst = append(dst, 0x30, byte(n))
-	for _, v := range ints {
-		if v[0]&0x80 != 0 {
-			dst = append(dst, 0x02, byte(len(v)+1), 0)
-		} else {
-			dst = append(dst, 0x02, byte(len(v)))
-		}
-		dst = append(dst, v...)
-	}
-	return dst
-}
+// rawToDER appends the ASN.1 DER form of a 64-byte r‖s signature to dst.
+var rawToDER = ecdsasig.RawToDER
 
 // PublicKeyRaw is the 65-byte uncompressed encoding of a P-256 key.
 func PublicKeyRaw(pub *ecdsa.PublicKey) []byte {

@@ -261,8 +261,14 @@ type FinalChallengeParams struct {
 // ErrMessage is wrapped by errors about malformed UAF JSON messages.
 var ErrMessage = errors.New("malformed UAF message")
 
-// Encode renders a message as the one-element JSON array UAF sends.
+// Encode renders a message as the one-element JSON array UAF sends: what
+// encoding/json writes (a Response, AuthenticationRequest or
+// RegistrationRequest of plain strings is written by hand, byte for byte
+// the same).
 func Encode(msg any) (string, error) {
+	if s, ok := encodeFast(msg); ok {
+		return s, nil
+	}
 	b, err := json.Marshal([]any{msg})
 	if err != nil {
 		return "", fmt.Errorf("encode UAF message: %w", err)
@@ -274,11 +280,32 @@ func Encode(msg any) (string, error) {
 // of the message structs), in one pass: the array is decoded into a slice
 // whose first element already holds out, so encoding/json fills out in
 // place (it decodes into a non-nil pointer an interface holds).
+//
+// A Response, AuthenticationRequest or RegistrationRequest in exactly the
+// form Encode writes is read by hand (into a zero value only), everything
+// else by encoding/json; both read the same.
 func Decode(s string, out any) error {
-	if r, ok := out.(*Response); ok && r.Header == (Header{}) && r.FCParams == "" && r.Assertions == nil {
-		if fast, ok := decodeResponseFast(s); ok {
-			*r = fast
-			return nil
+	switch r := out.(type) {
+	case *Response:
+		if r.Header == (Header{}) && r.FCParams == "" && r.Assertions == nil {
+			if fast, ok := decodeResponseFast(s); ok {
+				*r = fast
+				return nil
+			}
+		}
+	case *AuthenticationRequest:
+		if r.Header == (Header{}) && r.Challenge == "" && r.Transaction == nil && r.Policy.Accepted == nil && r.Policy.Disallowed == nil {
+			if fast, ok := decodeAuthRequestFast(s); ok {
+				*r = fast
+				return nil
+			}
+		}
+	case *RegistrationRequest:
+		if r.Header == (Header{}) && r.Challenge == "" && r.Username == "" && r.Policy.Accepted == nil && r.Policy.Disallowed == nil {
+			if fast, ok := decodeRegRequestFast(s); ok {
+				*r = fast
+				return nil
+			}
 		}
 	}
 	arr := []any{out}
@@ -311,7 +338,16 @@ func PeekOp(s string) (Operation, error) {
 
 // EncodeFCParams returns fcParams: base64url of the JSON of p.
 func EncodeFCParams(p FinalChallengeParams) string {
-	b, _ := json.Marshal(p) // plain strings: cannot fail
+	bp := scratch.Get().(*[]byte)
+	defer scratch.Put(bp)
+	e := enc{b: (*bp)[:0], ok: true}
+	e.fcParams(&p)
+	b := e.b
+	if !e.ok {
+		b, _ = json.Marshal(p) // strings only: cannot fail
+	} else if cap(e.b) <= 64<<10 {
+		*bp = e.b
+	}
 	return B64.EncodeToString(b)
 }
 

@@ -22,6 +22,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -148,15 +149,15 @@ func uafLogin(key *ecdsa.PrivateKey, keyID []byte, counter uint32) error {
 	if err != nil {
 		return err
 	}
-	// The phone.
-	var req []uaf.AuthenticationRequest
-	if err := json.Unmarshal([]byte(reqMsg), &req); err != nil || len(req) != 1 {
+	// The phone: what sdk's redeem and sign call.
+	var req uaf.AuthenticationRequest
+	if err := uaf.Decode(reqMsg, &req); err != nil {
 		return fmt.Errorf("request: %v", err)
 	}
-	if !req[0].Policy.Matches(deviceapi.Describe(deviceapi.AAIDBiometric, kid)) {
+	if !req.Policy.Matches(deviceapi.Describe(deviceapi.AAIDBiometric, kid)) {
 		return fmt.Errorf("policy")
 	}
-	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: req[0].Header.AppID, Challenge: req[0].Challenge, FacetID: sdk.FacetID})
+	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: req.Header.AppID, Challenge: req.Challenge, FacetID: sdk.FacetID})
 	as, err := uaf.BuildAuthAssertion(key, uaf.SignedData{AAID: deviceapi.AAIDBiometric, Mode: uaf.ModeUserVerified,
 		FinalChallenge: uaf.FinalChallenge(fc), KeyID: keyID, SignCounter: counter})
 	if err != nil {
@@ -167,16 +168,16 @@ func uafLogin(key *ecdsa.PrivateKey, keyID []byte, counter uint32) error {
 	if err != nil {
 		return err
 	}
-	// The cloud.
-	var resp []uaf.Response
-	if err := json.Unmarshal([]byte(respMsg), &resp); err != nil || len(resp) != 1 || len(resp[0].Assertions) != 1 {
+	// The cloud: what the emulator's parseUAF and checkSession call.
+	var resp uaf.Response
+	if err := uaf.Decode(respMsg, &resp); err != nil || len(resp.Assertions) != 1 || resp.Assertions[0].AssertionScheme != uaf.SchemeTLV {
 		return fmt.Errorf("response: %v", err)
 	}
-	fp, err := uaf.DecodeFCParams(resp[0].FCParams)
+	fp, err := uaf.DecodeFCParams(resp.FCParams)
 	if err != nil || fp.Challenge != uaf.B64.EncodeToString(ch) || fp.AppID != appID {
 		return fmt.Errorf("fcParams: %v", err)
 	}
-	raw, err := uaf.B64.DecodeString(resp[0].Assertions[0].Assertion)
+	raw, err := uaf.B64.DecodeString(resp.Assertions[0].Assertion)
 	if err != nil {
 		return err
 	}
@@ -184,7 +185,7 @@ func uafLogin(key *ecdsa.PrivateKey, keyID []byte, counter uint32) error {
 	if err != nil {
 		return err
 	}
-	if string(aa.SignedData.FinalChallenge) != string(uaf.FinalChallenge(resp[0].FCParams)) || string(aa.SignedData.KeyID) != string(keyID) ||
+	if string(aa.SignedData.FinalChallenge) != string(uaf.FinalChallenge(resp.FCParams)) || string(aa.SignedData.KeyID) != string(keyID) ||
 		aa.SignedData.SignCounter != counter {
 		return fmt.Errorf("signed data does not match")
 	}
@@ -236,59 +237,123 @@ func BenchmarkPeer(b *testing.B) {
 			}
 		}
 	})
-	b.Run("enrol+approve/authphone", func(b *testing.B) {
-		const base = "http://cloud.invalid"
-		emu, err := emulator.New(emulator.WithBaseURL(base))
+	b.Run("enrol+approve/authphone-memory", func(b *testing.B) { benchAuthphone(b, true) })
+	b.Run("enrol+approve/authphone-statedir", func(b *testing.B) { benchAuthphone(b, false) })
+	// The crypto of each side's enrol+approve alone, on new keys as there.
+	b.Run("crypto/peer", func(b *testing.B) {
+		defer cpuPerOp(b)()
+		for b.Loop() {
+			cryptoOps(b, peerCrypto)
+		}
+	})
+	b.Run("crypto/authphone", func(b *testing.B) {
+		defer cpuPerOp(b)()
+		for b.Loop() {
+			cryptoOps(b, authphoneCrypto)
+		}
+	})
+}
+
+// The P-256 operations of one enrol+approve.
+//
+// The peer: a key made (the benchmark's, NewCredential's own), packed
+// self-attestation signed and verified, the assertion signed and verified.
+//
+// authphone: the account key and the phone's device key made; signed: the
+// registration assertion (account key), the push target's Device-Signature
+// (account key), the inbox read's Device-Signature (device key), the
+// authentication assertion (account key), and the cloud's two transaction
+// tokens (its issuer key); verified: both assertions and both
+// Device-Signatures.
+type cryptoCount struct{ keygens, signs, verifies int }
+
+var (
+	peerCrypto      = cryptoCount{keygens: 1, signs: 2, verifies: 2}
+	authphoneCrypto = cryptoCount{keygens: 2, signs: 6, verifies: 4}
+	issuerKey, _    = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+)
+
+func cryptoOps(tb testing.TB, c cryptoCount) {
+	h := sha256.Sum256([]byte("the signed data"))
+	keys := make([]*ecdsa.PrivateKey, c.keygens)
+	for i := range keys {
+		keys[i], _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	for i := range c.signs {
+		k := keys[0] // the account key signs most; the rest: device key, issuer
+		switch {
+		case i >= c.signs-2 && c.keygens > 1:
+			k = issuerKey
+		case i == c.signs-3 && c.keygens > 1:
+			k = keys[1]
+		}
+		sig, err := ecdsa.SignASN1(rand.Reader, k, h[:])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if i < c.verifies && !ecdsa.VerifyASN1(&k.PublicKey, h[:], sig) {
+			tb.Fatal("verify")
+		}
+	}
+}
+
+// benchAuthphone is one enrol+approve through authphone's whole stack in
+// process: a new phone each time (one account each, as the peer's new
+// authenticator), with its accounts in memory or in a state directory.
+func benchAuthphone(b *testing.B, memory bool) {
+	const base = "http://cloud.invalid"
+	emu, err := emulator.New(emulator.WithBaseURL(base))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := emu.Handler()
+	ctx := context.Background()
+	be := backend.New(base, backend.WithAccessKey(emu.AccessKey()), backend.WithHTTPClient(&http.Client{Transport: sdk.InProcess{Handler: h}}),
+		backend.WithMinimalAnswers()) // the phone scans the app link: no QR image
+	dir := b.TempDir()
+	i := 0
+	defer cpuPerOp(b)()
+	for b.Loop() {
+		i++
+		state := sdk.WithMemoryState()
+		if !memory {
+			state = sdk.WithStateDir(filepath.Join(dir, strconv.Itoa(i)))
+		}
+		p, err := sdk.New("bench", keystore.NewMemory(), state, sdk.WithCloud(base), sdk.WithInProcess(h), sdk.WithDurability(sdk.DurabilityRelaxed))
 		if err != nil {
 			b.Fatal(err)
 		}
-		h := emu.Handler()
-		ctx := context.Background()
-		be := backend.New(base, backend.WithAccessKey(emu.AccessKey()), backend.WithHTTPClient(&http.Client{Transport: sdk.InProcess{Handler: h}}),
-			backend.WithMinimalAnswers()) // the phone scans the app link: no QR image
-		dir := b.TempDir()
-		i := 0
-		defer cpuPerOp(b)()
-		for b.Loop() {
-			i++
-			// A new phone (one account each), as the peer's new authenticator.
-			p, err := sdk.New("bench", keystore.NewMemory(), sdk.WithStateDir(filepath.Join(dir, strconv.Itoa(i))), sdk.WithCloud(base),
-				sdk.WithInProcess(h), sdk.WithDurability(sdk.DurabilityRelaxed))
-			if err != nil {
-				b.Fatal(err)
-			}
-			name := "user-" + strconv.Itoa(i)
-			u, _, err := be.Enroll(ctx, cloudapi.EnrollRequest{Username: name})
-			if err != nil {
-				b.Fatal(err)
-			}
-			f, err := p.Scan(ctx, []byte(u.Enrollment.AppLinkURI), sdk.WithBiometric())
-			if err != nil {
-				b.Fatal(err)
-			}
-			if last := flows.Drive(f, flows.Answers{Biometric: true}.Answer, nil); last.State != flows.Done {
-				b.Fatal(last.Err)
-			}
-			ap, _, err := be.Approve(ctx, cloudapi.ApprovalRequest{Username: name})
-			if err != nil {
-				b.Fatal(err)
-			}
-			r, err := p.Next(ctx, sdk.Select{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			f, err = p.Approve(ctx, r)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if last := flows.Drive(f, flows.Answers{Confirm: true, Biometric: true}.Answer, nil); last.State != flows.Done {
-				b.Fatal(last.Err)
-			}
-			if st, err := be.Status(ctx, ap.StatusToken, 0); err != nil || st.Status != cloudapi.StatusSucceeded {
-				b.Fatalf("%+v %v", st, err)
-			}
+		name := "user-" + strconv.Itoa(i)
+		u, _, err := be.Enroll(ctx, cloudapi.EnrollRequest{Username: name})
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
+		f, err := p.Scan(ctx, []byte(u.Enrollment.AppLinkURI), sdk.WithBiometric())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if last := flows.Drive(f, flows.Answers{Biometric: true}.Answer, nil); last.State != flows.Done {
+			b.Fatal(last.Err)
+		}
+		ap, _, err := be.Approve(ctx, cloudapi.ApprovalRequest{Username: name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := p.Next(ctx, sdk.Select{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, err = p.Approve(ctx, r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if last := flows.Drive(f, flows.Answers{Confirm: true, Biometric: true}.Answer, nil); last.State != flows.Done {
+			b.Fatal(last.Err)
+		}
+		if st, err := be.Status(ctx, ap.StatusToken, 0); err != nil || st.Status != cloudapi.StatusSucceeded {
+			b.Fatalf("%+v %v", st, err)
+		}
+	}
 }
 
 // TestBothSidesVerify proves each side refuses a wrong answer, so the

@@ -30,3 +30,30 @@ func DERToRaw(der, out []byte) bool {
 	}
 	return true
 }
+
+// RawToDER appends the ASN.1 DER form of a 64-byte r‖s signature to dst
+// (every length fits one byte).
+func RawToDER(dst, raw []byte) []byte {
+	var ints [2][]byte
+	n := 0
+	for i, v := range [][]byte{raw[:32], raw[32:]} {
+		for len(v) > 1 && v[0] == 0 {
+			v = v[1:]
+		}
+		ints[i] = v
+		n += 2 + len(v)
+		if v[0]&0x80 != 0 {
+			n++
+		}
+	}
+	dst = append(dst, 0x30, byte(n))
+	for _, v := range ints {
+		if v[0]&0x80 != 0 {
+			dst = append(dst, 0x02, byte(len(v)+1), 0)
+		} else {
+			dst = append(dst, 0x02, byte(len(v)))
+		}
+		dst = append(dst, v...)
+	}
+	return dst
+}
