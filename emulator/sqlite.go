@@ -30,9 +30,11 @@ import (
 // acknowledged.
 type SQLiteStore struct {
 	path string
-	// db is the one connection to the file; stmts its prepared statements.
+	// db is the one connection to the file; jw the journal's writer on
+	// it (its prepared statements), for the driver connection jconn.
 	db    *sql.DB
-	stmts *stmtCache
+	jw    *journalWriter
+	jconn any
 	mem   *MemoryStore
 	// lock is the database file, open and flock'ed while the store is.
 	lock      *os.File
@@ -130,7 +132,6 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 		}
 		return nil, fmt.Errorf("%s is not a usable SQLite database (%v); move it aside to start afresh", path, err)
 	}
-	s.stmts = newStmtCache(s.db)
 	if err := s.load(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -183,8 +184,17 @@ func (s *SQLiteStore) Close() error {
 		s.mem.mu.Lock()
 		s.mem.closed = true
 		s.mem.mu.Unlock()
-		if s.stmts != nil {
-			errs = append(errs, s.stmts.close())
+		if s.jw != nil {
+			if conn, err := s.db.Conn(context.Background()); err != nil {
+				errs = append(errs, err)
+			} else {
+				errs = append(errs, conn.Raw(func(dc any) error {
+					if dc != s.jconn {
+						return nil // prepared on a connection gone
+					}
+					return s.jw.close()
+				}), conn.Close())
+			}
 		}
 		if s.db != nil {
 			errs = append(errs, s.db.Close())

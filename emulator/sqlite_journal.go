@@ -2,6 +2,8 @@ package emulator
 
 import (
 	"context"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -12,14 +14,14 @@ import (
 
 // sqlTable is how the rows of one memory table are written to SQL.
 type sqlTable struct {
-	upsert func(t *sqlTx, row any) error
+	upsert func(w *journalWriter, row any) error
 	delete string // the DELETE of one row by its key
 }
 
 func kindTable[V any](k *kind[V]) sqlTable {
 	key, _, _ := strings.Cut(k.cols, ",")
 	return sqlTable{
-		upsert: func(t *sqlTx, row any) error { return upsert(t, k, row.(*V)) },
+		upsert: func(w *journalWriter, row any) error { return w.exec(k.update, k.args(row.(*V))...) },
 		delete: "DELETE FROM " + k.table + " WHERE " + key + " = ?",
 	}
 }
@@ -33,15 +35,12 @@ func expiringTable(table, key string, group string) sqlTable {
 	}
 	insert := "INSERT INTO " + table + " (" + cols + ") VALUES (" + vals + ") ON CONFLICT (" + key + ") DO UPDATE SET " + sets
 	return sqlTable{
-		upsert: func(t *sqlTx, row any) error {
+		upsert: func(w *journalWriter, row any) error {
 			e := row.(*expiring)
-			var err error
 			if group != "" {
-				_, err = t.exec(insert, e.Key, e.Group, nanos(e.Until))
-			} else {
-				_, err = t.exec(insert, e.Key, nanos(e.Until))
+				return w.exec(insert, e.Key, e.Group, nanos(e.Until))
 			}
-			return err
+			return w.exec(insert, e.Key, nanos(e.Until))
 		},
 		delete: "DELETE FROM " + table + " WHERE " + key + " = ?",
 	}
@@ -51,16 +50,15 @@ func expiringTable(table, key string, group string) sqlTable {
 var sqlTables = map[string]sqlTable{
 	"users": kindTable(sqlUsers),
 	"authenticators": {
-		upsert: func(t *sqlTx, row any) error {
+		upsert: func(w *journalWriter, row any) error {
 			m := row.(*memAuth)
 			a := &m.Authenticator
 			pub := m.pub[:]
 			if !m.packed {
 				pub = pubBytes(a.PublicKey)
 			}
-			_, err := t.exec(sqlAuths.update, a.ID, a.UserID, a.KeyID, a.AAID, pub, int64(a.SignCounter), a.Name, a.DeviceID, a.Type,
+			return w.exec(sqlAuths.update, a.ID, a.UserID, a.KeyID, a.AAID, pub, int64(a.SignCounter), a.Name, a.DeviceID, a.Type,
 				nanos(a.CreatedAt), a.Deleted)
-			return err
 		},
 		delete: "DELETE FROM authenticators WHERE id = ?",
 	},
@@ -80,35 +78,126 @@ var sqlTables = map[string]sqlTable{
 
 // write commits one transaction's changes to the file (the MemoryStore's
 // journal). It runs under the memory store's write lock: one at a time.
+//
+// The commit runs on the driver's connection (database/sql's Conn.Raw),
+// its BEGIN, writes and COMMIT each a statement prepared once on that
+// connection: database/sql's work per statement, and the driver's parse
+// of BEGIN and COMMIT in each transaction, were a quarter of a commit's
+// CPU that was not the WAL's writes and sync.
 func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
-	if s.full {
-		// A commit that need not sync is written to the file before the
-		// answer (a crash of the process loses none of it) and synced with
-		// the next commit that syncs. The connection is set back before
-		// any commit that must sync, so a failed reset cannot leave it on
-		// NORMAL.
-		want := "full"
-		if !c.mustSync() {
-			want = "normal"
-		}
-		if want != s.mode {
-			if err := s.setSync(ctx, want); err != nil {
-				return unavailable(err)
-			}
-			s.mode = want
-		}
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return unavailable(err)
 	}
-	t := &sqlTx{ctx: ctx, tx: tx, d: sqliteDialect, write: true, cache: s.stmts}
-	defer t.done()
-	if err := writeChanges(t, c); err != nil {
-		_ = tx.Rollback()
-		return unavailable(err)
+	defer conn.Close()
+	return unavailable(conn.Raw(func(dc any) error {
+		w := s.writer(ctx, dc)
+		if s.full {
+			// A commit that need not sync is written to the file before
+			// the answer (a crash of the process loses none of it) and
+			// synced with the next commit that syncs. The connection is
+			// set back before any commit that must sync, so a failed
+			// reset cannot leave it on NORMAL.
+			want := "full"
+			if !c.mustSync() {
+				want = "normal"
+			}
+			if want != s.mode {
+				// Not a prepared statement: SQLite sets the synchronous
+				// pragma when it prepares the statement, so running a
+				// prepared one again would change nothing.
+				ex, ok := dc.(driver.ExecerContext)
+				if !ok {
+					return errors.New("the SQLite driver's connection cannot run a statement")
+				}
+				if _, err := ex.ExecContext(ctx, "PRAGMA synchronous = "+want, nil); err != nil {
+					return err
+				}
+				s.mode = want
+			}
+		}
+		if err := w.exec("BEGIN IMMEDIATE"); err != nil {
+			return err
+		}
+		err := writeChanges(w, c)
+		if err == nil {
+			err = w.exec("COMMIT")
+		}
+		if err != nil {
+			// A failed COMMIT may leave the transaction open (SQLite
+			// rolls some failures back itself; then this ROLLBACK fails,
+			// harmlessly).
+			_ = w.exec("ROLLBACK")
+		}
+		return err
+	}))
+}
+
+// journalWriter runs the journal's statements on the driver's connection.
+type journalWriter struct {
+	ctx   context.Context
+	conn  driver.ConnPrepareContext
+	stmts map[string]driver.Stmt
+	args  []driver.NamedValue
+}
+
+// writer is the journal's writer on the driver connection dc, with the
+// statements prepared on it. They belong to dc: if database/sql ever gives
+// another connection (it replaced a broken one), the old ones are
+// forgotten, not used.
+func (s *SQLiteStore) writer(ctx context.Context, dc any) *journalWriter {
+	if dc != s.jconn || s.jw == nil {
+		s.jconn = dc
+		s.jw = &journalWriter{stmts: map[string]driver.Stmt{}}
 	}
-	return unavailable(tx.Commit())
+	s.jw.ctx = ctx
+	s.jw.conn, _ = dc.(driver.ConnPrepareContext)
+	return s.jw
+}
+
+// exec runs query with args, preparing it the first time.
+func (w *journalWriter) exec(query string, args ...any) error {
+	st := w.stmts[query]
+	if st == nil {
+		if w.conn == nil {
+			return errors.New("the SQLite driver's connection cannot prepare statements")
+		}
+		var err error
+		if st, err = w.conn.PrepareContext(w.ctx, query); err != nil {
+			return err
+		}
+		w.stmts[query] = st
+	}
+	ex, ok := st.(driver.StmtExecContext)
+	if !ok {
+		return errors.New("the SQLite driver's statements cannot run with a context")
+	}
+	w.args = w.args[:0]
+	for i, a := range args {
+		switch a.(type) {
+		case nil, string, int64, bool, []byte:
+		default: // int and the like, as database/sql converts them
+			v, err := driver.DefaultParameterConverter.ConvertValue(a)
+			if err != nil {
+				return fmt.Errorf("argument %d of %q: %w", i+1, query, err)
+			}
+			a = v
+		}
+		w.args = append(w.args, driver.NamedValue{Ordinal: i + 1, Value: a})
+	}
+	_, err := ex.ExecContext(w.ctx, w.args)
+	clear(w.args) // no row kept alive by the buffer
+	return err
+}
+
+// close closes the prepared statements (the store is closing).
+func (w *journalWriter) close() error {
+	var errs []error
+	for q, st := range w.stmts {
+		errs = append(errs, st.Close())
+		delete(w.stmts, q)
+	}
+	return errors.Join(errs...)
 }
 
 // mustSync reports whether a transaction must be on stable storage before
@@ -134,23 +223,17 @@ func (c *changeSet) mustSync() bool {
 	return false
 }
 
-// setSync sets the connection's synchronous pragma.
-func (s *SQLiteStore) setSync(ctx context.Context, mode string) error {
-	_, err := s.db.ExecContext(ctx, "PRAGMA synchronous = "+mode)
-	return err
-}
-
-func writeChanges(t *sqlTx, c *changeSet) error {
+func writeChanges(w *journalWriter, c *changeSet) error {
 	for _, ch := range c.rows {
 		var err error
 		if ch.table == "meta" { // never deleted
-			err = t.PutMeta(ch.key, ch.row.([]byte))
+			err = w.exec("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value", ch.key, ch.row.([]byte))
 		} else if tab, ok := sqlTables[ch.table]; !ok {
 			err = fmt.Errorf("emulator store: no SQL table for %q", ch.table)
 		} else if ch.row == nil || ch.row == sweptRow {
-			_, err = t.exec(tab.delete, ch.key)
+			err = w.exec(tab.delete, ch.key)
 		} else {
-			err = tab.upsert(t, ch.row)
+			err = tab.upsert(w, ch.row)
 		}
 		if err != nil {
 			return fmt.Errorf("write %s %q: %w", ch.table, ch.key, err)
@@ -160,15 +243,15 @@ func writeChanges(t *sqlTx, c *changeSet) error {
 	// only for when the sweep removes the newest events too, so it is
 	// written when the sweep removes events, not with every event.
 	if c.cutEvents != 0 {
-		if _, err := t.exec("DELETE FROM events WHERE id <= ?", c.cutEvents); err != nil {
+		if err := w.exec("DELETE FROM events WHERE id <= ?", c.cutEvents); err != nil {
 			return err
 		}
-		if _, err := t.exec("UPDATE event_seq SET last = ?", c.lastEvent); err != nil {
+		if err := w.exec("UPDATE event_seq SET last = ?", c.lastEvent); err != nil {
 			return err
 		}
 	}
 	for _, e := range c.events {
-		if _, err := t.exec(sqlEvents.insert, sqlEvents.args(e)...); err != nil {
+		if err := w.exec(sqlEvents.insert, sqlEvents.args(e)...); err != nil {
 			return err
 		}
 	}
