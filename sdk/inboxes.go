@@ -64,7 +64,7 @@ func (p *Phone) deviceKey(ctx context.Context, create bool) (*ecdsa.PrivateKey, 
 	if err != nil {
 		return nil, "", err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	der, err := marshalKey(key)
 	if err != nil {
 		return nil, "", err
 	}

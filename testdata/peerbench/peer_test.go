@@ -18,6 +18,7 @@
 package peerbench
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -250,6 +251,41 @@ func BenchmarkPeer(b *testing.B) {
 		defer cpuPerOp(b)()
 		for b.Loop() {
 			cryptoOps(b, authphoneCrypto)
+		}
+	})
+	// The least one of authphone's HTTP exchanges costs in process: a small
+	// JSON body posted through net/http's client over sdk.InProcess, read
+	// and answered with a small JSON by a ServeMux handler.
+	b.Run("floor/inprocess-exchange", func(b *testing.B) {
+		type msg struct {
+			Token string `json:"token"`
+			N     int    `json:"n"`
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /x", func(w http.ResponseWriter, r *http.Request) {
+			var m msg
+			if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			m.N++
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(m)
+		})
+		c := &http.Client{Transport: sdk.InProcess{Handler: mux}}
+		body := []byte(`{"token":"` + strings.Repeat("t", 120) + `","n":1}`)
+		defer cpuPerOp(b)()
+		for b.Loop() {
+			resp, err := c.Post("http://cloud.invalid/x", "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var m msg
+			err = json.NewDecoder(resp.Body).Decode(&m)
+			resp.Body.Close()
+			if err != nil || m.N != 2 {
+				b.Fatal(err)
+			}
 		}
 	})
 }
