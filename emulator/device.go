@@ -280,6 +280,11 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			}
 			resp.LifetimeMillis = sess.ExpiresAt.Sub(now).Milliseconds()
 		}
+		if tx != nil && dt.Kind == string(dispatch.Authentication) {
+			if err := withdrawDelivered(st, tx.ID, dt.Token); err != nil {
+				return err
+			}
+		}
 		if tx != nil && tx.AuthenticatorID == AnyAuthenticator {
 			// The others may still answer: withdraw only this device's item.
 			err = dropInboxOf(st, tx.ID, dt.Token)
@@ -307,15 +312,12 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 func dropInbox(st Tx, txID string) error { return dropInboxOf(st, txID, "") }
 
 // dropInboxOf removes a transaction's push messages (only the one carrying
-// token, if token is set) and wakes their inboxes. The UAF requests the
-// inbox delivered with those messages (deliverRequests) go with them: their
-// token is spent, or the operation is over.
+// token, if token is set) and wakes their inboxes.
 func dropInboxOf(st Tx, txID, token string) error {
 	items, err := st.InboxItems(txID, "")
 	if err != nil {
 		return err
 	}
-	var sessions []*Session
 	for _, it := range items {
 		if token != "" && it.Token != token {
 			continue
@@ -324,19 +326,32 @@ func dropInboxOf(st Tx, txID, token string) error {
 			return err
 		}
 		st.Wake(inboxWaitKey(it.AuthenticatorID))
-		if it.Kind != string(dispatch.Authentication) {
+	}
+	return nil
+}
+
+// withdrawDelivered forgets the UAF requests the inbox delivered
+// (deliverRequests) with the messages of transaction txID that carry token:
+// a redeem of the token spends it, so they must not answer.
+func withdrawDelivered(st Tx, txID, token string) error {
+	sessions, err := st.TransactionSessions(txID)
+	if err != nil || len(sessions) == 0 {
+		return err
+	}
+	items, err := st.InboxItems(txID, "")
+	if err != nil {
+		return err
+	}
+	for _, sess := range sessions {
+		id, ok := deliveredItem(sess.ServerData)
+		if !ok {
 			continue
 		}
-		if sessions == nil {
-			if sessions, err = st.TransactionSessions(txID); err != nil {
+		// Its message gone (withdrawn, expired), the request is refused
+		// anyway (spendDelivered); forget it too.
+		if i := slices.IndexFunc(items, func(it *InboxItem) bool { return it.ID == id }); i < 0 || items[i].Token == token {
+			if err := st.DeleteSession(sess.ServerData); err != nil {
 				return err
-			}
-		}
-		for _, sess := range sessions {
-			if id, ok := deliveredItem(sess.ServerData); ok && id == it.ID {
-				if err := st.DeleteSession(sess.ServerData); err != nil {
-					return err
-				}
 			}
 		}
 	}

@@ -2,10 +2,13 @@ package sdk_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/authphone/authphone/flows"
 	"github.com/authphone/authphone/keystore"
 	"github.com/authphone/authphone/sdk"
+	"github.com/authphone/authphone/sdk/backend"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 )
@@ -234,5 +238,49 @@ func TestDeliveredRequestLostOrStale(t *testing.T) {
 	e.statusIs(ap.StatusToken, cloudapi.StatusFailed)
 	if rs, err := p.Pending(e.ctx, 0); err != nil || len(rs) != 0 {
 		t.Fatalf("pending after the declines: %+v %v", rs, err)
+	}
+}
+
+// TestRedirectedCloud: a cloud behind a redirect (here every path answers
+// 307 to the emulator itself) still works: the phone's requests, sent on
+// the transport directly, are sent again through the client, which
+// follows the redirect, signed again.
+func TestRedirectedCloud(t *testing.T) {
+	var target atomic.Value
+	redirects := atomic.Int64{}
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		redirects.Add(1)
+		http.Redirect(w, r, target.Load().(string)+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	defer front.Close()
+	emu, err := emulator.New(emulator.WithBaseURL(front.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close(context.Background())
+	target.Store("http://" + emu.Addr())
+	e := &env{t: t, emu: emu, be: backend.New("http://"+emu.Addr(), backend.WithAccessKey(emu.AccessKey())), ctx: context.Background()}
+	p, err := sdk.New("redirected", keystore.NewMemory(), sdk.WithStateDir(t.TempDir()), sdk.WithCloud(front.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.manyAccounts(p, 1)
+	ap, _, err := e.be.Approve(e.ctx, cloudapi.ApprovalRequest{Username: "user0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Next(e.ctx, sdk.Select{Wait: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := e.approveNext(p, r, flows.Answers{Confirm: true, Biometric: true}); last.State != flows.Done {
+		t.Fatalf("%+v", last)
+	}
+	e.statusIs(ap.StatusToken, cloudapi.StatusSucceeded)
+	if redirects.Load() == 0 {
+		t.Fatal("nothing went through the redirect")
 	}
 }

@@ -321,9 +321,13 @@ func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Pay
 		s.Processing()
 		return err
 	}
-	// Re-read the account: counters and PIN failures may have moved.
-	if fresh, err := p.Account(a.ID); err == nil {
-		a = fresh
+	// Re-read the account: its PIN failures may have moved (the counter is
+	// read again where it grows, except by the stale-counter fault). A
+	// biometric account has none.
+	if !a.Biometric || p.faults.StaleCounter {
+		if fresh, err := p.Account(a.ID); err == nil {
+			a = fresh
+		}
 	}
 	s.SetAccount(a.flowAccount())
 	s.Processing()
