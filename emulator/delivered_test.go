@@ -1,6 +1,7 @@
 package emulator_test
 
 import (
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +78,21 @@ func payloadOf(t *testing.T, m deviceapi.InboxMessage) dispatch.Payload {
 // once. A lost answer read again gives the same request; the token is
 // then spent: a redeem, a replay, a decline are refused.
 func TestInboxDeliversTheUAFRequest(t *testing.T) {
-	c := newCloud(t)
+	t.Run("memory", func(t *testing.T) { testInboxDelivers(t, newCloud(t)) })
+	t.Run("sqlite", func(t *testing.T) { testInboxDelivers(t, sqliteCloud(t)) })
+}
+
+// sqliteCloud is a cloud on a SQLite file.
+func sqliteCloud(t *testing.T) *cloud {
+	st, err := emulator.OpenSQLite(filepath.Join(t.TempDir(), "cloud.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return newCloud(t, emulator.WithStore(st))
+}
+
+func testInboxDelivers(t *testing.T, c *cloud) {
 	pk := newPhoneKey(t)
 	d := c.bound(pk, "alice")
 	ap := c.approve(cloudapi.ApprovalRequest{Username: "alice", Message: "Pay <b>5</b> EUR"})
@@ -124,7 +139,11 @@ func TestInboxDeliversTheUAFRequest(t *testing.T) {
 // redeem) spends it: the delivered request is refused, the redeemed one
 // answers.
 func TestRedeemWithdrawsTheDeliveredRequest(t *testing.T) {
-	c := newCloud(t)
+	t.Run("memory", func(t *testing.T) { testRedeemWithdraws(t, newCloud(t)) })
+	t.Run("sqlite", func(t *testing.T) { testRedeemWithdraws(t, sqliteCloud(t)) })
+}
+
+func testRedeemWithdraws(t *testing.T, c *cloud) {
 	pk := newPhoneKey(t)
 	d := c.bound(pk, "alice")
 	ap := c.approve(cloudapi.ApprovalRequest{Username: "alice"})
@@ -150,7 +169,11 @@ func TestRedeemWithdrawsTheDeliveredRequest(t *testing.T) {
 // and a redeem's, or the same delivered answer twice — one wins, and the
 // token is spent once.
 func TestDeliveredRequestRaces(t *testing.T) {
-	c := newCloud(t)
+	t.Run("memory", func(t *testing.T) { testDeliveredRaces(t, newCloud(t)) })
+	t.Run("sqlite", func(t *testing.T) { testDeliveredRaces(t, sqliteCloud(t)) })
+}
+
+func testDeliveredRaces(t *testing.T, c *cloud) {
 	pk := newPhoneKey(t)
 	d := c.bound(pk, "alice")
 	for i := range 10 {
