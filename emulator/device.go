@@ -122,6 +122,60 @@ func sessionLifetime(tx *Transaction, now time.Time) time.Time {
 	return tx.ExpiresAt
 }
 
+// tokenTargets names the authenticators an approval's token asks: the
+// transaction's one, or for one asked of any of the user's ("*") the one a
+// pushed token names, or all of them for the app link's token.
+func tokenTargets(st Tx, tx *Transaction, dt *DispatchToken) ([]string, error) {
+	if tx.AuthenticatorID != AnyAuthenticator {
+		return []string{tx.AuthenticatorID}, nil
+	}
+	if dt.AuthenticatorID != "" {
+		return []string{dt.AuthenticatorID}, nil
+	}
+	as, err := trustedAuthenticators(st, tx.UserID)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(as))
+	for _, a := range as {
+		ids = append(ids, a.ID)
+	}
+	return ids, nil
+}
+
+// authRequest is the UAF AuthenticationRequest of session sess (its
+// serverData in hdr, its challenge) for the authenticators ids of tx; it
+// sets the session's op, accepted AAIDs and authenticator.
+func authRequest(st Tx, sess *Session, tx *Transaction, ids []string, hdr uaf.Header) (uaf.AuthenticationRequest, error) {
+	var pol uaf.Policy
+	sess.Policy = nil
+	for _, id := range ids {
+		a, err := st.Authenticator(id)
+		if err != nil {
+			return uaf.AuthenticationRequest{}, err
+		}
+		if a == nil || a.Deleted {
+			continue
+		}
+		pol.Accepted = append(pol.Accepted, []uaf.MatchCriteria{{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}}})
+		if !slices.Contains(sess.Policy, a.AAID) {
+			sess.Policy = append(sess.Policy, a.AAID)
+		}
+	}
+	if len(pol.Accepted) == 0 {
+		return uaf.AuthenticationRequest{}, deverr(http.StatusGone, deviceapi.StatusRevokedAuthenticator, "the authenticator was removed")
+	}
+	hdr.Op, sess.Op, sess.AuthenticatorID = uaf.OpAuth, string(uaf.OpAuth), tx.AuthenticatorID
+	if len(ids) == 1 {
+		sess.AuthenticatorID = ids[0]
+	}
+	ar := uaf.AuthenticationRequest{Header: hdr, Challenge: sess.Challenge, Policy: pol}
+	if tx.Message != "" {
+		ar.Transaction = []uaf.Transaction{{ContentType: "text/plain", Content: uaf.B64.EncodeToString([]byte(tx.Message))}}
+	}
+	return ar, nil
+}
+
 func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 	kind := r.PathValue("kind")
 	var req deviceapi.RedeemRequest
@@ -179,48 +233,15 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 			}
 			msg = uaf.RegistrationRequest{Header: hdr, Challenge: sess.Challenge, Username: u.Username, Policy: pol}
 		case dispatch.Authentication:
-			// Asked of one authenticator, or of any of the user's ("*"):
-			// then a pushed token names its authenticator, and an app-link
-			// token lets any of them answer.
-			ids := []string{tx.AuthenticatorID}
-			if tx.AuthenticatorID == AnyAuthenticator {
-				ids = []string{dt.AuthenticatorID}
-				if dt.AuthenticatorID == "" {
-					as, err := trustedAuthenticators(st, tx.UserID)
-					if err != nil {
-						return err
-					}
-					ids = ids[:0]
-					for _, a := range as {
-						ids = append(ids, a.ID)
-					}
-				}
+			ids, err := tokenTargets(st, tx, dt)
+			if err != nil {
+				return err
 			}
-			var pol uaf.Policy
-			for _, id := range ids {
-				a, err := st.Authenticator(id)
-				if err != nil {
-					return err
-				}
-				if a == nil || a.Deleted {
-					continue
-				}
-				pol.Accepted = append(pol.Accepted, []uaf.MatchCriteria{{AAID: []string{a.AAID}, KeyIDs: []string{a.KeyID}}})
-				if !slices.Contains(sess.Policy, a.AAID) {
-					sess.Policy = append(sess.Policy, a.AAID)
-				}
+			ar, err := authRequest(st, sess, tx, ids, hdr)
+			if err != nil {
+				return err
 			}
-			if len(pol.Accepted) == 0 {
-				return deverr(http.StatusGone, deviceapi.StatusRevokedAuthenticator, "the authenticator was removed")
-			}
-			hdr.Op, sess.Op, sess.AuthenticatorID = uaf.OpAuth, string(uaf.OpAuth), tx.AuthenticatorID
-			if len(ids) == 1 {
-				sess.AuthenticatorID = ids[0]
-			}
-			ar := uaf.AuthenticationRequest{Header: hdr, Challenge: sess.Challenge, Policy: pol}
-			if tx.Message != "" {
-				ar.Transaction = []uaf.Transaction{{ContentType: "text/plain", Content: uaf.B64.EncodeToString([]byte(tx.Message))}}
-			}
+			hdr = ar.Header
 			msg = ar
 		case dispatch.Deregistration:
 			a, err := st.Authenticator(dt.AuthenticatorID)
@@ -258,6 +279,11 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 			resp.LifetimeMillis = sess.ExpiresAt.Sub(now).Milliseconds()
+		}
+		if tx != nil && dt.Kind == string(dispatch.Authentication) {
+			if err := withdrawDelivered(st, tx.ID, dt.Token); err != nil {
+				return err
+			}
 		}
 		if tx != nil && tx.AuthenticatorID == AnyAuthenticator {
 			// The others may still answer: withdraw only this device's item.
@@ -302,6 +328,81 @@ func dropInboxOf(st Tx, txID, token string) error {
 		st.Wake(inboxWaitKey(it.AuthenticatorID))
 	}
 	return nil
+}
+
+// withdrawDelivered forgets the UAF requests the inbox delivered
+// (deliverRequests) with the messages of transaction txID that carry token:
+// a redeem of the token spends it, so they must not answer.
+func withdrawDelivered(st Tx, txID, token string) error {
+	sessions, err := st.TransactionSessions(txID)
+	if err != nil || len(sessions) == 0 {
+		return err
+	}
+	items, err := st.InboxItems(txID, "")
+	if err != nil {
+		return err
+	}
+	for _, sess := range sessions {
+		id, ok := deliveredItem(sess.ServerData)
+		if !ok {
+			continue
+		}
+		// Its message gone (withdrawn, expired), the request is refused
+		// anyway (spendDelivered); forget it too.
+		if i := slices.IndexFunc(items, func(it *InboxItem) bool { return it.ID == id }); i < 0 || items[i].Token == token {
+			if err := st.DeleteSession(sess.ServerData); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// deliveredPrefix starts the serverData of a UAF request the inbox
+// delivered with its message (ours): "ib." + the inbox item's id + "." + a
+// random handle. Such a request's token is still unspent; the assertion that
+// answers it spends it (spendDelivered).
+const deliveredPrefix = "ib."
+
+func deliveredServerData(itemID string) string { return randomToken(deliveredPrefix + itemID + ".") }
+
+// deliveredItem returns the inbox item id of a delivered request's
+// serverData; false for one a redeem handed out.
+func deliveredItem(serverData string) (string, bool) {
+	rest, ok := strings.CutPrefix(serverData, deliveredPrefix)
+	if !ok {
+		return "", false
+	}
+	id, _, ok := strings.Cut(rest, ".")
+	return id, ok && id != ""
+}
+
+// spendDelivered spends, inside the transaction that accepts an answer to
+// a delivered request, the token of the inbox item it came with: the token
+// must still be unspent (not redeemed, not declined) and unexpired, and its
+// message still in the inbox. It is the token's one use.
+func spendDelivered(st Tx, tx *Transaction, itemID string, now time.Time) error {
+	items, err := st.InboxItems(tx.ID, "")
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(items, func(it *InboxItem) bool { return it.ID == itemID })
+	if i < 0 {
+		return deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "serverData is unknown or was already used: redeem a new token")
+	}
+	dt, err := st.DispatchToken(items[i].Token)
+	switch {
+	case err != nil:
+		return err
+	case dt == nil || dt.TransactionID != tx.ID:
+		return deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "serverData is unknown or was already used: redeem a new token")
+	case dt.Redeemed:
+		return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "token already redeemed")
+	case !now.Before(dt.ExpiresAt):
+		return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "token expired")
+	}
+	dt.Redeemed = true
+	return st.PutDispatchToken(dt)
 }
 
 // readUAF reads a UAF response body and checks its header and fcParams
@@ -676,6 +777,11 @@ func (s *Server) handleAuthentication(w http.ResponseWriter, r *http.Request) {
 		}
 		if tx.Number != 0 && picked == 0 {
 			return deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "this approval uses number matching: send the number the user picked (context.number)")
+		}
+		if itemID, ok := deliveredItem(sess.ServerData); ok {
+			if err := spendDelivered(st, tx, itemID, now); err != nil {
+				return err
+			}
 		}
 		a.SignCounter = aa.SignedData.SignCounter
 		if err := st.PutAuthenticator(a); err != nil {

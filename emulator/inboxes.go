@@ -2,13 +2,17 @@ package emulator
 
 import (
 	"crypto/ecdsa"
+	"errors"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/devsig"
+	"github.com/authphone/authphone/sdk/dispatch"
+	"github.com/authphone/authphone/sdk/uaf"
 )
 
 // handleInboxes answers POST /_app/inboxes[?wait=D] (ours): one long-poll
@@ -122,8 +126,108 @@ func (s *Server) handleInboxes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if req.UAF && len(msgs) > 0 {
+		if err := s.deliverRequests(r, msgs); err != nil {
+			s.devFail(w, r, err)
+			return
+		}
+	}
 	slices.SortStableFunc(msgs, func(a, b deviceapi.InboxMessage) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	writeJSON(w, http.StatusOK, deviceapi.InboxesResponse{Messages: msgs, Unknown: unknown})
+}
+
+// deliverRequests adds to each approval among msgs (ours) the UAF request
+// a redeem of its token would answer, so that the phone skips the redeem.
+// The token is not spent: the request's serverData names the inbox item
+// (deliveredServerData), and the first of an assertion answering it
+// (spendDelivered), a decline, or a redeem of the token (which withdraws
+// the item and the request with it) spends the token; every other answer
+// is then refused. The message stays in the inbox until then, so a phone
+// whose answer was lost reads it again and gets the same request (the same
+// serverData and challenge) while it lives; one expired is replaced.
+// Tokens already redeemed and operations no longer pending get none (the
+// phone then redeems as usual and hears why).
+func (s *Server) deliverRequests(r *http.Request, msgs []deviceapi.InboxMessage) error {
+	now := s.now()
+	upv, appID := s.cfg.uafVersion(), s.appID(r)
+	return s.store.Update(r.Context(), func(st Tx) error {
+		for i := range msgs {
+			m := &msgs[i]
+			m.UAF = nil // Update may run fn again
+			if m.Kind != deviceapi.InboxAuthentication || m.TransactionID == "" {
+				continue
+			}
+			tx, err := st.Transaction(m.TransactionID)
+			if err != nil {
+				return err
+			}
+			if tx == nil || effectiveStatus(tx, now) != cloudapi.StatusPending {
+				continue
+			}
+			items, err := st.InboxItems(tx.ID, "")
+			if err != nil {
+				return err
+			}
+			j := slices.IndexFunc(items, func(it *InboxItem) bool { return it.ID == m.ID })
+			if j < 0 {
+				continue
+			}
+			dt, err := st.DispatchToken(items[j].Token)
+			if err != nil {
+				return err
+			}
+			if dt == nil || dt.Redeemed || dt.TransactionID != tx.ID || dt.Kind != string(dispatch.Authentication) || !now.Before(dt.ExpiresAt) {
+				continue
+			}
+			ids, err := tokenTargets(st, tx, dt)
+			if err != nil {
+				return err
+			}
+			sessions, err := st.TransactionSessions(tx.ID)
+			if err != nil {
+				return err
+			}
+			var sess *Session
+			for _, old := range sessions {
+				if id, ok := deliveredItem(old.ServerData); !ok || id != m.ID {
+					continue
+				}
+				if sess == nil && now.Before(old.ExpiresAt) {
+					sess = old
+				} else if err := st.DeleteSession(old.ServerData); err != nil {
+					return err
+				}
+			}
+			fresh := sess == nil
+			if fresh {
+				sess = &Session{ServerData: deliveredServerData(m.ID), Challenge: challenge(), TransactionID: tx.ID,
+					ExpiresAt: sessionLifetime(tx, now)}
+			}
+			ar, err := authRequest(st, sess, tx, ids, uaf.Header{UPV: upv, AppID: appID, ServerData: sess.ServerData})
+			var de *devError
+			if errors.As(err, &de) {
+				continue // the redeem says why
+			}
+			if err != nil {
+				return err
+			}
+			enc, err := uaf.Encode(ar)
+			if err != nil {
+				return err
+			}
+			if fresh {
+				if err := st.PutSession(sess); err != nil {
+					return err
+				}
+			}
+			m.UAF = &deviceapi.RedeemResponse{StatusCode: deviceapi.StatusOK, UAFRequest: enc, Op: string(uaf.OpAuth),
+				LifetimeMillis: sess.ExpiresAt.Sub(now).Milliseconds()}
+			if tx.Number != 0 {
+				m.UAF.NumberChoices = tx.Choices
+			}
+		}
+		return nil
+	})
 }
 
 // deviceKeyCache remembers parsed device keys by their JWK text: a phone

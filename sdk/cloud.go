@@ -101,8 +101,15 @@ var errSign = errors.New("device signature")
 // only while the failed attempt was on a reused connection, after the idle
 // connections are dropped (so on a fresh one), and signed again: a new
 // nonce and time, never a signature replayed.
+//
+// The request goes to the client's transport directly when the client adds
+// nothing to it (no cookie jar, time limit, redirect policy or user in the
+// URL; the phone's own client keeps its limits in the transport): that
+// spares http.Client's per-request copy of the headers. An answer that
+// redirects is then asked again through the client, signed again.
 func (p *Phone) send(ctx context.Context, method, u, path string, raw []byte, s *signer) (*http.Response, error) {
 	_, inProcess := p.hc.Transport.(InProcess)
+	direct := p.hc.Jar == nil && p.hc.Timeout == 0 && p.hc.CheckRedirect == nil
 	for attempt := 0; ; attempt++ {
 		var rd io.Reader
 		if raw != nil {
@@ -117,10 +124,9 @@ func (p *Phone) send(ctx context.Context, method, u, path string, raw []byte, s 
 			return nil, err
 		}
 		h := req.Header
-		h["User-Agent"] = []string{userAgent}
-		h["Accept"] = []string{"application/json"}
+		h["User-Agent"], h["Accept"] = userAgentValue, jsonValue // shared, never changed
 		if raw != nil {
-			h["Content-Type"] = []string{"application/json"}
+			h["Content-Type"] = jsonValue
 		}
 		if s != nil {
 			sig, err := devsig.Sign(s.key, s.keyID, method, path, raw, p.now())
@@ -129,7 +135,17 @@ func (p *Phone) send(ctx context.Context, method, u, path string, raw []byte, s 
 			}
 			h[devsig.HeaderName] = []string{sig}
 		}
-		resp, err := p.hc.Do(req)
+		var resp *http.Response
+		if direct && req.URL.User == nil {
+			resp, err = p.roundTrip(req)
+			if err == nil && isRedirect(resp) {
+				resp.Body.Close()
+				direct, attempt = false, attempt-1
+				continue
+			}
+		} else {
+			resp, err = p.hc.Do(req)
+		}
 		if err == nil || attempt == httplimit.Retries || ctx.Err() != nil || !reused() || !httplimit.StaleConn(err) {
 			return resp, err
 		}
@@ -138,6 +154,34 @@ func (p *Phone) send(ctx context.Context, method, u, path string, raw []byte, s 
 			fmt.Fprintf(p.verbose, "! %s %s: %v on a kept-alive connection; signed again and sent on a fresh one\n", method, u, err)
 		}
 	}
+}
+
+var (
+	userAgentValue = []string{userAgent}
+	jsonValue      = []string{"application/json"}
+)
+
+// roundTrip sends req on the client's transport, its error shaped as
+// http.Client's (*url.Error).
+func (p *Phone) roundTrip(req *http.Request) (*http.Response, error) {
+	rt := p.hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		op := req.Method[:1] + strings.ToLower(req.Method[1:])
+		return nil, &url.Error{Op: op, URL: req.URL.String(), Err: err}
+	}
+	return resp, nil
+}
+
+func isRedirect(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return resp.Header.Get("Location") != ""
+	}
+	return false
 }
 
 // transportError explains a request that got no answer: ctx ended (its

@@ -64,7 +64,7 @@ func (p *Phone) deviceKey(ctx context.Context, create bool) (*ecdsa.PrivateKey, 
 	if err != nil {
 		return nil, "", err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	der, err := marshalKey(key)
 	if err != nil {
 		return nil, "", err
 	}
@@ -113,8 +113,9 @@ func (p *Phone) markUnbound(accts []*Account) {
 type poller func(ctx context.Context, wait time.Duration) ([]Request, error)
 
 // pollers splits the accounts into one batch per cloud for those bound to
-// the device key, and one poller per other account.
-func (p *Phone) pollers(ctx context.Context, accts []*Account) []poller {
+// the device key, and one poller per other account. With deliver the
+// batches ask for each approval's UAF request with its message.
+func (p *Phone) pollers(ctx context.Context, accts []*Account, deliver bool) []poller {
 	dk, dkID, dkErr := p.deviceKey(ctx, false)
 	var out []poller
 	groups := map[string][]*Account{}
@@ -132,7 +133,7 @@ func (p *Phone) pollers(ctx context.Context, accts []*Account) []poller {
 	for _, c := range clouds {
 		g := groups[c]
 		out = append(out, func(ctx context.Context, wait time.Duration) ([]Request, error) {
-			return p.inboxes(ctx, c, g, dk, dkID, wait)
+			return p.inboxes(ctx, c, g, dk, dkID, wait, deliver)
 		})
 	}
 	return out
@@ -140,10 +141,12 @@ func (p *Phone) pollers(ctx context.Context, accts []*Account) []poller {
 
 // inboxes reads the inboxes of accts, all on cloud, with one request signed
 // by the device key. Accounts the cloud does not know as bound are read on
-// their own, now and from then on.
-func (p *Phone) inboxes(ctx context.Context, cloud string, accts []*Account, dk *ecdsa.PrivateKey, dkID string, wait time.Duration) ([]Request, error) {
+// their own, now and from then on. With deliver it asks for each approval's
+// UAF request (InboxesRequest.UAF); a cloud without the feature ignores the
+// ask and its messages come without, to be redeemed as before.
+func (p *Phone) inboxes(ctx context.Context, cloud string, accts []*Account, dk *ecdsa.PrivateKey, dkID string, wait time.Duration, deliver bool) ([]Request, error) {
 	byKey := make(map[string]*Account, len(accts))
-	req := deviceapi.InboxesRequest{DeviceKey: p.dkJWK, KeyIDs: make([]string, 0, len(accts))}
+	req := deviceapi.InboxesRequest{DeviceKey: p.dkJWK, KeyIDs: make([]string, 0, len(accts)), UAF: deliver}
 	for _, a := range accts {
 		byKey[a.KeyID] = a
 		req.KeyIDs = append(req.KeyIDs, a.KeyID)
@@ -167,12 +170,13 @@ func (p *Phone) inboxes(ctx context.Context, cloud string, accts []*Account, dk 
 		return nil, err
 	}
 	out := make([]Request, 0, len(resp.Messages))
+	now := p.now()
 	for _, m := range resp.Messages {
 		a := byKey[m.KeyID]
 		if a == nil {
 			return nil, fmt.Errorf("the cloud at %s answered for an account this phone did not ask about", cloud)
 		}
-		r, err := toRequest(m, a)
+		r, err := toRequest(m, a, now)
 		if err != nil {
 			return nil, err
 		}

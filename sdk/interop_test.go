@@ -120,7 +120,9 @@ func TestFacetIDLogin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, err := tc.p.Next(e.ctx, sdk.Select{Wait: time.Second})
+		// The refused answer left the first approval pending (and in the
+		// inbox): pick each by its id.
+		req, err := tc.p.Next(e.ctx, sdk.Select{ID: ap.TransactionID, Wait: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,8 +31,32 @@ func newDeviceKey() (*ecdsa.PrivateKey, string, error) {
 	return key, uaf.B64.EncodeToString(id), nil
 }
 
+// p256PKCS8Prefix and p256PKCS8Middle frame a P-256 key's 32-byte scalar and
+// 65-byte public point in the PKCS #8 DER that x509.MarshalPKCS8PrivateKey
+// writes (RFC 5915 ECPrivateKey, the curve named once, in the algorithm).
+var (
+	p256PKCS8Prefix = []byte{0x30, 0x81, 0x87, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+		0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x6d, 0x30, 0x6b, 0x02, 0x01, 0x01, 0x04, 0x20}
+	p256PKCS8Middle = []byte{0xa1, 0x44, 0x03, 0x42, 0x00}
+)
+
+// marshalKey is x509.MarshalPKCS8PrivateKey, the same bytes, for a P-256
+// key without encoding/asn1's reflection (what every enrolment stores).
+func marshalKey(key *ecdsa.PrivateKey) ([]byte, error) {
+	if key.Curve == elliptic.P256() {
+		d, err1 := key.Bytes()
+		pt, err2 := key.PublicKey.Bytes()
+		if err1 == nil && err2 == nil && len(d) == 32 && len(pt) == 65 {
+			out := make([]byte, 0, len(p256PKCS8Prefix)+32+len(p256PKCS8Middle)+65)
+			out = append(append(append(append(out, p256PKCS8Prefix...), d...), p256PKCS8Middle...), pt...)
+			return out, nil
+		}
+	}
+	return x509.MarshalPKCS8PrivateKey(key)
+}
+
 func (p *Phone) storeKey(ctx context.Context, keyID string, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	der, err := marshalKey(key)
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ func (p *Phone) start(ctx context.Context, pl dispatch.Payload, hint *Account, s
 		return p.runner.Start(ctx, flows.Enrol, nil, func(ctx context.Context, s *flows.Step) error { return p.enrol(ctx, s, pl, so) })
 	case dispatch.Authentication:
 		return p.runner.Start(ctx, flows.Login, hint.flowAccount(), func(ctx context.Context, s *flows.Step) error {
-			return p.authenticate(ctx, s, pl, hint)
+			return p.authenticate(ctx, s, pl, hint, nil)
 		})
 	default:
 		return p.runner.Start(ctx, flows.Deregister, hint.flowAccount(), func(ctx context.Context, s *flows.Step) error {
@@ -90,8 +90,18 @@ func (p *Phone) redeemFull(ctx context.Context, pl dispatch.Payload, out any) (u
 	case err != nil:
 		return uaf.Header{}, nil, err
 	}
+	hdr, err := readRedeemed(&rr, out)
+	if err != nil {
+		return uaf.Header{}, nil, err
+	}
+	return hdr, &rr, nil
+}
+
+// readRedeemed decodes the UAF request of a redeem's answer (or of one the
+// inbox delivered) into out and checks its version.
+func readRedeemed(rr *deviceapi.RedeemResponse, out any) (uaf.Header, error) {
 	if err := uaf.Decode(rr.UAFRequest, out); err != nil {
-		return uaf.Header{}, nil, fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
+		return uaf.Header{}, fmt.Errorf("the cloud sent a malformed UAF request: %w", err)
 	}
 	var hdr uaf.Header
 	switch m := out.(type) {
@@ -109,9 +119,9 @@ func (p *Phone) redeemFull(ctx context.Context, pl dispatch.Payload, out any) (u
 		hdr = h.Header
 	}
 	if !hdr.UPV.Supported() {
-		return uaf.Header{}, nil, fmt.Errorf("the cloud speaks UAF %d.%d; authphone speaks 1.0 and 1.1", hdr.UPV.Major, hdr.UPV.Minor)
+		return uaf.Header{}, fmt.Errorf("the cloud speaks UAF %d.%d; authphone speaks 1.0 and 1.1", hdr.UPV.Major, hdr.UPV.Minor)
 	}
-	return hdr, &rr, nil
+	return hdr, nil
 }
 
 // background gives clean-up calls (declines) a context that outlives a
@@ -278,9 +288,21 @@ func (p *Phone) accountFor(base string, pol uaf.Policy, hint *Account) (*Account
 	return nil, fmt.Errorf("%w: no account of this phone (profile %s) is asked for by this request from %s; enrol first or use the right --profile", ErrNoAccount, p.profile, base)
 }
 
-func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Payload, hint *Account) error {
+// authenticate answers an authentication request: the one the inbox
+// delivered with its message (delivered, ours), or, when there is none, the
+// one the redeem of pl's token answers.
+func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Payload, hint *Account, delivered *deviceapi.RedeemResponse) error {
 	var req uaf.AuthenticationRequest
-	hdr, rr, err := p.redeemFull(ctx, pl, &req)
+	var hdr uaf.Header
+	rr, err := delivered, error(nil)
+	if rr != nil {
+		hdr, err = readRedeemed(rr, &req)
+		if err == nil && hdr.Op != uaf.OpAuth {
+			err = fmt.Errorf("the cloud delivered a UAF %s request with an approval", hdr.Op)
+		}
+	} else {
+		hdr, rr, err = p.redeemFull(ctx, pl, &req)
+	}
 	if err != nil {
 		s.Processing()
 		return err
@@ -299,9 +321,13 @@ func (p *Phone) authenticate(ctx context.Context, s *flows.Step, pl dispatch.Pay
 		s.Processing()
 		return err
 	}
-	// Re-read the account: counters and PIN failures may have moved.
-	if fresh, err := p.Account(a.ID); err == nil {
-		a = fresh
+	// Re-read the account: its PIN failures may have moved (the counter is
+	// read again where it grows, except by the stale-counter fault). A
+	// biometric account has none.
+	if !a.Biometric || p.faults.StaleCounter {
+		if fresh, err := p.Account(a.ID); err == nil {
+			a = fresh
+		}
 	}
 	s.SetAccount(a.flowAccount())
 	s.Processing()

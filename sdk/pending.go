@@ -16,6 +16,7 @@ import (
 	"github.com/authphone/authphone/sdk/deviceapi"
 	"github.com/authphone/authphone/sdk/dispatch"
 	"github.com/authphone/authphone/sdk/trustapi"
+	"github.com/authphone/authphone/sdk/uaf"
 )
 
 // Request is a push message waiting for this phone.
@@ -39,6 +40,11 @@ type Request struct {
 	// Login describes another device's login request (kind login-request).
 	Login   *trustapi.LoginRequestInfo `json:"loginRequest,omitempty"`
 	payload dispatch.Payload
+	// delivered is the UAF request the cloud sent with the message (ours,
+	// deviceapi.InboxMessage.UAF), so Approve needs no redeem; deliveredBy
+	// is when it stops being good, by the phone's clock.
+	delivered   *deviceapi.RedeemResponse
+	deliveredBy time.Time
 }
 
 // Text is the request's message as plain text.
@@ -54,6 +60,13 @@ func (r Request) Text() string {
 // Accounts bound to the phone's device key are read with one request per
 // cloud; others one by one.
 func (p *Phone) Pending(ctx context.Context, wait time.Duration) ([]Request, error) {
+	return p.pending(ctx, wait, false)
+}
+
+// pending is Pending; with deliver, a cloud that can sends each approval's
+// UAF request with its message (for Next, whose request is about to be
+// answered; a listing leaves the cloud nothing to prepare).
+func (p *Phone) pending(ctx context.Context, wait time.Duration, deliver bool) ([]Request, error) {
 	accts, err := p.Accounts()
 	if err != nil {
 		return nil, err
@@ -61,7 +74,7 @@ func (p *Phone) Pending(ctx context.Context, wait time.Duration) ([]Request, err
 	if len(accts) == 0 {
 		return nil, fmt.Errorf("%w: this phone (profile %s) has no accounts; scan an enrolment QR first", ErrNoAccount, p.profile)
 	}
-	polls := p.pollers(ctx, accts)
+	polls := p.pollers(ctx, accts, deliver)
 	if len(polls) == 1 {
 		rs, err := polls[0](ctx, wait)
 		if err != nil {
@@ -140,7 +153,7 @@ func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Re
 	}
 	out := make([]Request, 0, len(msgs))
 	for _, m := range msgs {
-		r, err := toRequest(m, a)
+		r, err := toRequest(m, a, p.now())
 		if err != nil {
 			return nil, err
 		}
@@ -149,8 +162,8 @@ func (p *Phone) inbox(ctx context.Context, a *Account, wait time.Duration) ([]Re
 	return out, nil
 }
 
-// toRequest reads one inbox message of account a.
-func toRequest(m deviceapi.InboxMessage, a *Account) (Request, error) {
+// toRequest reads one inbox message of account a, received at now.
+func toRequest(m deviceapi.InboxMessage, a *Account, now time.Time) (Request, error) {
 	if m.Kind == deviceapi.InboxLoginRequest && m.LoginRequest != nil {
 		return Request{ID: m.LoginRequest.RequestID, ItemID: m.ID, Kind: m.Kind, Notification: m.NotificationMessage, CreatedAt: m.CreatedAt,
 			ExpiresAt: m.ExpiresAt, Account: a, Login: m.LoginRequest}, nil
@@ -163,8 +176,14 @@ func toRequest(m deviceapi.InboxMessage, a *Account) (Request, error) {
 	if id == "" {
 		id = m.ID
 	}
-	return Request{ID: id, TransactionID: m.TransactionID, ItemID: m.ID, Kind: m.Kind, Message: m.Message, Notification: m.NotificationMessage,
-		CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, NumberChoices: m.NumberChoices, payload: pl}, nil
+	r := Request{ID: id, TransactionID: m.TransactionID, ItemID: m.ID, Kind: m.Kind, Message: m.Message, Notification: m.NotificationMessage,
+		CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt, Account: a, NumberChoices: m.NumberChoices, payload: pl}
+	if u := m.UAF; u != nil && u.StatusCode == deviceapi.StatusOK && u.Op == string(uaf.OpAuth) && u.LifetimeMillis > 0 &&
+		pl.Kind() == dispatch.Authentication {
+		// A margin for the time the answer took and the flow will take.
+		r.delivered, r.deliveredBy = u, now.Add(time.Duration(u.LifetimeMillis)*time.Millisecond*3/4)
+	}
+	return r, nil
 }
 
 // Select says which pending request Next picks.
@@ -200,7 +219,7 @@ func (p *Phone) Next(ctx context.Context, sel Select) (Request, error) {
 	for {
 		left := time.Until(deadline)
 		// One read: the long-poll answers at once when something waits.
-		rs, err := p.Pending(ctx, max(left, 0))
+		rs, err := p.pending(ctx, max(left, 0), true)
 		if err != nil {
 			return Request{}, err
 		}
@@ -246,6 +265,15 @@ func (p *Phone) Next(ctx context.Context, sel Select) (Request, error) {
 func (p *Phone) Approve(ctx context.Context, r Request) (*flows.Flow, error) {
 	if r.Login != nil {
 		return p.approveDevice(ctx, r)
+	}
+	if r.delivered != nil && r.Account != nil {
+		d, by := r.delivered, r.deliveredBy
+		return p.runner.Start(ctx, flows.Login, r.Account.flowAccount(), func(ctx context.Context, s *flows.Step) error {
+			if !p.now().Before(by) {
+				d = nil // too old to answer: redeem the token instead
+			}
+			return p.authenticate(ctx, s, r.payload, r.Account, d)
+		})
 	}
 	return p.start(ctx, r.payload, r.Account, scanOptions{})
 }

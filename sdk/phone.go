@@ -134,6 +134,9 @@ func WithVerbose(w io.Writer) Option { return func(o *options) { o.verbose = w }
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
+// hostname is read once per process (it names new phones).
+var hostname = sync.OnceValue(func() string { h, _ := os.Hostname(); return h })
+
 var profileRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
 
 // ProfileDir is the default state directory of a profile.
@@ -180,7 +183,7 @@ func New(profile string, keys keystore.Store, opts ...Option) (*Phone, error) {
 		o.dir = d
 	}
 	if o.name == "" {
-		host, _ := os.Hostname()
+		host := hostname()
 		o.name = "authphone " + profile
 		if host != "" {
 			o.name += " on " + host

@@ -166,7 +166,7 @@ func (p *Phone) refreshLog(log *os.File) (int64, error) {
 		return -1, fmt.Errorf("read phone state: %w", err)
 	}
 	if !p.st.loaded || !sameFile(p.st.json, fi) {
-		return -1, p.reload()
+		return -1, p.reload(log, fi == nil)
 	}
 	var lfi os.FileInfo
 	if log != nil {
@@ -183,17 +183,22 @@ func (p *Phone) refreshLog(log *os.File) (int64, error) {
 	}
 	switch {
 	case size < p.st.logOff:
-		return -1, p.reload() // folded by another process
+		return -1, p.reload(log, false) // folded by another process
 	case size > p.st.logOff:
-		return -1, p.replay()
+		return -1, p.replay(log)
 	}
 	return size, nil
 }
 
-// reload reads accounts.json and replays the whole log over it.
-func (p *Phone) reload() error {
+// reload reads accounts.json and replays the whole log over it; log is
+// the log if it is open, and absent says a stat just found no
+// accounts.json (a new profile: nothing to open).
+func (p *Phone) reload(log *os.File, absent bool) error {
 	p.st = state{}
-	f, err := os.Open(p.statePath())
+	f, err := (*os.File)(nil), error(os.ErrNotExist)
+	if !absent {
+		f, err = os.Open(p.statePath())
+	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read phone state: %w", err)
 	}
@@ -213,7 +218,7 @@ func (p *Phone) reload() error {
 		}
 		p.st.accts, p.st.json = sf.Accounts, fi
 	}
-	if err := p.replay(); err != nil {
+	if err := p.replay(log); err != nil {
 		return err
 	}
 	p.st.loaded = true
@@ -222,17 +227,22 @@ func (p *Phone) reload() error {
 
 // replay applies the complete lines of counters.log past logOff. A torn
 // last line (a crash in the middle of an append) is left for the next
-// writer to cut off.
-func (p *Phone) replay() error {
-	f, err := os.Open(p.logPath())
-	if errors.Is(err, os.ErrNotExist) {
-		p.st.logOff = 0
-		return nil
+// writer to cut off. log is the log if it is open (it is then read, not
+// opened again).
+func (p *Phone) replay(log *os.File) error {
+	f := log
+	if f == nil {
+		var err error
+		f, err = os.Open(p.logPath())
+		if errors.Is(err, os.ErrNotExist) {
+			p.st.logOff = 0
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read phone state: %w", err)
+		}
+		defer f.Close()
 	}
-	if err != nil {
-		return fmt.Errorf("read phone state: %w", err)
-	}
-	defer f.Close()
 	b, err := io.ReadAll(io.NewSectionReader(f, p.st.logOff, 1<<40))
 	if err != nil {
 		return fmt.Errorf("read phone state: %w", err)
@@ -371,16 +381,12 @@ func (p *Phone) rewrite(f *os.File, fn func([]*Account) []*Account) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(p.statePath(), append(b, '\n'), p.durability == DurabilityFull); err != nil {
+	fi, err := writeAtomic(p.statePath(), append(b, '\n'), p.durability == DurabilityFull)
+	if err != nil {
 		p.st.loaded = false
 		return fmt.Errorf("write phone state: %w", err)
 	}
 	if err := f.Truncate(0); err != nil {
-		p.st.loaded = false
-		return fmt.Errorf("write phone state: %w", err)
-	}
-	fi, err := os.Stat(p.statePath())
-	if err != nil {
 		p.st.loaded = false
 		return fmt.Errorf("write phone state: %w", err)
 	}
@@ -389,17 +395,23 @@ func (p *Phone) rewrite(f *os.File, fn func([]*Account) []*Account) error {
 }
 
 // writeAtomic writes path by a rename of a temporary file; with sync, the
-// data and the directory entry reach the disk before it returns.
-func writeAtomic(path string, data []byte, sync bool) error {
+// data and the directory entry reach the disk before it returns. It
+// returns the file's FileInfo as written (the rename keeps its inode,
+// size and modification time).
+func writeAtomic(path string, data []byte, sync bool) (os.FileInfo, error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
 	if err == nil && sync {
 		err = f.Sync()
+	}
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = f.Stat()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -409,16 +421,16 @@ func writeAtomic(path string, data []byte, sync bool) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return err
+		return nil, err
 	}
 	if sync {
 		if d, err := os.Open(dir); err == nil {
 			err = d.Sync()
 			d.Close()
-			return err
+			return fi, err
 		}
 	}
-	return nil
+	return fi, nil
 }
 
 // changeAccounts rewrites the account list with fn's.

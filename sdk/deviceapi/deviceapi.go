@@ -229,6 +229,15 @@ type InboxMessage struct {
 	// KeyID names the account the message is for, in answers to
 	// POST /_app/inboxes (ours).
 	KeyID string `json:"keyId,omitempty"`
+	// UAF (ours) is, in answers to POST /_app/inboxes that asked for it
+	// (InboxesRequest.UAF), what redeeming the approval's token would
+	// answer: the UAF AuthenticationRequest (its transaction text, the
+	// number choices), so the phone answers without the redeem. The token
+	// is not spent by the delivery: the first of the assertion, a decline
+	// or a redeem of the token spends it, and the others are then refused.
+	// Absent (an older cloud, a removal notice, a login request, a token
+	// already redeemed): the phone redeems the payload's token as usual.
+	UAF *RedeemResponse `json:"uaf,omitempty"`
 }
 
 // MaxInboxKeys is how many accounts one POST /_app/inboxes may name.
@@ -242,6 +251,9 @@ const MaxInboxKeys = 1000
 type InboxesRequest struct {
 	DeviceKey json.RawMessage `json:"deviceKey"` // the device key, a JWK
 	KeyIDs    []string        `json:"keyIds"`    // the accounts' UAF keyIDs
+	// UAF asks the cloud to deliver each approval's UAF request with its
+	// message (InboxMessage.UAF). A cloud without the feature ignores it.
+	UAF bool `json:"uaf,omitempty"`
 }
 
 // InboxesResponse answers POST /_app/inboxes: the messages of every

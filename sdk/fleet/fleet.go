@@ -149,7 +149,10 @@ type Config struct {
 	PIN       string  // the phones' PIN (default 1234)
 	KDF       sdk.KDF // the PIN verifiers' Argon2id cost (default sdk.KDFStandard)
 	// Durability is how the phones write their sign counters: full (an
-	// fsync per approval, the default) or relaxed (no fsync).
+	// fsync per approval, the default) or relaxed (no fsync). Relaxed
+	// without StateDir keeps each phone's accounts and counters in memory
+	// only (sdk.WithMemoryState): the temporary directory they would be
+	// written to is removed at the end anyway, so nothing is lost.
 	Durability sdk.Durability
 	Keep       bool          // keep the users at the end
 	Timeout    time.Duration // how long the backend waits for one answer (default 60 s)
@@ -267,6 +270,7 @@ type run struct {
 	client *http.Client
 	phones []*phone
 	keys   *keystore.Memory // every phone's keys (names are unique per key)
+	memory bool             // the phones keep their state in memory (relaxed, no StateDir)
 
 	mu        sync.Mutex
 	latencies []time.Duration
@@ -328,7 +332,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("%w: --state keeps the phones' keys encrypted: set %s", ErrBadConfig, keystore.PassphraseEnv)
 	}
 	dir := cfg.StateDir
-	if dir == "" {
+	memory := dir == "" && cfg.Durability == sdk.DurabilityRelaxed
+	if dir == "" && !memory {
 		d, err := os.MkdirTemp("", "authphone-fleet-")
 		if err != nil {
 			return nil, err
@@ -336,7 +341,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	r := &run{cfg: cfg, client: &http.Client{Transport: cfg.Transport}, outcomes: map[string]int{}, keys: keystore.NewMemory()}
+	r := &run{cfg: cfg, client: &http.Client{Transport: cfg.Transport}, outcomes: map[string]int{}, keys: keystore.NewMemory(), memory: memory}
 	// The phones enrol by app link: no QR image is rendered for them. The
 	// backend's calls carry no one-time signature: one that met a
 	// connection the cloud had closed is sent again as it was (the
@@ -351,7 +356,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("reach the cloud at %s: %w", cfg.Cloud, err)
 	}
 	rep := &Report{Phones: cfg.Phones, Answer: cfg.Approve, Think: cfg.Think.String(), Inflight: cfg.Inflight, Rate: cfg.Rate,
-		Durability: durabilityNote(cfg.Durability), GCPercent: cfg.GCPercent, SecondFactor: "pin", Kept: cfg.Keep || cfg.StateDir != "", KDF: cfg.KDF.Name,
+		Durability: durabilityNote(cfg.Durability, memory), GCPercent: cfg.GCPercent, SecondFactor: "pin", Kept: cfg.Keep || cfg.StateDir != "", KDF: cfg.KDF.Name,
 		StateDir: cfg.StateDir, Outcomes: map[string]int{}}
 	if cfg.Biometric {
 		rep.SecondFactor = "biometric"
@@ -458,7 +463,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-func durabilityNote(d sdk.Durability) string {
+func durabilityNote(d sdk.Durability, memory bool) string {
+	if memory {
+		return "relaxed (no --state: each phone's accounts and sign counters kept in memory only, nothing written)"
+	}
 	if d == sdk.DurabilityRelaxed {
 		return "relaxed (sign counter appended to each phone's counters.log without fsync)"
 	}
@@ -551,7 +559,11 @@ func (r *run) enrol(ctx context.Context, dir string, saved *savedFleet) error {
 }
 
 func (r *run) newPhone(dir, username string) (*sdk.Phone, error) {
-	return sdk.New("fleet", r.keys, sdk.WithStateDir(dir), sdk.WithCloud(r.cfg.Cloud),
+	where := sdk.WithStateDir(dir)
+	if r.memory {
+		where = sdk.WithMemoryState()
+	}
+	return sdk.New("fleet", r.keys, where, sdk.WithCloud(r.cfg.Cloud),
 		sdk.WithHTTPClient(r.client), sdk.WithKDF(r.cfg.KDF), sdk.WithDurability(r.cfg.Durability), sdk.WithDeviceName("authphone fleet phone "+username))
 }
 

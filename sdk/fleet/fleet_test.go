@@ -234,3 +234,38 @@ func TestFleetGCPercentIsRestored(t *testing.T) {
 		t.Fatalf("GC percent after the run = %d, want the process's 150 back", got)
 	}
 }
+
+// TestFleetRelaxedWithoutStateWritesNothing: a relaxed fleet with no
+// StateDir keeps its phones in memory (the report says so), while a full
+// one writes and fsyncs each phone's counters in a temporary directory.
+func TestFleetRelaxedWithoutStateWritesNothing(t *testing.T) {
+	emu := newCloud(t)
+	for _, tc := range []struct {
+		dur   sdk.Durability
+		files bool
+		note  string
+	}{
+		{sdk.DurabilityRelaxed, false, "in memory only"},
+		{sdk.DurabilityFull, true, "fsynced"},
+	} {
+		tmp := t.TempDir()
+		t.Setenv("TMPDIR", tmp)
+		var sawFiles atomic.Bool
+		rep, err := fleet.Run(context.Background(), fleet.Config{Cloud: emu.URL(), AccessKey: emu.AccessKey(),
+			Phones: 2, Count: 4, Approve: 1, Biometric: true, Durability: tc.dur,
+			Progress: func(fleet.Snapshot) {
+				if es, _ := os.ReadDir(tmp); len(es) > 0 {
+					sawFiles.Store(true)
+				}
+			}})
+		if err != nil || rep.Failed() || rep.Outcomes["succeeded"] != 4 {
+			t.Fatalf("durability %v: %+v %v", tc.dur, rep, err)
+		}
+		if sawFiles.Load() != tc.files {
+			t.Errorf("durability %v: files in TMPDIR while running = %v, want %v", tc.dur, sawFiles.Load(), tc.files)
+		}
+		if !strings.Contains(rep.Durability, tc.note) {
+			t.Errorf("durability %v: report says %q, want it to mention %q", tc.dur, rep.Durability, tc.note)
+		}
+	}
+}
