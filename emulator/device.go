@@ -67,6 +67,10 @@ func (s *Server) devFail(w http.ResponseWriter, r *http.Request, err error) {
 var registrationPolicy = []string{"F1D0#0001", "F1D0#0002", "F1D0#0003", "F1D0#0004", "F1D0#0005",
 	"F1D0#1001", "F1D0#1002", "F1D0#1003", "F1D0#1004", "F1D0#1005"}
 
+// defaultRegPolicy is policyOf(registrationPolicy), built once: a
+// registration request's policy only adds to its Disallowed.
+var defaultRegPolicy = policyOf(registrationPolicy)
+
 func policyOf(aaids []string) uaf.Policy {
 	p := uaf.Policy{}
 	for _, a := range aaids {
@@ -81,7 +85,7 @@ func policyOf(aaids []string) uaf.Policy {
 // twice (another key of the same AAID still may).
 func registrationPolicyFor(st Tx, userID string, base uaf.Policy) (uaf.Policy, error) {
 	p := base
-	p.Disallowed = slices.Clone(base.Disallowed)
+	p.Disallowed = slices.Clip(base.Disallowed) // an append copies: base is shared
 	if userID == "" {
 		return p, nil
 	}
@@ -110,6 +114,18 @@ func challenge() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return uaf.B64.EncodeToString(b)
+}
+
+// newSession returns a new session's serverData (randomToken("")) and
+// challenge (challenge()), from one read of the random source.
+func newSession() (serverData, chal string) {
+	var b [64]byte
+	_, _ = rand.Read(b[:])
+	var out [2 * 43]byte // 32 bytes base64url without padding, twice
+	base64.RawURLEncoding.Encode(out[:43], b[:32])
+	uaf.B64.Encode(out[43:], b[32:])
+	all := string(out[:])
+	return all[:43], all[43:]
 }
 
 func (s *Server) appID(r *http.Request) string { return s.base(r) + deviceapi.PathFacets }
@@ -200,7 +216,8 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 		case !now.Before(dt.ExpiresAt):
 			return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "token expired")
 		}
-		sess := &Session{ServerData: randomToken(""), Challenge: challenge(), TransactionID: dt.TransactionID}
+		serverData, chal := newSession()
+		sess := &Session{ServerData: serverData, Challenge: chal, TransactionID: dt.TransactionID}
 		hdr := uaf.Header{UPV: s.cfg.uafVersion(), AppID: appID, ServerData: sess.ServerData}
 		var msg any
 		var tx *Transaction
@@ -223,7 +240,7 @@ func (s *Server) handleRedeem(w http.ResponseWriter, r *http.Request) {
 				return deverr(http.StatusGone, deviceapi.StatusRequestInvalid, "the user was deleted")
 			}
 			hdr.Op, sess.Op, sess.Policy = uaf.OpReg, string(uaf.OpReg), registrationPolicy
-			base := policyOf(sess.Policy)
+			base := defaultRegPolicy
 			if s.cfg.regPolicy != nil {
 				base = *s.cfg.regPolicy
 			}
@@ -415,7 +432,7 @@ func (s *Server) readUAF(w http.ResponseWriter, r *http.Request, op uaf.Operatio
 // readUAFBody is readUAF that also returns the body's context.
 func (s *Server) readUAFBody(w http.ResponseWriter, r *http.Request, op uaf.Operation) (*uaf.Response, []byte, json.RawMessage, error) {
 	var body deviceapi.UAFBody
-	if err := readJSON(w, r, &body); err != nil {
+	if err := readJSONWith(w, r, &body, decodeUAFBody); err != nil {
 		return nil, nil, nil, err
 	}
 	resp, raw, err := s.parseUAF(body, op)
@@ -468,10 +485,10 @@ func (s *Server) checkSession(r *http.Request, st Tx, resp *uaf.Response, op uaf
 	if p.Challenge != sess.Challenge {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusRequestInvalid, "fcParams challenge is not the one the cloud sent")
 	}
-	if p.AppID != s.appID(r) {
+	if base := s.base(r); len(p.AppID) != len(base)+len(deviceapi.PathFacets) || !strings.HasPrefix(p.AppID, base) || !strings.HasSuffix(p.AppID, deviceapi.PathFacets) {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "fcParams appID is not this cloud's")
 	}
-	if !slices.Contains(s.trustedFacets(r), p.FacetID) {
+	if !s.trustsFacet(r, p.FacetID) {
 		return nil, nil, deverr(http.StatusBadRequest, deviceapi.StatusUntrustedFacet,
 			"untrusted facet "+strconv.Quote(p.FacetID)+": it is not in the cloud's trusted facet list ("+s.appID(r)+")")
 	}
@@ -531,8 +548,10 @@ type transactionClaims struct {
 // set of claims, ES256 with the current key) rather than through a JOSE
 // library's token builder; tests verify it with jwx against the JWKS.
 func (s *Server) transactionToken(r *http.Request, tx *Transaction, userID string, now time.Time) (string, error) {
-	payload, err := json.Marshal(transactionClaims{Aud: []string{"backend"}, Exp: now.Add(s.cfg.tokenTTL).Unix(), Iat: now.Unix(),
-		Iss: s.base(r), Jti: uuid.NewString(), Nbf: now.Unix(), Scope: tx.Kind, Sub: userID, Txn: tx.ID})
+	c := transactionClaims{Aud: []string{"backend"}, Exp: now.Add(s.cfg.tokenTTL).Unix(), Iat: now.Unix(),
+		Iss: s.base(r), Jti: uuid.NewString(), Nbf: now.Unix(), Scope: tx.Kind, Sub: userID, Txn: tx.ID}
+	var buf [512]byte
+	payload, err := appendTransactionClaims(buf[:0], &c)
 	if err != nil {
 		return "", err
 	}
@@ -545,27 +564,28 @@ func (is *issuer) signCompact(payload []byte, typ string) (string, error) {
 	is.mu.RLock()
 	k := is.keys[len(is.keys)-1]
 	is.mu.RUnlock()
-	hdr, err := json.Marshal(struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ"`
-	}{"ES256", k.kid, typ})
-	if err != nil {
-		return "", err
-	}
 	b64 := base64.RawURLEncoding
-	out := make([]byte, 0, b64.EncodedLen(len(hdr))+b64.EncodedLen(len(payload))+2+86)
-	out = b64.AppendEncode(out, hdr)
+	hdr := k.headerJWT // the usual one, made with the key
+	if typ != "JWT" {
+		h, err := compactHeader(k.kid, typ)
+		if err != nil {
+			return "", err
+		}
+		hdr = h
+	}
+	out := make([]byte, 0, len(hdr)+b64.EncodedLen(len(payload))+2+86)
+	out = append(out, hdr...)
 	out = append(out, '.')
 	out = b64.AppendEncode(out, payload)
 	h := sha256.Sum256(out)
-	r, sv, err := ecdsa.Sign(rand.Reader, k.priv, h[:])
+	der, err := ecdsa.SignASN1(rand.Reader, k.priv, h[:])
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
 	}
 	var sig [64]byte
-	r.FillBytes(sig[:32])
-	sv.FillBytes(sig[32:])
+	if !derToRaw(der, sig[:]) {
+		return "", errors.New("sign token: ECDSA gave a malformed signature")
+	}
 	out = append(out, '.')
 	out = b64.AppendEncode(out, sig[:])
 	return string(out), nil

@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -536,23 +537,41 @@ var jsonContentType = []string{"application/json"}
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	encodeJSON(w, v)
 }
 
 // readJSON decodes a JSON body of at most cloudapi.MaxBody bytes.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return readJSONWith(w, r, v, json.Unmarshal)
+}
+
+// readJSONWith is readJSON decoding with decode, json.Unmarshal or one
+// that does what it does.
+func readJSONWith[T any](w http.ResponseWriter, r *http.Request, v T, decode func([]byte, T) error) error {
 	body, err := readBody(w, r)
 	if err != nil {
 		return err
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
-		if mt != "application/json" && mt != "application/fido+uaf" {
-			return errf(http.StatusUnsupportedMediaType, "content type %q is not supported; send application/json", ct)
-		}
+	if err := checkContentType(r); err != nil {
+		return err
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	if err := decode(body, v); err != nil {
 		return errf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
+	}
+	return nil
+}
+
+// checkContentType refuses a body that is neither JSON nor a UAF message.
+// The two plain values, as clients send them, are taken without parsing.
+func checkContentType(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	switch ct {
+	case "", "application/json", "application/fido+uaf":
+		return nil
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	if mt != "application/json" && mt != "application/fido+uaf" {
+		return errf(http.StatusUnsupportedMediaType, "content type %q is not supported; send application/json", ct)
 	}
 	return nil
 }
@@ -660,6 +679,11 @@ func (s *Server) trustedFacets(r *http.Request) []string {
 	return append([]string{s.base(r)}, s.cfg.facets...)
 }
 
+// trustsFacet reports whether facetID is among trustedFacets.
+func (s *Server) trustsFacet(r *http.Request, facetID string) bool {
+	return facetID == s.base(r) || slices.Contains(s.cfg.facets, facetID)
+}
+
 // handleFacets serves the trusted facet list at the appID URL (UAF 1.1
 // AppID and Facet specification), for UAF 1.0 and 1.1.
 func (s *Server) handleFacets(w http.ResponseWriter, r *http.Request) {
@@ -705,6 +729,10 @@ func (s *Server) longPoll(ctx context.Context, key string, wait time.Duration, c
 
 // longPollAny is longPoll woken by any of keys.
 func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Duration, check func() (done bool, expiresAt time.Time)) bool {
+	if wait <= 0 { // no wait: one check, no waiter
+		check()
+		return true
+	}
 	deadline := time.Now().Add(wait)
 	waiting := false
 	defer func() {

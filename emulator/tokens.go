@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -11,15 +12,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/authphone/authphone/internal/jsonfast"
 	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // signingKey is one of the cloud's ES256 keys.
@@ -29,6 +34,8 @@ type signingKey struct {
 	jwk     jwk.Key // private, with kid and alg
 	pub     jwk.Key
 	retired time.Time // zero while current; old keys stay published until their tokens expire
+	// headerJWT is signCompact's header (typ JWT) for this key, base64url.
+	headerJWT string
 }
 
 // issuer signs and checks the cloud's tokens.
@@ -112,7 +119,11 @@ func newSigningKey(kid string, priv *ecdsa.PrivateKey) (*signingKey, error) {
 		return nil, err
 	}
 	_ = pub.Set(jwk.KeyUsageKey, "sig")
-	return &signingKey{kid: kid, priv: priv, jwk: k, pub: pub}, nil
+	hdr, err := compactHeader(kid, "JWT")
+	if err != nil {
+		return nil, err
+	}
+	return &signingKey{kid: kid, priv: priv, jwk: k, pub: pub, headerJWT: hdr}, nil
 }
 
 // rotate adds a new current key and returns its kid; the previous key stays
@@ -215,10 +226,28 @@ func (is *issuer) mac(purpose, s string) string {
 	is.mu.RLock()
 	secret := is.secret // replace swaps it when another replica (or an import) brings new keys
 	is.mu.RUnlock()
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(purpose + "\x00" + s))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	m, _ := macs.Get().(*keyedMAC)
+	if m == nil || !bytes.Equal(m.secret, secret) {
+		m = &keyedMAC{secret: bytes.Clone(secret), h: hmac.New(sha256.New, secret)}
+	}
+	m.h.Reset()
+	m.h.Write([]byte(purpose))
+	m.h.Write([]byte{0})
+	m.h.Write([]byte(s))
+	var sum [sha256.Size]byte
+	out := base64.RawURLEncoding.EncodeToString(m.h.Sum(sum[:0]))
+	macs.Put(m)
+	return out
 }
+
+// keyedMAC is an HMAC-SHA256 keyed with secret, kept for the next mac of
+// the same secret (a reset HMAC does not hash its key again).
+type keyedMAC struct {
+	secret []byte
+	h      hash.Hash
+}
+
+var macs sync.Pool
 
 // randomToken returns a prefixed random opaque token.
 func randomToken(prefix string) string {
@@ -258,4 +287,79 @@ func jwtClaims(s string) map[string]any {
 		return nil
 	}
 	return m
+}
+
+// appendTransactionClaims appends json.Marshal(c), written by hand.
+func appendTransactionClaims(b []byte, c *transactionClaims) ([]byte, error) {
+	w := jsonfast.NewWriter(b)
+	w.Raw(`{"aud":`)
+	if c.Aud == nil {
+		w.Raw("null")
+	} else {
+		w.Byte('[')
+		for i, a := range c.Aud {
+			if i > 0 {
+				w.Byte(',')
+			}
+			w.String(a)
+		}
+		w.Byte(']')
+	}
+	w.Raw(`,"exp":`)
+	w.Int(c.Exp)
+	w.Raw(`,"iat":`)
+	w.Int(c.Iat)
+	w.Raw(`,"iss":`)
+	w.String(c.Iss)
+	w.Raw(`,"jti":`)
+	w.String(c.Jti)
+	w.Raw(`,"nbf":`)
+	w.Int(c.Nbf)
+	if c.Scope != "" {
+		w.Raw(`,"scope":`)
+		w.String(c.Scope)
+	}
+	w.Raw(`,"sub":`)
+	w.String(c.Sub)
+	w.Raw(`,"txn":`)
+	w.String(c.Txn)
+	w.Byte('}')
+	if !w.OK {
+		j, err := json.Marshal(c)
+		return append(b, j...), err
+	}
+	return w.B, nil
+}
+
+// compactHeader is the base64url JOSE header of signCompact.
+func compactHeader(kid, typ string) (string, error) {
+	hdr, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{"ES256", kid, typ})
+	return base64.RawURLEncoding.EncodeToString(hdr), err
+}
+
+// derToRaw writes the ASN.1 DER P-256 signature der as r‖s into out (64
+// bytes); false for anything but a SEQUENCE of two INTEGERs of at most 32
+// significant bytes.
+func derToRaw(der, out []byte) bool {
+	in := cryptobyte.String(der)
+	var seq, r, s cryptobyte.String
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() ||
+		!seq.ReadASN1(&r, cbasn1.INTEGER) || !seq.ReadASN1(&s, cbasn1.INTEGER) || !seq.Empty() {
+		return false
+	}
+	for i, v := range [][]byte{r, s} {
+		for len(v) > 0 && v[0] == 0 {
+			v = v[1:]
+		}
+		if len(v) > 32 {
+			return false
+		}
+		clear(out[i*32 : (i+1)*32])
+		copy(out[(i+1)*32-len(v):(i+1)*32], v)
+	}
+	return true
 }

@@ -29,6 +29,7 @@ type Client struct {
 	base     string
 	r        *resty.Client // the calls off the hot path (forms, streams, JWKS)
 	hc       *http.Client  // do's calls, through net/http directly
+	direct   bool          // hc adds nothing to its transport: do calls the transport itself
 	header   http.Header   // what every call of do sends
 	verbose  io.Writer
 	audience string
@@ -132,7 +133,8 @@ func New(baseURL string, opts ...Option) *Client {
 	if o.issuer == "" {
 		o.issuer = base
 	}
-	return &Client{base: base, r: r, hc: hc, header: header, verbose: o.verbose, audience: o.audience, issuer: o.issuer, refetch: o.refetch, now: o.now}
+	direct := hc.Jar == nil && hc.Timeout == 0 && hc.CheckRedirect == nil
+	return &Client{base: base, r: r, hc: hc, direct: direct, header: header, verbose: o.verbose, audience: o.audience, issuer: o.issuer, refetch: o.refetch, now: o.now}
 }
 
 // BaseURL is the cloud's base URL.
@@ -145,34 +147,21 @@ const userAgent = "authphone-backend/1"
 // gets the answer's bytes. It goes through net/http directly: the headers
 // are set in place, the answer read into a pooled buffer.
 func (c *Client) do(ctx context.Context, method, path string, body any, out any, raw *[]byte) error {
-	var rd io.Reader
 	var b []byte
 	if body != nil {
 		var err error
 		if b, err = json.Marshal(body); err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
 	}
 	u := c.base + path
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return err
-	}
-	h := req.Header
-	for k, v := range c.header {
-		h[k] = v
-	}
-	if body != nil {
-		h["Content-Type"] = []string{"application/json"}
-	}
 	start := time.Now()
 	if c.verbose != nil {
 		fmt.Fprintf(c.verbose, "> %s %s (Authorization: [redacted])\n", method, u)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.send(ctx, method, u, b)
 	if err != nil {
-		return c.transportError(ctx, err)
+		return err
 	}
 	buf := bufpool.Get()
 	defer bufpool.Put(buf)
@@ -196,11 +185,104 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any,
 		return &Error{Status: resp.StatusCode, Text: eb.Error, Message: eb.Message}
 	}
 	if out != nil {
-		if err := json.Unmarshal(ans, out); err != nil {
+		if err := decode(ans, out); err != nil {
 			return fmt.Errorf("the cloud at %s answered %s with something unexpected: %w", c.base, path, err)
 		}
 	}
 	return nil
+}
+
+// send sends one call. When the http.Client adds nothing to its transport
+// (no cookie jar, time limit or redirect policy of its own) the request
+// goes to the transport directly, as the client would send it; an answer
+// that redirects is then handed to an http.Client, which follows it as it
+// would have (the request is not sent twice).
+func (c *Client) send(ctx context.Context, method, u string, b []byte) (*http.Response, error) {
+	var rd io.Reader
+	if b != nil {
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	h := req.Header
+	for k, v := range c.header {
+		h[k] = v
+	}
+	if b != nil {
+		h["Content-Type"] = jsonValue
+	}
+	if !c.direct || req.URL.User != nil {
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return nil, c.transportError(ctx, err)
+		}
+		return resp, nil
+	}
+	rt := c.hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		op := method[:1] + strings.ToLower(method[1:])
+		return nil, c.transportError(ctx, &url.Error{Op: op, URL: u, Err: err})
+	}
+	if isRedirect(resp) {
+		// The client gets the answer already received as its first
+		// exchange's, then follows the redirect on the transport.
+		resp, err = (&http.Client{Transport: &answered{resp: resp, rt: rt}}).Do(req)
+		if err != nil {
+			return nil, c.transportError(ctx, err)
+		}
+	}
+	return resp, nil
+}
+
+// answered is a transport whose first exchange is already done: it
+// answers resp, then sends on rt.
+type answered struct {
+	resp *http.Response
+	rt   http.RoundTripper
+}
+
+func (t *answered) RoundTrip(req *http.Request) (*http.Response, error) {
+	if resp := t.resp; resp != nil {
+		t.resp = nil
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		resp.Request = req
+		return resp, nil
+	}
+	return t.rt.RoundTrip(req)
+}
+
+// jsonValue is the Content-Type of a call's body (a shared header value,
+// never changed in place).
+var jsonValue = []string{"application/json"}
+
+func isRedirect(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return resp.Header.Get("Location") != ""
+	}
+	return false
+}
+
+// decode is json.Unmarshal(b, out) for a zero *out; the answers of
+// enroll, approval and status are read by hand (cloudapi.DecodeUser, ...).
+func decode(b []byte, out any) error {
+	switch out := out.(type) {
+	case *cloudapi.User:
+		return cloudapi.DecodeUser(b, out)
+	case *cloudapi.ApprovalResponse:
+		return cloudapi.DecodeApprovalResponse(b, out)
+	case *cloudapi.StatusResponse:
+		return cloudapi.DecodeStatusResponse(b, out)
+	}
+	return json.Unmarshal(b, out)
 }
 
 // transportError explains a call that got no answer: ctx ended (its
