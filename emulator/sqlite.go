@@ -219,8 +219,8 @@ var sqliteSteps = map[int]func(context.Context, *sql.Tx) error{8: sqliteOneTree}
 //     only when it opens, every row of every table (the lookups by
 //     username, keyID, user, inbox… are the memory store's indexes), so an
 //     index there is only written, never read: the indexes were about 60%
-//     of the pages an approval's commits wrote (99 WAL page writes per
-//     approval with them, 38 without). PostgreSQL, which reads by them,
+//     of the pages an approval's commits wrote (99 pwrite calls to the WAL
+//     per approval with them, 38 without). PostgreSQL, which reads by them,
 //     keeps them. A CREATE INDEX in a later migration is for PostgreSQL
 //     only (see migrations).
 func sqliteOneTree(ctx context.Context, tx *sql.Tx) error {
