@@ -540,8 +540,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	encodeJSON(w, v)
 }
 
-// readJSON decodes a JSON body of at most cloudapi.MaxBody bytes (the
-// device API's usual bodies by hand: deviceapi.Unmarshal).
+// readJSON decodes a JSON body of at most cloudapi.MaxBody bytes
+// (decodeBody).
 func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := readBody(w, r)
 	if err != nil {
@@ -550,10 +550,20 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := checkContentType(r); err != nil {
 		return err
 	}
-	if err := deviceapi.Unmarshal(body, v); err != nil {
+	if err := decodeBody(body, v); err != nil {
 		return errf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
 	}
 	return nil
+}
+
+// decodeBody is json.Unmarshal(b, v), the usual bodies of the backend and
+// device APIs by hand (cloudapi.Unmarshal, deviceapi.Unmarshal).
+func decodeBody(b []byte, v any) error {
+	switch v.(type) {
+	case *cloudapi.EnrollRequest, *cloudapi.ApprovalRequest, *cloudapi.StatusRequest:
+		return cloudapi.Unmarshal(b, v)
+	}
+	return deviceapi.Unmarshal(b, v)
 }
 
 // checkContentType refuses a body that is neither JSON nor a UAF message.

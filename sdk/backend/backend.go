@@ -150,7 +150,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any,
 	var b []byte
 	if body != nil {
 		var err error
-		if b, err = json.Marshal(body); err != nil {
+		if b, err = cloudapi.Marshal(body); err != nil { // json.Marshal; enroll, approval and status by hand
 			return err
 		}
 	}

@@ -83,7 +83,7 @@ func AppendUser(b []byte, u *User) ([]byte, error) {
 	}
 	w.Byte('}')
 	if !w.OK {
-		return marshalAppend(b, u)
+		return marshalAppend(b, *u) // a copy: u does not escape
 	}
 	return w.B, nil
 }
@@ -176,7 +176,7 @@ func AppendApprovalResponse(b []byte, a *ApprovalResponse) ([]byte, error) {
 	}
 	w.Byte('}')
 	if !w.OK {
-		return marshalAppend(b, a)
+		return marshalAppend(b, *a) // a copy: a does not escape
 	}
 	return w.B, nil
 }
@@ -218,7 +218,7 @@ func AppendStatusResponse(b []byte, s *StatusResponse) ([]byte, error) {
 	}
 	w.Byte('}')
 	if !w.OK {
-		return marshalAppend(b, s)
+		return marshalAppend(b, *s) // a copy: s does not escape
 	}
 	return w.B, nil
 }
@@ -494,5 +494,163 @@ func fastDecodeStatusResponse(b []byte, s *StatusResponse) bool {
 		return -1
 	})
 	r.End()
+	return r.OK
+}
+
+// Marshal is json.Marshal(v); the bodies of enroll, approval and status
+// are written by hand.
+func Marshal(v any) ([]byte, error) {
+	w := jsonfast.NewWriter(nil)
+	switch v := v.(type) {
+	case EnrollRequest:
+		w.Byte('{')
+		fields(&w, "username", v.Username, "userId", v.UserID, "channel", v.Channel)
+		w.Byte('}')
+	case ApprovalRequest:
+		w.Byte('{')
+		c := fields(&w, "username", v.Username, "userId", v.UserID, "channel", v.Channel, "message", v.Message,
+			"notificationMessage", v.NotificationMessage, "authenticatorId", v.AuthenticatorID)
+		for _, f := range []struct {
+			k string
+			b bool
+		}{{"prompt", v.Prompt}, {"numberMatching", v.NumberMatching}} {
+			if f.b {
+				if c {
+					w.Byte(',')
+				}
+				w.Byte('"')
+				w.Raw(f.k)
+				w.Raw(`":true`)
+				c = true
+			}
+		}
+		w.Byte('}')
+	case StatusRequest:
+		w.Raw(`{"statusToken":`)
+		w.String(v.StatusToken)
+		w.Byte('}')
+	default:
+		return json.Marshal(v)
+	}
+	if !w.OK {
+		return json.Marshal(v)
+	}
+	return w.B, nil
+}
+
+// fields writes the non-empty of key, value pairs (omitempty strings) and
+// reports whether it wrote any.
+func fields(w *jsonfast.Writer, kv ...string) bool {
+	comma := false
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			continue
+		}
+		if comma {
+			w.Byte(',')
+		}
+		w.Byte('"')
+		w.Raw(kv[i])
+		w.Raw(`":`)
+		w.String(kv[i+1])
+		comma = true
+	}
+	return comma
+}
+
+// Unmarshal is json.Unmarshal(b, v); the bodies of enroll, approval and
+// status are read by hand into a zero value.
+func Unmarshal(b []byte, v any) error {
+	if fastDecodeRequest(b, v) {
+		return nil
+	}
+	return json.Unmarshal(b, v)
+}
+
+// fastDecodeRequest reads b by hand into v if v is a zero request of
+// enroll, approval or status; false (v unchanged) otherwise.
+func fastDecodeRequest(b []byte, v any) bool {
+	r := jsonfast.NewReader(b)
+	switch v := v.(type) {
+	case *EnrollRequest:
+		if *v != (EnrollRequest{}) {
+			return false
+		}
+		var out EnrollRequest
+		r.Object(func(k []byte) int {
+			switch string(k) {
+			case "username":
+				r.Text(&out.Username)
+				return 0
+			case "userId":
+				r.Text(&out.UserID)
+				return 1
+			case "channel":
+				r.Text(&out.Channel)
+				return 2
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+	case *ApprovalRequest:
+		if *v != (ApprovalRequest{}) {
+			return false
+		}
+		var out ApprovalRequest
+		r.Object(func(k []byte) int {
+			switch string(k) {
+			case "username":
+				r.Text(&out.Username)
+				return 0
+			case "userId":
+				r.Text(&out.UserID)
+				return 1
+			case "channel":
+				r.Text(&out.Channel)
+				return 2
+			case "message":
+				r.Text(&out.Message)
+				return 3
+			case "notificationMessage":
+				r.Text(&out.NotificationMessage)
+				return 4
+			case "authenticatorId":
+				r.Text(&out.AuthenticatorID)
+				return 5
+			case "prompt":
+				r.Bool(&out.Prompt)
+				return 6
+			case "numberMatching":
+				r.Bool(&out.NumberMatching)
+				return 7
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+	case *StatusRequest:
+		if *v != (StatusRequest{}) {
+			return false
+		}
+		var out StatusRequest
+		r.Object(func(k []byte) int {
+			if string(k) == "statusToken" {
+				r.Text(&out.StatusToken)
+				return 0
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+	default:
+		return false
+	}
 	return r.OK
 }

@@ -251,3 +251,59 @@ func TestFastPathTaken(t *testing.T) {
 		t.Error("fastDecodeStatusResponse gave up")
 	}
 }
+
+func randomRequest(r *rand.Rand) any {
+	switch r.IntN(3) {
+	case 0:
+		return EnrollRequest{Username: fastString(r), UserID: fastString(r), Channel: fastString(r)}
+	case 1:
+		return ApprovalRequest{Username: fastString(r), UserID: fastString(r), Channel: fastString(r), Message: fastString(r),
+			NotificationMessage: fastString(r), AuthenticatorID: fastString(r), Prompt: r.IntN(2) == 0, NumberMatching: r.IntN(2) == 0}
+	}
+	return StatusRequest{StatusToken: fastString(r)}
+}
+
+func TestFastRequestsMatchEncodingJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	check := func(v any, b []byte) {
+		t.Helper()
+		want := reflect.New(reflect.TypeOf(v)).Interface()
+		got := reflect.New(reflect.TypeOf(v)).Interface()
+		werr := json.Unmarshal(b, want)
+		gerr := Unmarshal(b, got)
+		if (werr != nil) != (gerr != nil) || !reflect.DeepEqual(want, got) {
+			t.Fatalf("%T %q:\n got %+v %v\nwant %+v %v", v, b, got, gerr, want, werr)
+		}
+	}
+	for i := range 30000 {
+		v := randomRequest(r)
+		want, _ := json.Marshal(v)
+		got, err := Marshal(v)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%d %T:\n got %s %v\nwant %s", i, v, got, err, want)
+		}
+		check(v, want)
+		for range 4 {
+			check(v, mutate(r, want))
+		}
+	}
+	for _, c := range []struct {
+		v any
+		n int
+	}{{EnrollRequest{}, 3}, {ApprovalRequest{}, 8}, {StatusRequest{}, 1}} {
+		if got := reflect.TypeOf(c.v).NumField(); got != c.n {
+			t.Errorf("%T has %d fields, its hand-written JSON %d: write the new ones (fastjson.go)", c.v, got, c.n)
+		}
+		b, _ := json.Marshal(c.v)
+		if !fastDecodeRequest(b, reflect.New(reflect.TypeOf(c.v)).Interface()) {
+			t.Errorf("%T was not read by hand", c.v)
+		}
+	}
+	// A filled value goes to encoding/json, which keeps what the JSON does not name.
+	got, want := ApprovalRequest{Message: "kept"}, ApprovalRequest{Message: "kept"}
+	_ = Unmarshal([]byte(`{"username":"a"}`), &got)
+	_ = json.Unmarshal([]byte(`{"username":"a"}`), &want)
+	if got != want {
+		t.Errorf("%+v, want %+v", got, want)
+	}
+}
