@@ -247,11 +247,14 @@ func (s *Server) handleApproval(w http.ResponseWriter, r *http.Request) {
 	dt := &DispatchToken{Token: uuid.NewString(), Kind: string(dispatch.Authentication), TransactionID: tx.ID, ExpiresAt: tx.ExpiresAt}
 	payload := dispatch.New(base, dispatch.Authentication, dt.Token)
 	var out cloudapi.ApprovalResponse
-	dropped := map[string]bool{} // chaos drop-push, decided once per authenticator (Update may run fn again)
+	var dropped map[string]bool // chaos drop-push, decided once per authenticator (Update may run fn again)
 	drop := func(id string) bool {
 		d, ok := dropped[id]
 		if !ok {
 			d = s.dropPush(id)
+			if dropped == nil {
+				dropped = map[string]bool{}
+			}
 			dropped[id] = d
 		}
 		return d

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
@@ -432,7 +433,7 @@ func (s *Server) readUAF(w http.ResponseWriter, r *http.Request, op uaf.Operatio
 // readUAFBody is readUAF that also returns the body's context.
 func (s *Server) readUAFBody(w http.ResponseWriter, r *http.Request, op uaf.Operation) (*uaf.Response, []byte, json.RawMessage, error) {
 	var body deviceapi.UAFBody
-	if err := readJSONWith(w, r, &body, decodeUAFBody); err != nil {
+	if err := readJSON(w, r, &body); err != nil {
 		return nil, nil, nil, err
 	}
 	resp, raw, err := s.parseUAF(body, op)
@@ -550,8 +551,10 @@ type transactionClaims struct {
 func (s *Server) transactionToken(r *http.Request, tx *Transaction, userID string, now time.Time) (string, error) {
 	c := transactionClaims{Aud: []string{"backend"}, Exp: now.Add(s.cfg.tokenTTL).Unix(), Iat: now.Unix(),
 		Iss: s.base(r), Jti: uuid.NewString(), Nbf: now.Unix(), Scope: tx.Kind, Sub: userID, Txn: tx.ID}
-	var buf [512]byte
-	payload, err := appendTransactionClaims(buf[:0], &c)
+	bp := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(bp)
+	payload, err := appendTransactionClaims((*bp)[:0], &c)
+	*bp = payload[:0]
 	if err != nil {
 		return "", err
 	}
@@ -588,7 +591,7 @@ func (is *issuer) signCompact(payload []byte, typ string) (string, error) {
 	}
 	out = append(out, '.')
 	out = b64.AppendEncode(out, sig[:])
-	return string(out), nil
+	return unsafe.String(unsafe.SliceData(out), len(out)), nil // out is not kept: the string owns it
 }
 
 // succeed marks a transaction succeeded with the token p signed for it.

@@ -540,14 +540,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	encodeJSON(w, v)
 }
 
-// readJSON decodes a JSON body of at most cloudapi.MaxBody bytes.
+// readJSON decodes a JSON body of at most cloudapi.MaxBody bytes (the
+// device API's usual bodies by hand: deviceapi.Unmarshal).
 func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	return readJSONWith(w, r, v, json.Unmarshal)
-}
-
-// readJSONWith is readJSON decoding with decode, json.Unmarshal or one
-// that does what it does.
-func readJSONWith[T any](w http.ResponseWriter, r *http.Request, v T, decode func([]byte, T) error) error {
 	body, err := readBody(w, r)
 	if err != nil {
 		return err
@@ -555,7 +550,7 @@ func readJSONWith[T any](w http.ResponseWriter, r *http.Request, v T, decode fun
 	if err := checkContentType(r); err != nil {
 		return err
 	}
-	if err := decode(body, v); err != nil {
+	if err := deviceapi.Unmarshal(body, v); err != nil {
 		return errf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
 	}
 	return nil
@@ -777,7 +772,7 @@ func (s *Server) longPollAny(ctx context.Context, keys []string, wait time.Durat
 }
 
 func jsonUnmarshal(b []byte, v any) error {
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := deviceapi.Unmarshal(b, v); err != nil {
 		return errf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
 	}
 	return nil

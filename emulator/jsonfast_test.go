@@ -81,62 +81,6 @@ func TestWriteFastKnowsEveryField(t *testing.T) {
 	}
 }
 
-func checkUAFBody(t *testing.T, b []byte) {
-	t.Helper()
-	var want, got deviceapi.UAFBody
-	werr := json.Unmarshal(b, &want)
-	gerr := decodeUAFBody(b, &got)
-	if (werr != nil) != (gerr != nil) || !reflect.DeepEqual(want, got) {
-		t.Fatalf("%q:\n got %+v, %v\nwant %+v, %v", b, got, gerr, want, werr)
-	}
-}
-
-func TestDecodeUAFBodyMatchesEncodingJSON(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 10))
-	msg := `[{"header":{"upv":{"major":1,"minor":1},"op":"Reg","appID":"http://cloud.invalid/_app/facets","serverData":"x"},"fcParams":"eyJ","assertions":[{"assertionScheme":"UAFV1TLV","assertion":"AT4"}]}]`
-	for i := range 20000 {
-		s := msg
-		if i%3 == 0 {
-			b := make([]byte, r.IntN(40))
-			for j := range b {
-				const alphabet = "ab\"\\/\b\f\n\r\t\x00\x1f\x7f\xc3\xa9<>&"
-				b[j] = alphabet[r.IntN(len(alphabet))]
-			}
-			s = string(b)
-		}
-		body := deviceapi.UAFBody{UAFResponse: s}
-		if i%5 == 0 {
-			body.Context = json.RawMessage(`{"number":42}`)
-		}
-		b, _ := json.Marshal(body)
-		checkUAFBody(t, b)
-		for range 4 {
-			m := bytes.Clone(b)
-			k := r.IntN(len(m))
-			switch r.IntN(4) {
-			case 0:
-				m = append(m[:k:k], m[k+1:]...)
-			case 1:
-				m[k] = byte(r.IntN(256))
-			case 2:
-				m = append(m[:k:k], append([]byte{'\\'}, m[k:]...)...)
-			case 3:
-				m = append(m[:k:k], append([]byte(`\u0041`), m[k:]...)...)
-			}
-			checkUAFBody(t, m)
-		}
-	}
-	for _, b := range []string{`{}`, `{"uafResponse":""}`, `{"uafresponse":"a"}`, `{"uafResponse":"a","uafResponse":"b"}`, `{"uafResponse":null}`,
-		`{"uafResponse":"a\/b\\c\"d"}`, `{"uafResponse":"\x"}`, `{"uafResponse":"a"} x`, ` {"uafResponse" : "a" } `, `{"uafResponse":"a\`} {
-		checkUAFBody(t, []byte(b))
-	}
-	var body deviceapi.UAFBody
-	b, _ := json.Marshal(deviceapi.UAFBody{UAFResponse: msg})
-	if rd := fastUAFBody(b, &body); !rd {
-		t.Error("a plain UAF body was not read by hand")
-	}
-}
-
 func TestTransactionClaimsMatchEncodingJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	for i := range 20000 {

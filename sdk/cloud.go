@@ -34,7 +34,7 @@ type signer struct {
 func (p *Phone) call(ctx context.Context, method, base, path string, query url.Values, body, out any, s *signer) error {
 	var raw []byte
 	if body != nil {
-		b, err := json.Marshal(body)
+		b, err := deviceapi.Marshal(body) // json.Marshal; the usual bodies by hand
 		if err != nil {
 			return err
 		}
@@ -85,7 +85,7 @@ func (p *Phone) call(ctx context.Context, method, base, path string, query url.V
 		return ce
 	}
 	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
+		if err := deviceapi.Unmarshal(b, out); err != nil { // json.Unmarshal; the usual answers by hand
 			return fmt.Errorf("the cloud at %s answered something that is not the device API: %w", base, err)
 		}
 	}

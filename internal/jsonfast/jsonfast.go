@@ -14,6 +14,7 @@ package jsonfast
 import (
 	"strconv"
 	"time"
+	"unsafe"
 )
 
 // Writer appends JSON to B. OK is false once a value could not be written
@@ -114,8 +115,8 @@ func (r *Reader) Fail() { r.OK = false }
 
 // Object reads an object, calling field for each key (its bytes, valid
 // until the next read): field reads the value and returns the key's index
-// (under 64), or -1 for a key it does not know, which fails the read. A
-// key must come at most once.
+// (under 64; Untracked for a key that may repeat), or -1 for a key it
+// does not know, which fails the read. A key must come at most once.
 func (r *Reader) Object(field func(key []byte) int) {
 	r.space()
 	if !r.OK || r.i >= len(r.B) || r.B[r.i] != '{' {
@@ -142,11 +143,13 @@ func (r *Reader) Object(field func(key []byte) int) {
 		}
 		r.i++
 		n := field(key)
-		if n < 0 || n >= 64 || seen&(1<<n) != 0 {
+		if n < 0 || (n < 64 && seen&(1<<n) != 0) {
 			r.OK = false
 			return
 		}
-		seen |= 1 << n
+		if n < 64 {
+			seen |= 1 << n
+		}
 		r.space()
 		if r.i >= len(r.B) {
 			r.OK = false
@@ -295,7 +298,7 @@ func (r *Reader) Text(s *string) {
 			return
 		}
 	}
-	*s = string(out)
+	*s = unsafe.String(unsafe.SliceData(out), len(out)) // out is not kept: the string owns it
 }
 
 // Time reads a time into *t as time.Time's UnmarshalJSON does.
@@ -350,6 +353,50 @@ func (r *Reader) Bool(b *bool) {
 		*b, r.i = true, r.i+4
 	case len(r.B)-r.i >= 5 && string(r.B[r.i:r.i+5]) == "false":
 		*b, r.i = false, r.i+5
+	default:
+		r.OK = false
+	}
+}
+
+// Untracked is what an Object field func returns for a key it takes any
+// number of times.
+const Untracked = 64
+
+// Raw reads one value and returns its bytes as they are (for a
+// json.RawMessage): objects, arrays, strings without escapes, integers,
+// true, false and null, nested at most 16 deep; anything else fails.
+func (r *Reader) Raw() []byte {
+	r.space()
+	start := r.i
+	r.skip(0)
+	if !r.OK {
+		return nil
+	}
+	return r.B[start:r.i]
+}
+
+func (r *Reader) skip(depth int) {
+	if depth > 16 || r.i >= len(r.B) {
+		r.OK = false
+		return
+	}
+	switch c := r.B[r.i]; {
+	case c == '{':
+		r.Object(func([]byte) int { r.skip(depth + 1); return Untracked }) // kept as it is, repeats and all
+	case c == '[':
+		r.Array(func() { r.skip(depth + 1) })
+	case c == '"':
+		if _, ok := r.plain(); !ok {
+			r.OK = false
+		}
+	case c == '-' || (c >= '0' && c <= '9'):
+		var n int64
+		r.Int(&n)
+	case c == 't' || c == 'f':
+		var b bool
+		r.Bool(&b)
+	case len(r.B)-r.i >= 4 && string(r.B[r.i:r.i+4]) == "null":
+		r.i += 4
 	default:
 		r.OK = false
 	}

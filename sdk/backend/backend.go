@@ -163,19 +163,32 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any,
 	if err != nil {
 		return err
 	}
-	buf := bufpool.Get()
-	defer bufpool.Put(buf)
-	_, err = buf.ReadFrom(resp.Body)
+	var ans []byte
+	if n := resp.ContentLength; raw != nil && n > 0 && n <= 1<<20 {
+		// The caller keeps the answer: read it where it stays.
+		ans = make([]byte, n)
+		if _, err = io.ReadFull(resp.Body, ans); err == nil {
+			var more [1]byte
+			if k, _ := resp.Body.Read(more[:]); k > 0 {
+				err = errors.New("the answer is longer than its Content-Length")
+			}
+		}
+		*raw = ans
+	} else {
+		buf := bufpool.Get()
+		defer bufpool.Put(buf)
+		_, err = buf.ReadFrom(resp.Body)
+		ans = buf.Bytes()
+		if raw != nil {
+			*raw = bytes.Clone(ans)
+		}
+	}
 	resp.Body.Close()
 	if err != nil {
 		return c.transportError(ctx, err)
 	}
 	if c.verbose != nil {
 		fmt.Fprintf(c.verbose, "< %d %s (%s)\n", resp.StatusCode, u, time.Since(start).Round(time.Microsecond))
-	}
-	ans := buf.Bytes()
-	if raw != nil {
-		*raw = bytes.Clone(ans)
 	}
 	if resp.StatusCode > 399 {
 		var eb cloudapi.ErrorBody

@@ -1,0 +1,301 @@
+package deviceapi
+
+import (
+	"encoding/json"
+
+	"github.com/authphone/authphone/internal/jsonfast"
+)
+
+// The bodies of a redeem, a registration, an authentication and a push
+// target, on both sides, written and read by hand: exactly json.Marshal's
+// bytes and json.Unmarshal's values (anything the hand code does not take
+// goes to encoding/json; tested against it).
+
+// Marshal is json.Marshal(v).
+func Marshal(v any) ([]byte, error) {
+	if b, ok := AppendJSON(nil, v); ok {
+		return b, nil
+	}
+	return json.Marshal(v)
+}
+
+// AppendJSON appends json.Marshal(v) to b for the bodies written by hand;
+// false for any other value, or one the hand code does not take.
+func AppendJSON(b []byte, v any) ([]byte, bool) {
+	w := jsonfast.NewWriter(b)
+	switch v := v.(type) {
+	case RedeemRequest:
+		w.Raw(`{"token":`)
+		w.String(v.Token)
+		w.Byte('}')
+	case UAFBody:
+		if len(v.Context) > 0 {
+			return b, false
+		}
+		w.Raw(`{"uafResponse":`)
+		w.String(v.UAFResponse)
+		w.Byte('}')
+	case DispatchTarget:
+		w.Raw(`{"name":`)
+		w.String(v.Name)
+		w.Raw(`,"deviceId":`)
+		w.String(v.DeviceID)
+		w.Raw(`,"dispatcher":`)
+		w.String(v.Dispatcher)
+		if v.Username != "" {
+			w.Raw(`,"username":`)
+			w.String(v.Username)
+		}
+		w.Raw(`,"signatureKey":`)
+		if v.SignatureKey == nil {
+			w.Raw("null")
+		} else if plainRaw(v.SignatureKey) {
+			w.B = append(w.B, v.SignatureKey...)
+		} else {
+			return b, false
+		}
+		w.Byte('}')
+	case RedeemResponse:
+		w.Raw(`{"statusCode":`)
+		w.Int(int64(v.StatusCode))
+		w.Raw(`,"uafRequest":`)
+		w.String(v.UAFRequest)
+		w.Raw(`,"op":`)
+		w.String(v.Op)
+		w.Raw(`,"lifetimeMillis":`)
+		w.Int(v.LifetimeMillis)
+		if len(v.NumberChoices) > 0 {
+			w.Raw(`,"numberChoices":[`)
+			for i, n := range v.NumberChoices {
+				if i > 0 {
+					w.Byte(',')
+				}
+				w.Int(int64(n))
+			}
+			w.Byte(']')
+		}
+		w.Byte('}')
+	case StatusBody:
+		w.Raw(`{"statusCode":`)
+		w.Int(int64(v.StatusCode))
+		if v.Description != "" {
+			w.Raw(`,"description":`)
+			w.String(v.Description)
+		}
+		if v.UserID != "" {
+			w.Raw(`,"userId":`)
+			w.String(v.UserID)
+		}
+		if v.AuthenticatorID != "" {
+			w.Raw(`,"authenticatorId":`)
+			w.String(v.AuthenticatorID)
+		}
+		w.Byte('}')
+	case DispatchTargetResponse:
+		w.Raw(`{"id":`)
+		w.String(v.ID)
+		w.Byte('}')
+	default:
+		return b, false
+	}
+	return w.B, w.OK
+}
+
+// plainRaw reports whether json.Marshal writes raw as it is: valid JSON,
+// compact, printable ASCII without the characters it escapes for HTML.
+func plainRaw(raw json.RawMessage) bool {
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&':
+			return false
+		case c == '\\':
+			return false // an escape: encoding/json may write it otherwise
+		case c == '"':
+			inString = !inString
+		case !inString && c == ' ':
+			return false
+		}
+	}
+	return json.Valid(raw)
+}
+
+// Unmarshal is json.Unmarshal(b, v); the bodies AppendJSON writes are read
+// by hand into a zero value.
+func Unmarshal(b []byte, v any) error {
+	if decodeFast(b, v) {
+		return nil
+	}
+	return json.Unmarshal(b, v)
+}
+
+// decodeFast reads b by hand into v if v is a zero body of one of the
+// types AppendJSON writes; false (v unchanged) otherwise.
+func decodeFast(b []byte, v any) bool {
+	switch v := v.(type) {
+	case *RedeemRequest:
+		if *v != (RedeemRequest{}) {
+			return false
+		}
+		var out RedeemRequest
+		r := jsonfast.NewReader(b)
+		r.Object(func(k []byte) int {
+			if string(k) == "token" {
+				r.String(&out.Token)
+				return 0
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+		return r.OK
+	case *UAFBody:
+		if v.UAFResponse != "" || v.Context != nil {
+			return false
+		}
+		var out UAFBody
+		r := jsonfast.NewReader(b)
+		r.Object(func(k []byte) int {
+			if string(k) == "uafResponse" {
+				r.Text(&out.UAFResponse)
+				return 0
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+		return r.OK
+	case *DispatchTarget:
+		if v.Name != "" || v.DeviceID != "" || v.Dispatcher != "" || v.Username != "" || v.SignatureKey != nil {
+			return false
+		}
+		var out DispatchTarget
+		r := jsonfast.NewReader(b)
+		r.Object(func(k []byte) int {
+			switch string(k) {
+			case "name":
+				r.String(&out.Name)
+				return 0
+			case "deviceId":
+				r.String(&out.DeviceID)
+				return 1
+			case "dispatcher":
+				r.String(&out.Dispatcher)
+				return 2
+			case "username":
+				r.String(&out.Username)
+				return 3
+			case "signatureKey":
+				raw := r.Raw()
+				if string(raw) == "null" {
+					r.Fail() // encoding/json leaves a RawMessage as "null": its own rules
+				}
+				out.SignatureKey = append(json.RawMessage(nil), raw...)
+				return 4
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+		return r.OK
+	case *RedeemResponse:
+		if v.StatusCode != 0 || v.UAFRequest != "" || v.Op != "" || v.LifetimeMillis != 0 || v.NumberChoices != nil {
+			return false
+		}
+		var out RedeemResponse
+		r := jsonfast.NewReader(b)
+		r.Object(func(k []byte) int {
+			switch string(k) {
+			case "statusCode":
+				readInt(&r, &out.StatusCode)
+				return 0
+			case "uafRequest":
+				r.Text(&out.UAFRequest)
+				return 1
+			case "op":
+				r.String(&out.Op)
+				return 2
+			case "lifetimeMillis":
+				r.Int(&out.LifetimeMillis)
+				return 3
+			case "numberChoices":
+				out.NumberChoices = []int{}
+				r.Array(func() {
+					var n int
+					readInt(&r, &n)
+					out.NumberChoices = append(out.NumberChoices, n)
+				})
+				return 4
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+		return r.OK
+	case *StatusBody:
+		if *v != (StatusBody{}) {
+			return false
+		}
+		var out StatusBody
+		r := jsonfast.NewReader(b)
+		r.Object(func(k []byte) int {
+			switch string(k) {
+			case "statusCode":
+				readInt(&r, &out.StatusCode)
+				return 0
+			case "description":
+				r.Text(&out.Description)
+				return 1
+			case "userId":
+				r.String(&out.UserID)
+				return 2
+			case "authenticatorId":
+				r.String(&out.AuthenticatorID)
+				return 3
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+		return r.OK
+	case *DispatchTargetResponse:
+		if *v != (DispatchTargetResponse{}) {
+			return false
+		}
+		var out DispatchTargetResponse
+		r := jsonfast.NewReader(b)
+		r.Object(func(k []byte) int {
+			if string(k) == "id" {
+				r.String(&out.ID)
+				return 0
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+		return r.OK
+	}
+	return false
+}
+
+func readInt(r *jsonfast.Reader, n *int) {
+	var v int64
+	r.Int(&v)
+	if int64(int(v)) != v {
+		r.Fail()
+	}
+	*n = int(v)
+}
