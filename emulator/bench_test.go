@@ -20,6 +20,7 @@ import (
 	"github.com/authphone/authphone/emulator"
 	"github.com/authphone/authphone/internal/pgtest"
 	"github.com/authphone/authphone/sdk/cloudapi"
+	"github.com/authphone/authphone/sdk/deviceapi"
 )
 
 // benchStores open an empty store of each kind for a benchmark.
@@ -79,37 +80,84 @@ func seed(b testing.TB, s emulator.Store, n int) {
 // to profile (-cpuprofile, -memprofile). Its figures move with whatever
 // else the machine runs meanwhile; BenchmarkApproval's ratios do not.
 func BenchmarkApprovalInProcess(b *testing.B) {
-	for _, st := range benchStores {
-		for _, users := range []int{0, 1_000, 10_000, 100_000} {
-			b.Run(fmt.Sprintf("store=%s/users=%d", st.name, users), func(b *testing.B) {
-				store := st.open(b)
-				seed(b, store, users)
-				s, err := emulator.New(emulator.WithAccessKey("test-key"), emulator.WithStore(store))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := s.Start("127.0.0.1:0"); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = s.Close(context.Background()) })
-				c := &cloud{t: b, url: s.URL()}
-				d := newDevice()
-				c.enrolled(d, "bench")
-				runtime.GC() // the seeding's garbage is not the approvals' cost
-				cpu0 := cpuTime()
-				for b.Loop() {
-					ap := c.approve(cloudapi.ApprovalRequest{Username: "bench"})
-					d.counter++
-					if code, sb := c.answer(d, ap.TransactionID, d.counter); code != 200 {
-						b.Fatalf("authenticate: %d %+v", code, sb)
+	for _, path := range benchPaths {
+		for _, st := range benchStores {
+			for _, users := range []int{0, 1_000, 10_000, 100_000} {
+				b.Run(fmt.Sprintf("path=%s/store=%s/users=%d", path, st.name, users), func(b *testing.B) {
+					store := st.open(b)
+					seed(b, store, users)
+					s, err := emulator.New(emulator.WithAccessKey("test-key"), emulator.WithStore(store))
+					if err != nil {
+						b.Fatal(err)
 					}
-					if got := c.status(ap.StatusToken); got != cloudapi.StatusSucceeded {
-						b.Fatalf("status %s", got)
+					if err := s.Start("127.0.0.1:0"); err != nil {
+						b.Fatal(err)
 					}
-				}
-				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
-			})
+					b.Cleanup(func() { _ = s.Close(context.Background()) })
+					ap := newBenchApprover(b, &cloud{t: b, url: s.URL()}, path)
+					runtime.GC() // the seeding's garbage is not the approvals' cost
+					cpu0 := cpuTime()
+					for b.Loop() {
+						ap.approve(b)
+					}
+					b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+				})
+			}
 		}
+	}
+}
+
+// benchPaths are the two ways a phone answers a push approval:
+// "delivered", authphone's phone (approval → the signed multi-account
+// inbox read, which carries the UAF request → signed assertion → status),
+// and "redeem", the contract's per-token path any phone can take
+// (approval → inbox → redeem of the dispatch token → signed assertion →
+// status).
+var benchPaths = []string{"delivered", "redeem"}
+
+// benchApprover is one enrolled phone answering approvals for "bench".
+type benchApprover struct {
+	c    *cloud
+	d    *device
+	pk   *phoneKey // delivered: the phone's device key, bound to d
+	path string
+}
+
+func newBenchApprover(tb testing.TB, c *cloud, path string) *benchApprover {
+	a := &benchApprover{c: c, path: path}
+	switch path {
+	case "delivered":
+		a.pk = newPhoneKey(tb)
+		a.d = c.bound(a.pk, "bench")
+	case "redeem":
+		a.d = newDevice()
+		c.enrolled(a.d, "bench")
+	default:
+		tb.Fatalf("no approval path %q (delivered, redeem)", path)
+	}
+	return a
+}
+
+// approve runs one approval end to end on a's path.
+func (a *benchApprover) approve(tb testing.TB) {
+	ap := a.c.approve(cloudapi.ApprovalRequest{Username: "bench"})
+	a.d.counter++
+	var code int
+	var sb deviceapi.StatusBody
+	if a.pk != nil {
+		m, req := a.pk.delivered(a.c, a.d)
+		if m.TransactionID != ap.TransactionID {
+			tb.Fatalf("delivered %s, want %s", m.TransactionID, ap.TransactionID)
+		}
+		code, sb = a.c.postUAF(deviceapi.PathAuthentication, a.d.authResponse(tb, req, a.d.counter, ""))
+	} else {
+		code, sb = a.c.answer(a.d, ap.TransactionID, a.d.counter)
+	}
+	if code != 200 {
+		tb.Fatalf("authenticate: %d %+v", code, sb)
+	}
+	if got := a.c.status(ap.StatusToken); got != cloudapi.StatusSucceeded {
+		tb.Fatalf("status %s", got)
 	}
 }
 
@@ -120,7 +168,7 @@ type benchChild struct {
 	users int
 	cmd   *exec.Cmd
 	c     *cloud
-	d     *device
+	a     *benchApprover
 	wall  time.Duration // spent in approvals
 	n     int           // approvals run
 }
@@ -145,21 +193,14 @@ func (ch *benchChild) cpu(b *testing.B) time.Duration {
 // approvals).
 const turn = 30 * time.Millisecond
 
-// approve runs one approval end to end: approval → inbox → redeem →
-// signed assertion → status.
-func (ch *benchChild) approve(b *testing.B) {
-	ap := ch.c.approve(cloudapi.ApprovalRequest{Username: "bench"})
-	ch.d.counter++
-	if code, sb := ch.c.answer(ch.d, ap.TransactionID, ch.d.counter); code != 200 {
-		b.Fatalf("%s: authenticate: %d %+v", ch.name, code, sb)
-	}
-	if got := ch.c.status(ap.StatusToken); got != cloudapi.StatusSucceeded {
-		b.Fatalf("%s: status %s", ch.name, got)
-	}
-}
+// approve runs one approval end to end (benchApprover.approve).
+func (ch *benchChild) approve(b *testing.B) { ch.a.approve(b) }
 
-// BenchmarkApproval is one push approval over loopback (approval → inbox
-// → redeem → signed assertion → status) on each store with 0, 1 000,
+// BenchmarkApproval is one push approval over loopback, as authphone's
+// phone answers it (AUTHPHONE_BENCH_PATH=delivered, the default: approval
+// → signed inbox read carrying the UAF request → signed assertion →
+// status) or by the contract's per-token redeem (=redeem: approval →
+// inbox → redeem → signed assertion → status), on each store with 0, 1 000,
 // 10 000 and 100 000 other users enrolled. Each store and size is an
 // emulator process of its own (this test binary, runBenchChild), all
 // started first and then taking turns of the same length (turn): what
@@ -179,6 +220,7 @@ func BenchmarkApproval(b *testing.B) {
 		}
 		sizes = append(sizes, n)
 	}
+	path := cmp.Or(os.Getenv("AUTHPHONE_BENCH_PATH"), "delivered")
 	var children []*benchChild
 	for _, st := range stores {
 		for _, n := range sizes {
@@ -235,8 +277,7 @@ func BenchmarkApproval(b *testing.B) {
 		case <-deadline:
 			b.Fatalf("%s: the emulator did not start within 10 minutes", ch.name)
 		}
-		ch.d = newDevice()
-		ch.c.enrolled(ch.d, "bench")
+		ch.a = newBenchApprover(b, ch.c, path)
 		for range 20 { // warm: connections, statement caches
 			ch.approve(b)
 		}
@@ -272,7 +313,7 @@ func BenchmarkApproval(b *testing.B) {
 		b.ReportMetric(cpu[ch.name], ch.name+"-cpu-ms")
 	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "%d rounds of %s turns; ms per approval: wall (emulator CPU); approvals run:", round, turn)
+	fmt.Fprintf(&t, "path %s; %d rounds of %s turns; ms per approval: wall (emulator CPU); approvals run:", path, round, turn)
 	for _, ch := range children {
 		fmt.Fprintf(&t, " %s %d", ch.name, ch.n)
 	}

@@ -23,7 +23,7 @@ type phoneKey struct {
 	jwk json.RawMessage
 }
 
-func newPhoneKey(t *testing.T) *phoneKey {
+func newPhoneKey(t testing.TB) *phoneKey {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	id, err := deviceapi.DeviceKeyID(&k.PublicKey)
 	if err != nil {

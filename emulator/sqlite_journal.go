@@ -207,16 +207,23 @@ func (w *journalWriter) close() error {
 //     a nonce only has to outlive its signature's freshness (60 s), and a
 //     machine that lost power is not serving again within that; a replay
 //     meanwhile would read an inbox, changing nothing;
+//   - sessions alone (the challenge of a request the inbox delivered,
+//     and dropping one): a session lost makes the answer to its challenge
+//     refused as unknown, never accepted, and the phone's next inbox read
+//     is given a new one; a session that spends something (a redeemed
+//     token, a counter) comes with that row, which syncs;
 //   - the sweep's removals of what expired: the next sweep removes it again.
 //
 // Everything else (enrolments, approvals, redeemed tokens, counters,
-// decisions, events) is synced before it is answered.
+// decisions, events) is synced before it is answered. Either way a commit
+// is in the WAL file before it is answered, so kill -9 loses none of them;
+// only a power loss can lose one that was not synced.
 func (c *changeSet) mustSync() bool {
 	if len(c.events) > 0 {
 		return true
 	}
 	for _, ch := range c.rows {
-		if ch.row != sweptRow && ch.table != "nonces" {
+		if ch.row != sweptRow && ch.table != "nonces" && ch.table != "sessions" {
 			return true
 		}
 	}

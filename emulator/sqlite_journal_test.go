@@ -10,7 +10,8 @@ import (
 )
 
 // TestSQLiteSyncsWhatMustSync: with synchronous=FULL, the connection is
-// on NORMAL for a commit of nonces alone or of the sweep's removals, and
+// on NORMAL for a commit of nonces and sessions alone or of the sweep's
+// removals, and
 // back on FULL for every other, each time; with normal, always NORMAL.
 func TestSQLiteSyncsWhatMustSync(t *testing.T) {
 	ctx := context.Background()
@@ -41,6 +42,16 @@ func TestSQLiteSyncsWhatMustSync(t *testing.T) {
 					return tx.PutUser(&User{ID: fmt.Sprint("u", i), Username: fmt.Sprint("user", i), CreatedAt: t0, UpdatedAt: t0})
 				}, true)
 				check("a sweep", func(tx Tx) error { _, err := tx.Sweep(at(2), at(-60)); return err }, false)
+				check("a delivered request's session", func(tx Tx) error {
+					return tx.PutSession(&Session{ServerData: fmt.Sprint("ib.item", i, ".r"), Challenge: "c", TransactionID: "t", ExpiresAt: at(1)})
+				}, false)
+				check("a session dropped", func(tx Tx) error { return tx.DeleteSession(fmt.Sprint("ib.item", i, ".r")) }, false)
+				check("a session with a spent token", func(tx Tx) error {
+					if err := tx.PutSession(&Session{ServerData: fmt.Sprint("sd", i), Challenge: "c", TransactionID: "t", ExpiresAt: at(1)}); err != nil {
+						return err
+					}
+					return tx.PutDispatchToken(&DispatchToken{Token: fmt.Sprint("tok", i), Kind: "auth", Redeemed: true, ExpiresAt: at(1)})
+				}, true)
 				check("an event", func(tx Tx) error { return tx.AddEvent(&adminapi.Event{Type: "x", Time: t0}) }, true)
 			}
 		})
