@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
@@ -581,7 +582,9 @@ func (is *issuer) signCompact(payload []byte, typ string) (string, error) {
 	out = append(out, '.')
 	out = b64.AppendEncode(out, payload)
 	h := sha256.Sum256(out)
-	der, err := ecdsa.SignASN1(rand.Reader, k.priv, h[:])
+	// RFC 6979 (deterministic k, crypto/ecdsa's own): the same ES256 for
+	// any verifier, and cheaper than a hedged signature's DRBG.
+	der, err := k.priv.Sign(nil, h[:], crypto.SHA256)
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -73,6 +74,7 @@ func TestScripts(t *testing.T) {
 			"exits":     cmdExits,
 			"blackhole": cmdBlackhole,
 			"otherthan": cmdOtherThan,
+			"freeaddr":  cmdFreeAddr,
 			"httpget":   cmdHTTPGet,
 		},
 	})
@@ -290,6 +292,26 @@ func cmdBlackhole(ts *testscript.TestScript, neg bool, args []string) {
 	}()
 	ts.Defer(func() { ln.Close() })
 	ts.Setenv(args[0], "http://"+ln.Addr().String())
+}
+
+// freeaddr VAR: set VAR to a free 127.0.0.1:PORT below the kernel's
+// ephemeral range (32768 and up on Linux), for a script that stops its
+// emulator and starts another on the same address: a port picked with :0
+// was freed by the first and could be taken by any other test's :0 before
+// the second binds it; a port no :0 is given cannot.
+func cmdFreeAddr(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: freeaddr VAR")
+	}
+	for range 100 {
+		addr := "127.0.0.1:" + strconv.Itoa(20000+mrand.IntN(12000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			ts.Check(l.Close())
+			ts.Setenv(args[0], addr)
+			return
+		}
+	}
+	ts.Fatalf("no free port in 20000-31999 after 100 tries")
 }
 
 // otherthan LIST N VAR: set VAR to the first number of the JSON list LIST

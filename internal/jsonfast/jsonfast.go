@@ -12,6 +12,8 @@
 package jsonfast
 
 import (
+	"bytes"
+	"slices"
 	"strconv"
 	"time"
 	"unsafe"
@@ -36,11 +38,12 @@ func (w *Writer) Byte(c byte) { w.B = append(w.B, c) }
 // String appends s quoted as encoding/json quotes it (HTML-escaped, as
 // json.Marshal and json.Encoder do by default).
 func (w *Writer) String(s string) {
+	w.B = slices.Grow(w.B, len(s)+len(s)/8+2) // room for the quotes and some escapes
 	w.B = append(w.B, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+		if plainByte[c] {
 			continue
 		}
 		w.B = append(w.B, s[start:i]...)
@@ -62,6 +65,15 @@ func (w *Writer) String(s string) {
 	w.B = append(w.B, s[start:]...)
 	w.B = append(w.B, '"')
 }
+
+// plainByte marks the bytes String copies as they are: printable ASCII
+// but for the quote, the backslash and <, >, &.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 // Int appends n.
 func (w *Writer) Int(n int64) { w.B = strconv.AppendInt(w.B, n, 10) }
@@ -274,9 +286,12 @@ func (r *Reader) Text(s *string) {
 	}
 	out := make([]byte, 0, j-start)
 	for k := start; k < j; k++ {
-		c := r.B[k]
-		if c != '\\' {
-			out = append(out, c)
+		if n := bytes.IndexByte(r.B[k:j], '\\'); n != 0 {
+			if n < 0 {
+				n = j - k
+			}
+			out = append(out, r.B[k:k+n]...) // the run up to the next escape
+			k += n - 1
 			continue
 		}
 		k++
