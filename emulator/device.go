@@ -18,6 +18,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/authphone/authphone/internal/ecdsasig"
 	"github.com/authphone/authphone/sdk/adminapi"
 	"github.com/authphone/authphone/sdk/cloudapi"
 	"github.com/authphone/authphone/sdk/deviceapi"
@@ -589,7 +590,7 @@ func (is *issuer) signCompact(payload []byte, typ string) (string, error) {
 		return "", fmt.Errorf("sign token: %w", err)
 	}
 	var sig [64]byte
-	if !derToRaw(der, sig[:]) {
+	if !ecdsasig.DERToRaw(der, sig[:]) {
 		return "", errors.New("sign token: ECDSA gave a malformed signature")
 	}
 	out = append(out, '.')

@@ -23,8 +23,6 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // signingKey is one of the cloud's ES256 keys.
@@ -339,27 +337,4 @@ func compactHeader(kid, typ string) (string, error) {
 		Typ string `json:"typ"`
 	}{"ES256", kid, typ})
 	return base64.RawURLEncoding.EncodeToString(hdr), err
-}
-
-// derToRaw writes the ASN.1 DER P-256 signature der as r‖s into out (64
-// bytes); false for anything but a SEQUENCE of two INTEGERs of at most 32
-// significant bytes.
-func derToRaw(der, out []byte) bool {
-	in := cryptobyte.String(der)
-	var seq, r, s cryptobyte.String
-	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() ||
-		!seq.ReadASN1(&r, cbasn1.INTEGER) || !seq.ReadASN1(&s, cbasn1.INTEGER) || !seq.Empty() {
-		return false
-	}
-	for i, v := range [][]byte{r, s} {
-		for len(v) > 0 && v[0] == 0 {
-			v = v[1:]
-		}
-		if len(v) > 32 {
-			return false
-		}
-		clear(out[i*32 : (i+1)*32])
-		copy(out[(i+1)*32-len(v):(i+1)*32], v)
-	}
-	return true
 }

@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/authphone/authphone/sdk/internal/ecdsasig"
+	"github.com/authphone/authphone/internal/ecdsasig"
 )
 
 // HeaderName is the HTTP header that carries the signature.

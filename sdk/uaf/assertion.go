@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/authphone/authphone/sdk/internal/ecdsasig"
+	"github.com/authphone/authphone/internal/ecdsasig"
 	"github.com/authphone/authphone/sdk/tlv"
 )
 

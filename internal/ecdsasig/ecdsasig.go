@@ -1,6 +1,6 @@
 // Package ecdsasig converts P-256 ECDSA signatures between ASN.1 DER and the
 // fixed 64-byte r‖s form (JWS ES256, UAF's raw encoding) without big
-// integers. It is shared by sdk/uaf and sdk/devsig.
+// integers. It is shared by sdk/uaf, sdk/devsig and the emulator's token signer.
 package ecdsasig
 
 import (
