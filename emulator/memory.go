@@ -136,7 +136,9 @@ func (m *MemoryStore) View(_ context.Context, fn func(Tx) error) error {
 	if m.closed {
 		return unavailable(errClosed)
 	}
-	return fn(&memTx{m: m})
+	tx := newMemTx(m, false)
+	defer tx.free()
+	return fn(tx)
 }
 
 // Update runs fn under the write lock; if fn fails, its writes are undone.
@@ -146,7 +148,8 @@ func (m *MemoryStore) Update(ctx context.Context, fn func(Tx) error) error {
 		m.mu.Unlock()
 		return unavailable(errClosed)
 	}
-	tx := &memTx{m: m, write: true}
+	tx := newMemTx(m, true)
+	defer tx.free()
 	commit, err := keeps(fn(tx))
 	if !commit {
 		tx.rollback()
@@ -401,7 +404,7 @@ func (t *memTable[V]) sweep(tx *memTx, now, cutoff time.Time) int {
 			continue // gone, or changed since: a later entry stands for it
 		}
 		t.set(e.key, nil)
-		tx.undo = append(tx.undo, func() { t.set(e.key, old) })
+		tx.undo = append(tx.undo, undoEntry{t: t, k: e.key, old: old})
 		tx.changed(t.name, e.key, sweptRow)
 		n++
 	}
@@ -497,7 +500,7 @@ func (m *memAuth) unpack() *Authenticator {
 type memTx struct {
 	m      *MemoryStore
 	write  bool
-	undo   []func()
+	undo   []undoEntry
 	wake   []string
 	events []*adminapi.Event
 	// changes and cutEvents are what a journal is given (see journal):
@@ -546,9 +549,58 @@ var sweptRow = &struct{ swept bool }{true}
 
 func (tx *memTx) rollback() {
 	for i := len(tx.undo) - 1; i >= 0; i-- {
-		tx.undo[i]()
+		if u := tx.undo[i]; u.fn != nil {
+			u.fn()
+		} else {
+			u.t.restore(u.k, u.old)
+		}
 	}
-	tx.undo = nil
+	clear(tx.undo)
+	tx.undo = tx.undo[:0]
+}
+
+// undoEntry undoes one write: fn, or else the row k of t set back to old
+// (a *V, nil for none) — without a closure made for each write.
+type undoEntry struct {
+	t   restorer
+	k   string
+	old any
+	fn  func()
+}
+
+type restorer interface{ restore(k string, old any) }
+
+func (t *memTable[V]) restore(k string, old any) { v, _ := old.(*V); t.set(k, v) }
+
+// memTxs holds the transactions of View and Update once done, with their
+// slices, for the next ones.
+var memTxs = sync.Pool{New: func() any { return new(memTx) }}
+
+func newMemTx(m *MemoryStore, write bool) *memTx {
+	tx := memTxs.Get().(*memTx)
+	tx.m, tx.write = m, write
+	return tx
+}
+
+// free gives tx back to memTxs, keeping the slices the store alone holds
+// (the changes and events given to a journal are left to it). A
+// transaction is not used once its fn has returned.
+func (tx *memTx) free() {
+	const keep = 256
+	if tx.m.journal != nil || cap(tx.events) > keep || cap(tx.changes) > keep {
+		tx.events, tx.changes = nil, nil
+	}
+	clear(tx.events)
+	clear(tx.changes)
+	tx.events, tx.changes = tx.events[:0], tx.changes[:0]
+	if cap(tx.undo) > keep || cap(tx.wake) > keep {
+		tx.undo, tx.wake = nil, nil
+	}
+	clear(tx.undo)
+	clear(tx.wake)
+	tx.undo, tx.wake = tx.undo[:0], tx.wake[:0]
+	tx.m, tx.write, tx.cutEvents = nil, false, 0
+	memTxs.Put(tx)
 }
 
 func put[V any](tx *memTx, t *memTable[V], v *V) error {
@@ -558,7 +610,7 @@ func put[V any](tx *memTx, t *memTable[V], v *V) error {
 	k := t.key(v)
 	old := t.rows[k]
 	t.set(k, t.clone(v))
-	tx.undo = append(tx.undo, func() { t.set(k, old) })
+	tx.undo = append(tx.undo, undoEntry{t: t, k: k, old: old})
 	tx.changed(t.name, k, t.rows[k])
 	return nil
 }
@@ -572,7 +624,7 @@ func del[V any](tx *memTx, t *memTable[V], k string) error {
 		return nil
 	}
 	t.set(k, nil)
-	tx.undo = append(tx.undo, func() { t.set(k, old) })
+	tx.undo = append(tx.undo, undoEntry{t: t, k: k, old: old})
 	tx.changed(t.name, k, nil)
 	return nil
 }
@@ -760,13 +812,14 @@ func (tx *memTx) PutMeta(name string, v []byte) error {
 	old, had := tx.m.meta[name]
 	tx.m.meta[name] = slices.Clone(v)
 	tx.changed("meta", name, tx.m.meta[name])
-	tx.undo = append(tx.undo, func() {
+	m := tx.m
+	tx.undo = append(tx.undo, undoEntry{fn: func() {
 		if had {
-			tx.m.meta[name] = old
+			m.meta[name] = old
 		} else {
-			delete(tx.m.meta, name)
+			delete(m.meta, name)
 		}
-	})
+	}})
 	return nil
 }
 func (tx *memTx) Sweep(now, cutoff time.Time) (int, error) {
@@ -785,7 +838,7 @@ func (tx *memTx) Sweep(now, cutoff time.Time) (int, error) {
 	}
 	if i > 0 {
 		m.events = slices.Clone(old[i:])
-		tx.undo = append(tx.undo, func() { m.events = old })
+		tx.undo = append(tx.undo, undoEntry{fn: func() { m.events = old }})
 		tx.cutEvents = old[i-1].ID
 	}
 	return n + i, nil

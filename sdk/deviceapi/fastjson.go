@@ -13,10 +13,29 @@ import (
 
 // Marshal is json.Marshal(v).
 func Marshal(v any) ([]byte, error) {
-	if b, ok := AppendJSON(nil, v); ok {
+	if b, ok := AppendJSON(make([]byte, 0, sizeHint(v)), v); ok {
 		return b, nil
 	}
 	return json.Marshal(v)
+}
+
+// sizeHint is about the size of v's JSON (UAF messages inside are
+// escaped: about one byte in eight is a quote), so that Marshal writes it
+// in one buffer.
+func sizeHint(v any) int {
+	switch v := v.(type) {
+	case UAFBody:
+		return len(v.UAFResponse) + len(v.UAFResponse)/4 + 32
+	case InboxesRequest:
+		n := len(v.DeviceKey) + 40
+		for _, k := range v.KeyIDs {
+			n += len(k) + 3
+		}
+		return n
+	case DispatchTarget:
+		return len(v.SignatureKey) + len(v.Name) + len(v.DeviceID) + len(v.Dispatcher) + len(v.Username) + 80
+	}
+	return 128
 }
 
 // AppendJSON appends json.Marshal(v) to b for the bodies written by hand;
