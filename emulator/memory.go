@@ -323,17 +323,32 @@ func newTable[V any](name string, key func(*V) string, clone func(*V) *V, expiry
 	return t
 }
 
-// set stores v (nil: deletes) at k, keeping the indexes and the heap.
+// set stores v (nil: deletes) at k, keeping the indexes and the heap. An
+// index value the old row had too is left as it is, and so is the heap
+// when the expiry did not change (its entry for the old row stands for
+// the new one: sweep compares the row's expiry with the entry's).
 func (t *memTable[V]) set(k string, v *V) {
-	if old := t.rows[k]; old != nil {
-		for _, ix := range t.idx {
-			if ik := ix.of(old); ik != "" {
-				if ks := ix.m[ik].remove(k); ks.empty() {
-					delete(ix.m, ik)
-				} else {
-					ix.m[ik] = ks
-				}
+	old := t.rows[k]
+	for _, ix := range t.idx {
+		var was, is string
+		if old != nil {
+			was = ix.of(old)
+		}
+		if v != nil {
+			is = ix.of(v)
+		}
+		if was == is {
+			continue
+		}
+		if was != "" {
+			if ks := ix.m[was].remove(k); ks.empty() {
+				delete(ix.m, was)
+			} else {
+				ix.m[was] = ks
 			}
+		}
+		if is != "" {
+			ix.m[is] = ix.m[is].add(k)
 		}
 	}
 	if v == nil {
@@ -341,13 +356,11 @@ func (t *memTable[V]) set(k string, v *V) {
 		return
 	}
 	t.rows[k] = v
-	for _, ix := range t.idx {
-		if ik := ix.of(v); ik != "" {
-			ix.m[ik] = ix.m[ik].add(k)
-		}
-	}
 	if t.expiry != nil {
-		heap.Push(&t.heap, expEntry{at: t.expiry(v), key: k})
+		at := t.expiry(v)
+		if old == nil || !t.expiry(old).Equal(at) {
+			heap.Push(&t.heap, expEntry{at: at, key: k})
+		}
 	}
 }
 
@@ -416,11 +429,18 @@ func (h *expHeap) Pop() any {
 // memAuth is how the memory store keeps an authenticator: its public key
 // as the 65 bytes of the uncompressed point, inside the row, instead of
 // an *ecdsa.PublicKey (five objects: the key, two big.Ints and their
-// words) for the garbage collector to walk; a read parses it again.
+// words) for the garbage collector to walk. A row written since the store
+// was made or loaded also keeps the parsed key (key), which reads share:
+// an authenticator in use is not parsed again on every read (each
+// verification of its signatures read it); one only loaded (a SQLite
+// store's snapshot) is parsed on each read until it is next written.
+// Readers never change a key they were given (no code changes an
+// *ecdsa.PublicKey once made).
 type memAuth struct {
 	Authenticator // PublicKey nil when pub holds it
 	pub           [65]byte
 	packed        bool
+	key           *ecdsa.PublicKey // the parsed pub, or nil
 }
 
 func packAuth(a *Authenticator) *memAuth {
@@ -434,13 +454,37 @@ func packAuth(a *Authenticator) *memAuth {
 	return m
 }
 
+// packAuthKeep is packAuth for a row written through a transaction: it
+// keeps the parsed key too, the one old (the row written before, or nil)
+// keeps when it is the same point, else one of its own made from the
+// bytes (never the caller's, which the caller may reuse).
+func packAuthKeep(a *Authenticator, old *memAuth) *memAuth {
+	if old != nil && old.key != nil && a.PublicKey == old.key {
+		m := &memAuth{Authenticator: *a, pub: old.pub, packed: true, key: old.key}
+		m.PublicKey = nil
+		return m
+	}
+	m := packAuth(a)
+	if m.packed {
+		if old != nil && old.key != nil && old.pub == m.pub {
+			m.key = old.key
+		} else {
+			m.key, _ = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), m.pub[:])
+		}
+	}
+	return m
+}
+
 // unpack is a copy of the authenticator, nil for nil.
 func (m *memAuth) unpack() *Authenticator {
 	if m == nil {
 		return nil
 	}
 	a := m.Authenticator
-	if m.packed {
+	switch {
+	case m.key != nil:
+		a.PublicKey = m.key
+	case m.packed:
 		// The bytes came from a valid key: parsing them cannot fail.
 		a.PublicKey, _ = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), m.pub[:])
 	}
@@ -599,8 +643,13 @@ func (tx *memTx) UserAuthenticators(userID string) ([]*Authenticator, error) {
 	slices.SortFunc(out, authsOrder)
 	return out, nil
 }
-func (tx *memTx) PutAuthenticator(a *Authenticator) error { return put(tx, tx.m.auths, packAuth(a)) }
-func (tx *memTx) DeleteAuthenticator(id string) error     { return del(tx, tx.m.auths, id) }
+func (tx *memTx) PutAuthenticator(a *Authenticator) error {
+	if !tx.write {
+		return errReadOnly
+	}
+	return put(tx, tx.m.auths, packAuthKeep(a, tx.m.auths.rows[a.ID]))
+}
+func (tx *memTx) DeleteAuthenticator(id string) error { return del(tx, tx.m.auths, id) }
 func (tx *memTx) Transaction(id string) (*Transaction, error) {
 	return tx.m.txs.get(id), nil
 }
