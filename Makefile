@@ -43,13 +43,16 @@ fuzz: ## a short run of every fuzz target (FUZZTIME each)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponseFast$$' -fuzztime $(FUZZTIME) ./sdk/uaf
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequestFast$$' -fuzztime $(FUZZTIME) ./sdk/uaf
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./sdk/dispatch
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSONFast$$' -fuzztime $(FUZZTIME) ./sdk/dispatch
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./sdk/devsig
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePairingQR$$' -fuzztime $(FUZZTIME) ./sdk/trustapi
 	$(GO) test -run '^$$' -fuzz '^FuzzDeviceKey$$' -fuzztime $(FUZZTIME) ./sdk/deviceapi
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalFast$$' -fuzztime $(FUZZTIME) ./sdk/deviceapi
 	$(GO) test -run '^$$' -fuzz '^FuzzCounterLog$$' -fuzztime $(FUZZTIME) ./sdk
 	$(GO) test -run '^$$' -fuzz '^FuzzReadSSE$$' -fuzztime $(FUZZTIME) ./sdk/backend
 	$(GO) test -run '^$$' -fuzz '^FuzzWebhookVerify$$' -fuzztime $(FUZZTIME) ./sdk/backend
 	$(GO) test -run '^$$' -fuzz '^FuzzParseChaos$$' -fuzztime $(FUZZTIME) ./sdk/cloudapi
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFast$$' -fuzztime $(FUZZTIME) ./sdk/cloudapi
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFaults$$' -fuzztime $(FUZZTIME) ./sdk
 	$(GO) test -run '^$$' -fuzz '^FuzzImportAccounts$$' -fuzztime $(FUZZTIME) ./sdk
 	$(GO) test -run '^$$' -fuzz '^FuzzImport$$' -fuzztime $(FUZZTIME) ./emulator

@@ -136,7 +136,9 @@ func (m *MemoryStore) View(_ context.Context, fn func(Tx) error) error {
 	if m.closed {
 		return unavailable(errClosed)
 	}
-	return fn(&memTx{m: m})
+	tx := newMemTx(m, false)
+	defer tx.free()
+	return fn(tx)
 }
 
 // Update runs fn under the write lock; if fn fails, its writes are undone.
@@ -146,7 +148,8 @@ func (m *MemoryStore) Update(ctx context.Context, fn func(Tx) error) error {
 		m.mu.Unlock()
 		return unavailable(errClosed)
 	}
-	tx := &memTx{m: m, write: true}
+	tx := newMemTx(m, true)
+	defer tx.free()
 	commit, err := keeps(fn(tx))
 	if !commit {
 		tx.rollback()
@@ -323,17 +326,32 @@ func newTable[V any](name string, key func(*V) string, clone func(*V) *V, expiry
 	return t
 }
 
-// set stores v (nil: deletes) at k, keeping the indexes and the heap.
+// set stores v (nil: deletes) at k, keeping the indexes and the heap. An
+// index value the old row had too is left as it is, and so is the heap
+// when the expiry did not change (its entry for the old row stands for
+// the new one: sweep compares the row's expiry with the entry's).
 func (t *memTable[V]) set(k string, v *V) {
-	if old := t.rows[k]; old != nil {
-		for _, ix := range t.idx {
-			if ik := ix.of(old); ik != "" {
-				if ks := ix.m[ik].remove(k); ks.empty() {
-					delete(ix.m, ik)
-				} else {
-					ix.m[ik] = ks
-				}
+	old := t.rows[k]
+	for _, ix := range t.idx {
+		var was, is string
+		if old != nil {
+			was = ix.of(old)
+		}
+		if v != nil {
+			is = ix.of(v)
+		}
+		if was == is {
+			continue
+		}
+		if was != "" {
+			if ks := ix.m[was].remove(k); ks.empty() {
+				delete(ix.m, was)
+			} else {
+				ix.m[was] = ks
 			}
+		}
+		if is != "" {
+			ix.m[is] = ix.m[is].add(k)
 		}
 	}
 	if v == nil {
@@ -341,13 +359,11 @@ func (t *memTable[V]) set(k string, v *V) {
 		return
 	}
 	t.rows[k] = v
-	for _, ix := range t.idx {
-		if ik := ix.of(v); ik != "" {
-			ix.m[ik] = ix.m[ik].add(k)
-		}
-	}
 	if t.expiry != nil {
-		heap.Push(&t.heap, expEntry{at: t.expiry(v), key: k})
+		at := t.expiry(v)
+		if old == nil || !t.expiry(old).Equal(at) {
+			heap.Push(&t.heap, expEntry{at: at, key: k})
+		}
 	}
 }
 
@@ -388,7 +404,7 @@ func (t *memTable[V]) sweep(tx *memTx, now, cutoff time.Time) int {
 			continue // gone, or changed since: a later entry stands for it
 		}
 		t.set(e.key, nil)
-		tx.undo = append(tx.undo, func() { t.set(e.key, old) })
+		tx.undo = append(tx.undo, undoEntry{t: t, k: e.key, old: old})
 		tx.changed(t.name, e.key, sweptRow)
 		n++
 	}
@@ -416,11 +432,18 @@ func (h *expHeap) Pop() any {
 // memAuth is how the memory store keeps an authenticator: its public key
 // as the 65 bytes of the uncompressed point, inside the row, instead of
 // an *ecdsa.PublicKey (five objects: the key, two big.Ints and their
-// words) for the garbage collector to walk; a read parses it again.
+// words) for the garbage collector to walk. A row written since the store
+// was made or loaded also keeps the parsed key (key), which reads share:
+// an authenticator in use is not parsed again on every read (each
+// verification of its signatures read it); one only loaded (a SQLite
+// store's snapshot) is parsed on each read until it is next written.
+// Readers never change a key they were given (no code changes an
+// *ecdsa.PublicKey once made).
 type memAuth struct {
 	Authenticator // PublicKey nil when pub holds it
 	pub           [65]byte
 	packed        bool
+	key           *ecdsa.PublicKey // the parsed pub, or nil
 }
 
 func packAuth(a *Authenticator) *memAuth {
@@ -434,13 +457,37 @@ func packAuth(a *Authenticator) *memAuth {
 	return m
 }
 
+// packAuthKeep is packAuth for a row written through a transaction: it
+// keeps the parsed key too, the one old (the row written before, or nil)
+// keeps when it is the same point, else one of its own made from the
+// bytes (never the caller's, which the caller may reuse).
+func packAuthKeep(a *Authenticator, old *memAuth) *memAuth {
+	if old != nil && old.key != nil && a.PublicKey == old.key {
+		m := &memAuth{Authenticator: *a, pub: old.pub, packed: true, key: old.key}
+		m.PublicKey = nil
+		return m
+	}
+	m := packAuth(a)
+	if m.packed {
+		if old != nil && old.key != nil && old.pub == m.pub {
+			m.key = old.key
+		} else {
+			m.key, _ = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), m.pub[:])
+		}
+	}
+	return m
+}
+
 // unpack is a copy of the authenticator, nil for nil.
 func (m *memAuth) unpack() *Authenticator {
 	if m == nil {
 		return nil
 	}
 	a := m.Authenticator
-	if m.packed {
+	switch {
+	case m.key != nil:
+		a.PublicKey = m.key
+	case m.packed:
 		// The bytes came from a valid key: parsing them cannot fail.
 		a.PublicKey, _ = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), m.pub[:])
 	}
@@ -453,7 +500,7 @@ func (m *memAuth) unpack() *Authenticator {
 type memTx struct {
 	m      *MemoryStore
 	write  bool
-	undo   []func()
+	undo   []undoEntry
 	wake   []string
 	events []*adminapi.Event
 	// changes and cutEvents are what a journal is given (see journal):
@@ -502,9 +549,58 @@ var sweptRow = &struct{ swept bool }{true}
 
 func (tx *memTx) rollback() {
 	for i := len(tx.undo) - 1; i >= 0; i-- {
-		tx.undo[i]()
+		if u := tx.undo[i]; u.fn != nil {
+			u.fn()
+		} else {
+			u.t.restore(u.k, u.old)
+		}
 	}
-	tx.undo = nil
+	clear(tx.undo)
+	tx.undo = tx.undo[:0]
+}
+
+// undoEntry undoes one write: fn, or else the row k of t set back to old
+// (a *V, nil for none) — without a closure made for each write.
+type undoEntry struct {
+	t   restorer
+	k   string
+	old any
+	fn  func()
+}
+
+type restorer interface{ restore(k string, old any) }
+
+func (t *memTable[V]) restore(k string, old any) { v, _ := old.(*V); t.set(k, v) }
+
+// memTxs holds the transactions of View and Update once done, with their
+// slices, for the next ones.
+var memTxs = sync.Pool{New: func() any { return new(memTx) }}
+
+func newMemTx(m *MemoryStore, write bool) *memTx {
+	tx := memTxs.Get().(*memTx)
+	tx.m, tx.write = m, write
+	return tx
+}
+
+// free gives tx back to memTxs, keeping the slices the store alone holds
+// (the changes and events given to a journal are left to it). A
+// transaction is not used once its fn has returned.
+func (tx *memTx) free() {
+	const keep = 256
+	if tx.m.journal != nil || cap(tx.events) > keep || cap(tx.changes) > keep {
+		tx.events, tx.changes = nil, nil
+	}
+	clear(tx.events)
+	clear(tx.changes)
+	tx.events, tx.changes = tx.events[:0], tx.changes[:0]
+	if cap(tx.undo) > keep || cap(tx.wake) > keep {
+		tx.undo, tx.wake = nil, nil
+	}
+	clear(tx.undo)
+	clear(tx.wake)
+	tx.undo, tx.wake = tx.undo[:0], tx.wake[:0]
+	tx.m, tx.write, tx.cutEvents = nil, false, 0
+	memTxs.Put(tx)
 }
 
 func put[V any](tx *memTx, t *memTable[V], v *V) error {
@@ -514,7 +610,7 @@ func put[V any](tx *memTx, t *memTable[V], v *V) error {
 	k := t.key(v)
 	old := t.rows[k]
 	t.set(k, t.clone(v))
-	tx.undo = append(tx.undo, func() { t.set(k, old) })
+	tx.undo = append(tx.undo, undoEntry{t: t, k: k, old: old})
 	tx.changed(t.name, k, t.rows[k])
 	return nil
 }
@@ -528,7 +624,7 @@ func del[V any](tx *memTx, t *memTable[V], k string) error {
 		return nil
 	}
 	t.set(k, nil)
-	tx.undo = append(tx.undo, func() { t.set(k, old) })
+	tx.undo = append(tx.undo, undoEntry{t: t, k: k, old: old})
 	tx.changed(t.name, k, nil)
 	return nil
 }
@@ -599,8 +695,13 @@ func (tx *memTx) UserAuthenticators(userID string) ([]*Authenticator, error) {
 	slices.SortFunc(out, authsOrder)
 	return out, nil
 }
-func (tx *memTx) PutAuthenticator(a *Authenticator) error { return put(tx, tx.m.auths, packAuth(a)) }
-func (tx *memTx) DeleteAuthenticator(id string) error     { return del(tx, tx.m.auths, id) }
+func (tx *memTx) PutAuthenticator(a *Authenticator) error {
+	if !tx.write {
+		return errReadOnly
+	}
+	return put(tx, tx.m.auths, packAuthKeep(a, tx.m.auths.rows[a.ID]))
+}
+func (tx *memTx) DeleteAuthenticator(id string) error { return del(tx, tx.m.auths, id) }
 func (tx *memTx) Transaction(id string) (*Transaction, error) {
 	return tx.m.txs.get(id), nil
 }
@@ -711,13 +812,14 @@ func (tx *memTx) PutMeta(name string, v []byte) error {
 	old, had := tx.m.meta[name]
 	tx.m.meta[name] = slices.Clone(v)
 	tx.changed("meta", name, tx.m.meta[name])
-	tx.undo = append(tx.undo, func() {
+	m := tx.m
+	tx.undo = append(tx.undo, undoEntry{fn: func() {
 		if had {
-			tx.m.meta[name] = old
+			m.meta[name] = old
 		} else {
-			delete(tx.m.meta, name)
+			delete(m.meta, name)
 		}
-	})
+	}})
 	return nil
 }
 func (tx *memTx) Sweep(now, cutoff time.Time) (int, error) {
@@ -736,7 +838,7 @@ func (tx *memTx) Sweep(now, cutoff time.Time) (int, error) {
 	}
 	if i > 0 {
 		m.events = slices.Clone(old[i:])
-		tx.undo = append(tx.undo, func() { m.events = old })
+		tx.undo = append(tx.undo, undoEntry{fn: func() { m.events = old }})
 		tx.cutEvents = old[i-1].ID
 	}
 	return n + i, nil

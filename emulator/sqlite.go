@@ -23,10 +23,10 @@ import (
 // under the store's write lock. Before that lock is released, what the
 // transaction changed (the rows written and deleted, in order, and the
 // events logged) is written to SQLite in one SQLite transaction and
-// committed, with synchronous=FULL an fsync of the WAL. Only then can
-// anyone see the change; if the commit fails the change is undone in
-// memory too and Update returns ErrUnavailable. Opening the file loads
-// every row back, so an emulator restarted on it loses nothing it
+// committed, with synchronous=FULL an fdatasync of the WAL (syncWAL).
+// Only then can anyone see the change; if the commit fails the change is
+// undone in memory too and Update returns ErrUnavailable. Opening the file
+// loads every row back, so an emulator restarted on it loses nothing it
 // acknowledged.
 type SQLiteStore struct {
 	path string
@@ -39,10 +39,17 @@ type SQLiteStore struct {
 	// lock is the database file, open and flock'ed while the store is.
 	lock      *os.File
 	closeOnce sync.Once
-	// full: synchronous=FULL (see changeSet.mustSync for what waits);
-	// mode is the connection's synchronous setting now.
+	// full: synchronous=FULL, the store's own (see syncWAL, and
+	// changeSet.mustSync for what waits); the connection itself is always
+	// on NORMAL.
 	full bool
-	mode string
+	// wal is the database's -wal file, opened when a commit first syncs
+	// it (see syncWAL); syncFile makes a file's writes durable
+	// (fdatasync; tests replace it).
+	wal      *os.File
+	syncFile func(*os.File) error
+	// broken, once a sync failed, is why the store takes no more writes.
+	broken error
 }
 
 // SQLiteOption configures OpenSQLite.
@@ -104,18 +111,21 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	// A commit syncs the WAL with fdatasync, as SQLite does wherever its
-	// configure script finds it (every Linux build): as durable as fsync,
-	// without also flushing the file's timestamps through the file
-	// system's journal. Where there is none, fsync stays.
+	// SQLite's own syncs (a checkpoint's, a new WAL header's) use
+	// fdatasync, as SQLite does wherever its configure script finds it
+	// (every Linux build), and so do the store's syncs of a commit
+	// (syncWAL): as durable as fsync, without also flushing the file's
+	// timestamps through the file system's journal. Where there is none,
+	// fsync stays.
 	_, _ = sqlite.Fdatasync(true)
-	s := &SQLiteStore{path: abs, lock: f, mem: NewMemoryStore(), full: cfg.sync == "full", mode: cfg.sync}
+	s := &SQLiteStore{path: abs, lock: f, mem: NewMemoryStore(), full: cfg.sync == "full", syncFile: fdatasync}
 	// locking_mode=EXCLUSIVE (before WAL is on): the one connection holds
 	// the file's locks from its first transaction to Close, so a
 	// transaction takes no fcntl locks and the WAL's index lives in the
 	// process's memory, not in a shared -shm file; nobody else may use the
-	// file anyway (the flock above).
-	dsn := sqliteURI(abs) + "?_pragma=busy_timeout(10000)&_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + cfg.sync + ")" +
+	// file anyway (the flock above). synchronous=NORMAL either way: with
+	// full the store syncs the WAL itself (syncWAL).
+	dsn := sqliteURI(abs) + "?_pragma=busy_timeout(10000)&_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)&_pragma=synchronous(normal)" +
 		"&_pragma=foreign_keys(0)&_txlock=immediate"
 	if s.db, err = sql.Open("sqlite", dsn); err != nil {
 		f.Close()
@@ -198,6 +208,9 @@ func (s *SQLiteStore) Close() error {
 		}
 		if s.db != nil {
 			errs = append(errs, s.db.Close())
+		}
+		if s.wal != nil {
+			errs = append(errs, s.wal.Close())
 		}
 		errs = append(errs, s.lock.Close())
 	})

@@ -2,38 +2,63 @@ package emulator
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/authphone/authphone/sdk/adminapi"
 )
 
-// TestSQLiteSyncsWhatMustSync: with synchronous=FULL, the connection is
-// on NORMAL for a commit of nonces and sessions alone or of the sweep's
-// removals, and
-// back on FULL for every other, each time; with normal, always NORMAL.
+// TestSQLiteSyncsWhatMustSync: with synchronous=FULL, the store syncs
+// SQLite's own -wal file after every commit except those of nonces alone,
+// sessions alone and the sweep's removals, each time; with normal, never.
+// The connection stays on NORMAL throughout.
 func TestSQLiteSyncsWhatMustSync(t *testing.T) {
 	ctx := context.Background()
 	for _, sync := range []string{"full", "normal"} {
 		t.Run(sync, func(t *testing.T) {
-			s, err := OpenSQLite(filepath.Join(t.TempDir(), "sync.db"), WithSQLiteSync(sync))
+			path := filepath.Join(t.TempDir(), "sync.db")
+			s, err := OpenSQLite(path, WithSQLiteSync(sync))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
+			syncs := 0
+			s.syncFile = func(f *os.File) error {
+				// The file SQLite writes, with the commit in it.
+				got, err := f.Stat()
+				if err != nil {
+					return err
+				}
+				want, err := os.Stat(path + "-wal")
+				if err != nil {
+					return err
+				}
+				if !os.SameFile(got, want) || got.Size() == 0 {
+					t.Errorf("synced %s (%d bytes), not the database's -wal", f.Name(), got.Size())
+				}
+				syncs++
+				return fdatasync(f)
+			}
 			check := func(what string, fn func(Tx) error, full bool) {
 				t.Helper()
+				before := syncs
 				if err := s.Update(ctx, fn); err != nil {
 					t.Fatal(err)
 				}
-				want := 1 // NORMAL
+				want := 0
 				if full && sync == "full" {
-					want = 2
+					want = 1
 				}
-				var got int
-				if err := s.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil || got != want {
-					t.Fatalf("after %s: synchronous %d (%v), want %d", what, got, err, want)
+				if syncs-before != want {
+					t.Fatalf("%s: %d syncs, want %d", what, syncs-before, want)
+				}
+				var mode int
+				if err := s.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&mode); err != nil || mode != 1 {
+					t.Fatalf("after %s: synchronous %d (%v), want 1 (NORMAL)", what, mode, err)
 				}
 			}
 			for i := range 3 {
@@ -55,5 +80,189 @@ func TestSQLiteSyncsWhatMustSync(t *testing.T) {
 				check("an event", func(tx Tx) error { return tx.AddEvent(&adminapi.Event{Type: "x", Time: t0}) }, true)
 			}
 		})
+	}
+}
+
+// TestSQLiteCommitWaitsForItsSync: a commit that must sync returns only
+// once its sync has finished, and until then nobody reads the change (a
+// View waits); the commits written meanwhile are in the WAL, so the sync
+// covers them.
+func TestSQLiteCommitWaitsForItsSync(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(filepath.Join(t.TempDir(), "wait.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	started, release := make(chan struct{}), make(chan struct{})
+	s.syncFile = func(f *os.File) error {
+		close(started)
+		<-release
+		return fdatasync(f)
+	}
+	committed := make(chan error, 1)
+	go func() {
+		committed <- s.Update(ctx, func(tx Tx) error {
+			return tx.PutUser(&User{ID: "u1", Username: "alice", CreatedAt: t0, UpdatedAt: t0})
+		})
+	}()
+	select {
+	case <-started:
+	case err := <-committed:
+		t.Fatalf("the commit returned (%v) without a sync", err)
+	}
+	seen := make(chan *User, 1)
+	go func() {
+		_ = s.View(ctx, func(tx Tx) error {
+			u, err := tx.User("u1")
+			seen <- u
+			return err
+		})
+	}()
+	select {
+	case err := <-committed:
+		t.Fatalf("the commit returned (%v) before its sync finished", err)
+	case u := <-seen:
+		t.Fatalf("a read saw %+v before the commit's sync finished", u)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-committed; err != nil {
+		t.Fatal(err)
+	}
+	if u := <-seen; u == nil || u.Username != "alice" {
+		t.Fatalf("after the sync a read saw %+v", u)
+	}
+}
+
+// TestSQLiteFailedSyncStopsWrites: when the sync of a commit fails, the
+// commit fails with ErrUnavailable and its change is not visible; SQLite
+// has committed it by then, so the store takes no further write (memory
+// and the file would disagree) while reads still answer, until the
+// emulator is restarted on the file.
+func TestSQLiteFailedSyncStopsWrites(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "broken.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put := func(id string) error {
+		return s.Update(ctx, func(tx Tx) error {
+			return tx.PutUser(&User{ID: id, Username: "name-" + id, CreatedAt: t0, UpdatedAt: t0})
+		})
+	}
+	if err := put("before"); err != nil {
+		t.Fatal(err)
+	}
+	eio := errors.New("input/output error")
+	s.syncFile = func(*os.File) error { return eio }
+	if err := put("failed"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, eio) {
+		t.Fatalf("a commit whose sync failed: %v", err)
+	}
+	s.syncFile = fdatasync
+	for what, fn := range map[string]func(Tx) error{
+		"a user": func(tx Tx) error {
+			return tx.PutUser(&User{ID: "after", Username: "after", CreatedAt: t0, UpdatedAt: t0})
+		},
+		"a nonce": func(tx Tx) error { _, err := tx.UseNonce("n", at(1)); return err },
+	} {
+		if err := s.Update(ctx, fn); !errors.Is(err, ErrUnavailable) || !errors.Is(err, eio) {
+			t.Fatalf("%s after a failed sync: %v", what, err)
+		}
+	}
+	err = s.View(ctx, func(tx Tx) error {
+		for id, want := range map[string]bool{"before": true, "failed": false, "after": false} {
+			u, err := tx.User(id)
+			if err != nil {
+				return err
+			}
+			if (u != nil) != want {
+				t.Errorf("user %s visible: %v, want %v", id, u != nil, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.Update(ctx, func(tx Tx) error {
+		return tx.PutUser(&User{ID: "restarted", Username: "restarted", CreatedAt: t0, UpdatedAt: t0})
+	}); err != nil {
+		t.Fatalf("a write after the restart: %v", err)
+	}
+}
+
+// TestSQLiteFailedCommitLeavesNoTransaction: when SQLite refuses a
+// commit's statement, nothing of it is kept, in memory or in the file,
+// and the connection is left with no transaction open: the next commits
+// go through, and are in the file.
+func TestSQLiteFailedCommitLeavesNoTransaction(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "one.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.db.ExecContext(ctx, "ALTER TABLE nonces RENAME TO nonces_away"); err != nil {
+		t.Fatal(err)
+	}
+	use := func() (bool, error) {
+		var fresh bool
+		err := s.Update(ctx, func(tx Tx) error {
+			var err error
+			fresh, err = tx.UseNonce("n1", at(1))
+			return err
+		})
+		return fresh, err
+	}
+	if _, err := use(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a nonce with no table to write it to: %v", err)
+	}
+	if _, err := s.db.ExecContext(ctx, "ALTER TABLE nonces_away RENAME TO nonces"); err != nil {
+		t.Fatal(err)
+	}
+	if fresh, err := use(); err != nil || !fresh {
+		t.Fatalf("the nonce after the failed commit: fresh %v, %v; want a fresh nonce", fresh, err)
+	}
+	if err := s.Update(ctx, func(tx Tx) error {
+		if err := tx.PutUser(&User{ID: "u1", Username: "alice", CreatedAt: t0, UpdatedAt: t0}); err != nil {
+			return err
+		}
+		return tx.AddEvent(&adminapi.Event{Type: "x", Time: t0})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	err = s2.Update(ctx, func(tx Tx) error {
+		fresh, err := tx.UseNonce("n1", at(1))
+		if err == nil && fresh {
+			t.Error("the nonce was not kept in the file")
+		}
+		u, err := tx.User("u1")
+		if err == nil && u == nil {
+			t.Error("the user was not kept in the file")
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -31,11 +31,18 @@ func (t InProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
-	body := &pooledBody{w: w}
-	body.r.Reset(w.body.Bytes())
-	return &http.Response{Status: statusLine(w.code), StatusCode: w.code,
+	a := &answer{body: pooledBody{w: w}} // the response and its body in one allocation
+	a.body.r.Reset(w.body.Bytes())
+	a.resp = http.Response{Status: statusLine(w.code), StatusCode: w.code,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: w.header, ContentLength: int64(w.body.Len()),
-		Body: body, Request: req}, nil
+		Body: &a.body, Request: req}
+	return &a.resp, nil
+}
+
+// answer is an in-process response with its body.
+type answer struct {
+	resp http.Response
+	body pooledBody
 }
 
 func statusLine(code int) string {

@@ -122,7 +122,11 @@ and can also act as the relying party's backend and run the cloud itself.`,
 
 // guardGroups makes a group command (one with subcommands and nothing of
 // its own to run) answer an unknown subcommand with a usage error (exit 2)
-// and a suggestion, instead of printing its help and exiting 0.
+// and a suggestion, instead of printing its help and exiting 0. A group
+// given no subcommand at all is a missing argument (cli.md: exit 2): its
+// help goes to stderr, so a script's stdout stays empty, then one line
+// says what is missing. The root alone still prints its help and exits 0:
+// `authphone` with nothing is asking what the tool is.
 func guardGroups(c *cobra.Command) {
 	for _, s := range c.Commands() {
 		guardGroups(s)
@@ -132,7 +136,18 @@ func guardGroups(c *cobra.Command) {
 	}
 	c.SuggestionsMinimumDistance = 2
 	c.Args = subcommandArgs(maxArgs(0))
-	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		if !cmd.HasParent() {
+			return cmd.Help()
+		}
+		cmd.SetOut(cmd.ErrOrStderr())
+		_ = cmd.Help()
+		msg := fmt.Sprintf("%q needs a command: ", cmd.CommandPath())
+		if names := commandNames(cmd); len(names) <= 8 {
+			msg += "its commands are " + strings.Join(names, ", ") + "; "
+		}
+		return usageErrorf("%ssee '%s --help'", msg, cmd.CommandPath())
+	}
 }
 
 // subcommandArgs checks a command's arguments with next; when they do not
@@ -144,12 +159,7 @@ func subcommandArgs(next cobra.PositionalArgs) cobra.PositionalArgs {
 			return err
 		}
 		msg := fmt.Sprintf("unknown command %q for %q: ", args[0], cmd.CommandPath())
-		var names []string
-		for _, s := range cmd.Commands() {
-			if s.IsAvailableCommand() {
-				names = append(names, s.Name())
-			}
-		}
+		names := commandNames(cmd)
 		if sug := cmd.SuggestionsFor(args[0]); len(sug) > 0 {
 			msg += fmt.Sprintf("did you mean %q? ", sug[0])
 		} else if len(names) <= 8 {
@@ -157,6 +167,17 @@ func subcommandArgs(next cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return usageErrorf("%ssee '%s --help'", msg, cmd.CommandPath())
 	}
+}
+
+// commandNames lists cmd's subcommands a user can run.
+func commandNames(cmd *cobra.Command) []string {
+	var names []string
+	for _, s := range cmd.Commands() {
+		if s.IsAvailableCommand() {
+			names = append(names, s.Name())
+		}
+	}
+	return names
 }
 
 // flagError words a flag's parse error for people: pflag quotes the Go

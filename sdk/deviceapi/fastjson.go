@@ -13,10 +13,29 @@ import (
 
 // Marshal is json.Marshal(v).
 func Marshal(v any) ([]byte, error) {
-	if b, ok := AppendJSON(nil, v); ok {
+	if b, ok := AppendJSON(make([]byte, 0, sizeHint(v)), v); ok {
 		return b, nil
 	}
 	return json.Marshal(v)
+}
+
+// sizeHint is about the size of v's JSON (UAF messages inside are
+// escaped: about one byte in eight is a quote), so that Marshal writes it
+// in one buffer.
+func sizeHint(v any) int {
+	switch v := v.(type) {
+	case UAFBody:
+		return len(v.UAFResponse) + len(v.UAFResponse)/4 + 32
+	case InboxesRequest:
+		n := len(v.DeviceKey) + 40
+		for _, k := range v.KeyIDs {
+			n += len(k) + 3
+		}
+		return n
+	case DispatchTarget:
+		return len(v.SignatureKey) + len(v.Name) + len(v.DeviceID) + len(v.Dispatcher) + len(v.Username) + 80
+	}
+	return 128
 }
 
 // AppendJSON appends json.Marshal(v) to b for the bodies written by hand;
@@ -56,23 +75,41 @@ func AppendJSON(b []byte, v any) ([]byte, bool) {
 		}
 		w.Byte('}')
 	case RedeemResponse:
-		w.Raw(`{"statusCode":`)
-		w.Int(int64(v.StatusCode))
-		w.Raw(`,"uafRequest":`)
-		w.String(v.UAFRequest)
-		w.Raw(`,"op":`)
-		w.String(v.Op)
-		w.Raw(`,"lifetimeMillis":`)
-		w.Int(v.LifetimeMillis)
-		if len(v.NumberChoices) > 0 {
-			w.Raw(`,"numberChoices":[`)
-			for i, n := range v.NumberChoices {
+		appendRedeemResponse(&w, &v)
+	case InboxesRequest:
+		w.Raw(`{"deviceKey":`)
+		if v.DeviceKey == nil {
+			w.Raw("null")
+		} else if plainRaw(v.DeviceKey) {
+			w.B = append(w.B, v.DeviceKey...)
+		} else {
+			return b, false
+		}
+		w.Raw(`,"keyIds":`)
+		appendStrings(&w, v.KeyIDs)
+		if v.UAF {
+			w.Raw(`,"uaf":true`)
+		}
+		w.Byte('}')
+	case InboxesResponse:
+		w.Raw(`{"messages":`)
+		if v.Messages == nil {
+			w.Raw("null")
+		} else {
+			w.Byte('[')
+			for i := range v.Messages {
 				if i > 0 {
 					w.Byte(',')
 				}
-				w.Int(int64(n))
+				if !appendInboxMessage(&w, &v.Messages[i]) {
+					return b, false
+				}
 			}
 			w.Byte(']')
+		}
+		if len(v.Unknown) > 0 {
+			w.Raw(`,"unknown":`)
+			appendStrings(&w, v.Unknown)
 		}
 		w.Byte('}')
 	case StatusBody:
@@ -99,6 +136,95 @@ func AppendJSON(b []byte, v any) ([]byte, bool) {
 		return b, false
 	}
 	return w.B, w.OK
+}
+
+func appendRedeemResponse(w *jsonfast.Writer, v *RedeemResponse) {
+	w.Raw(`{"statusCode":`)
+	w.Int(int64(v.StatusCode))
+	w.Raw(`,"uafRequest":`)
+	w.String(v.UAFRequest)
+	w.Raw(`,"op":`)
+	w.String(v.Op)
+	w.Raw(`,"lifetimeMillis":`)
+	w.Int(v.LifetimeMillis)
+	if len(v.NumberChoices) > 0 {
+		w.Raw(`,"numberChoices":`)
+		appendInts(w, v.NumberChoices)
+	}
+	w.Byte('}')
+}
+
+func appendInts(w *jsonfast.Writer, ns []int) {
+	w.Byte('[')
+	for i, n := range ns {
+		if i > 0 {
+			w.Byte(',')
+		}
+		w.Int(int64(n))
+	}
+	w.Byte(']')
+}
+
+// appendStrings writes ss, null when nil.
+func appendStrings(w *jsonfast.Writer, ss []string) {
+	if ss == nil {
+		w.Raw("null")
+		return
+	}
+	w.Byte('[')
+	for i, s := range ss {
+		if i > 0 {
+			w.Byte(',')
+		}
+		w.String(s)
+	}
+	w.Byte(']')
+}
+
+// appendInboxMessage writes m; false for a message with a login request
+// (left to encoding/json).
+func appendInboxMessage(w *jsonfast.Writer, m *InboxMessage) bool {
+	if m.LoginRequest != nil {
+		return false
+	}
+	w.Raw(`{"id":`)
+	w.String(m.ID)
+	w.Raw(`,"createdAt":`)
+	w.Time(m.CreatedAt)
+	w.Raw(`,"expiresAt":`)
+	w.Time(m.ExpiresAt)
+	w.Raw(`,"payload":`)
+	w.String(m.Payload)
+	if m.NotificationMessage != "" {
+		w.Raw(`,"notificationMessage":`)
+		w.String(m.NotificationMessage)
+	}
+	if m.Kind != "" {
+		w.Raw(`,"kind":`)
+		w.String(string(m.Kind))
+	}
+	if m.Message != "" {
+		w.Raw(`,"message":`)
+		w.String(m.Message)
+	}
+	if m.TransactionID != "" {
+		w.Raw(`,"transactionId":`)
+		w.String(m.TransactionID)
+	}
+	if len(m.NumberChoices) > 0 {
+		w.Raw(`,"numberChoices":`)
+		appendInts(w, m.NumberChoices)
+	}
+	if m.KeyID != "" {
+		w.Raw(`,"keyId":`)
+		w.String(m.KeyID)
+	}
+	if m.UAF != nil {
+		w.Raw(`,"uaf":`)
+		appendRedeemResponse(w, m.UAF)
+	}
+	w.Byte('}')
+	return true
 }
 
 // plainRaw reports whether json.Marshal writes raw as it is: valid JSON,
@@ -211,28 +337,59 @@ func decodeFast(b []byte, v any) bool {
 		}
 		var out RedeemResponse
 		r := jsonfast.NewReader(b)
+		readRedeemResponse(&r, &out)
+		r.End()
+		if r.OK {
+			*v = out
+		}
+		return r.OK
+	case *InboxesRequest:
+		if v.DeviceKey != nil || v.KeyIDs != nil || v.UAF {
+			return false
+		}
+		var out InboxesRequest
+		r := jsonfast.NewReader(b)
 		r.Object(func(k []byte) int {
 			switch string(k) {
-			case "statusCode":
-				readInt(&r, &out.StatusCode)
+			case "deviceKey":
+				raw := r.Raw()
+				if string(raw) == "null" {
+					r.Fail() // encoding/json leaves a RawMessage as "null": its own rules
+				}
+				out.DeviceKey = append(json.RawMessage(nil), raw...)
 				return 0
-			case "uafRequest":
-				r.Text(&out.UAFRequest)
+			case "keyIds":
+				out.KeyIDs = readStrings(&r)
 				return 1
-			case "op":
-				r.String(&out.Op)
+			case "uaf":
+				r.Bool(&out.UAF)
 				return 2
-			case "lifetimeMillis":
-				r.Int(&out.LifetimeMillis)
-				return 3
-			case "numberChoices":
-				out.NumberChoices = []int{}
+			}
+			return -1
+		})
+		r.End()
+		if r.OK {
+			*v = out
+		}
+		return r.OK
+	case *InboxesResponse:
+		if v.Messages != nil || v.Unknown != nil {
+			return false
+		}
+		var out InboxesResponse
+		r := jsonfast.NewReader(b)
+		r.Object(func(k []byte) int {
+			switch string(k) {
+			case "messages":
+				out.Messages = []InboxMessage{}
 				r.Array(func() {
-					var n int
-					readInt(&r, &n)
-					out.NumberChoices = append(out.NumberChoices, n)
+					out.Messages = append(out.Messages, InboxMessage{})
+					readInboxMessage(&r, &out.Messages[len(out.Messages)-1])
 				})
-				return 4
+				return 0
+			case "unknown":
+				out.Unknown = readStrings(&r)
+				return 1
 			}
 			return -1
 		})
@@ -289,6 +446,99 @@ func decodeFast(b []byte, v any) bool {
 		return r.OK
 	}
 	return false
+}
+
+// readRedeemResponse reads an object into a zero *out.
+func readRedeemResponse(r *jsonfast.Reader, out *RedeemResponse) {
+	r.Object(func(k []byte) int {
+		switch string(k) {
+		case "statusCode":
+			readInt(r, &out.StatusCode)
+			return 0
+		case "uafRequest":
+			r.Text(&out.UAFRequest)
+			return 1
+		case "op":
+			r.String(&out.Op)
+			return 2
+		case "lifetimeMillis":
+			r.Int(&out.LifetimeMillis)
+			return 3
+		case "numberChoices":
+			out.NumberChoices = readInts(r)
+			return 4
+		}
+		return -1
+	})
+}
+
+// readInts reads an array of ints (empty, not nil, for []).
+func readInts(r *jsonfast.Reader) []int {
+	out := []int{}
+	r.Array(func() {
+		var n int
+		readInt(r, &n)
+		out = append(out, n)
+	})
+	return out
+}
+
+// readStrings reads an array of strings (empty, not nil, for []; null
+// fails the read: encoding/json's rules).
+func readStrings(r *jsonfast.Reader) []string {
+	out := []string{}
+	r.Array(func() {
+		var s string
+		r.String(&s)
+		out = append(out, s)
+	})
+	return out
+}
+
+// readInboxMessage reads an object into a zero *m (a login request, or a
+// null, fails the read).
+func readInboxMessage(r *jsonfast.Reader, m *InboxMessage) {
+	r.Object(func(k []byte) int {
+		switch string(k) {
+		case "id":
+			r.String(&m.ID)
+			return 0
+		case "createdAt":
+			r.Time(&m.CreatedAt)
+			return 1
+		case "expiresAt":
+			r.Time(&m.ExpiresAt)
+			return 2
+		case "payload":
+			r.Text(&m.Payload)
+			return 3
+		case "notificationMessage":
+			r.Text(&m.NotificationMessage)
+			return 4
+		case "kind":
+			var s string
+			r.Text(&s)
+			m.Kind = InboxKind(s)
+			return 5
+		case "message":
+			r.Text(&m.Message)
+			return 6
+		case "transactionId":
+			r.String(&m.TransactionID)
+			return 7
+		case "numberChoices":
+			m.NumberChoices = readInts(r)
+			return 8
+		case "keyId":
+			r.String(&m.KeyID)
+			return 9
+		case "uaf":
+			m.UAF = new(RedeemResponse)
+			readRedeemResponse(r, m.UAF)
+			return 10
+		}
+		return -1
+	})
 }
 
 func readInt(r *jsonfast.Reader, n *int) {

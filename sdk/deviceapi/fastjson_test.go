@@ -6,6 +6,9 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/authphone/authphone/sdk/trustapi"
 )
 
 // The hand-written bodies against encoding/json: random values, then
@@ -19,8 +22,70 @@ func fastString(r *rand.Rand) string { return fastStrings[r.IntN(len(fastStrings
 var fastRaws = []string{`{"crv":"P-256","kty":"EC","x":"AQ","y":"Ag"}`, `{"kty": "EC"}`, "{\"a\":\n1}", `{"a":"<"}`, `{"a":"\u0041"}`,
 	`[1,2,{"b":null,"b":true}]`, `{"a":1.5}`, `null`, `"s"`, `{"a":}`, `{`, `{"é":1}`}
 
+var fastTimes = []time.Time{{}, time.Date(2026, 12, 3, 13, 4, 5, 123456789, time.UTC), time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", 3600)),
+	time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}
+
+func randomStrings(r *rand.Rand) []string {
+	switch r.IntN(4) {
+	case 0:
+		return nil
+	case 1:
+		return []string{}
+	}
+	out := make([]string, 1+r.IntN(3))
+	for i := range out {
+		out[i] = fastString(r)
+	}
+	return out
+}
+
+func randomInts(r *rand.Rand) []int {
+	if r.IntN(2) == 0 {
+		return nil
+	}
+	out := []int{}
+	for range r.IntN(4) {
+		out = append(out, r.IntN(100)-3)
+	}
+	return out
+}
+
+func randomRedeemResponse(r *rand.Rand) RedeemResponse {
+	return RedeemResponse{StatusCode: r.IntN(2000) - 100, UAFRequest: fastString(r), Op: fastString(r), LifetimeMillis: r.Int64N(1<<40) - 5,
+		NumberChoices: randomInts(r)}
+}
+
+func randomInboxMessage(r *rand.Rand) InboxMessage {
+	m := InboxMessage{ID: fastString(r), CreatedAt: fastTimes[r.IntN(len(fastTimes))], ExpiresAt: fastTimes[r.IntN(len(fastTimes))],
+		Payload: fastString(r), NotificationMessage: fastString(r), Kind: InboxKind(fastString(r)), Message: fastString(r),
+		TransactionID: fastString(r), NumberChoices: randomInts(r), KeyID: fastString(r)}
+	if r.IntN(2) == 0 {
+		u := randomRedeemResponse(r)
+		m.UAF = &u
+	}
+	if r.IntN(8) == 0 {
+		m.LoginRequest = &trustapi.LoginRequestInfo{RequestID: fastString(r), CreatedAt: fastTimes[1]}
+	}
+	return m
+}
+
 func randomBody(r *rand.Rand) any {
-	switch r.IntN(6) {
+	switch r.IntN(8) {
+	case 6:
+		v := InboxesRequest{KeyIDs: randomStrings(r), UAF: r.IntN(2) == 0}
+		if r.IntN(5) != 0 {
+			v.DeviceKey = json.RawMessage(fastRaws[r.IntN(len(fastRaws))])
+		}
+		return v
+	case 7:
+		v := InboxesResponse{Unknown: randomStrings(r)}
+		if r.IntN(6) != 0 {
+			v.Messages = []InboxMessage{}
+			for range r.IntN(3) {
+				v.Messages = append(v.Messages, randomInboxMessage(r))
+			}
+		}
+		return v
 	case 0:
 		return RedeemRequest{Token: fastString(r)}
 	case 1:
@@ -36,14 +101,7 @@ func randomBody(r *rand.Rand) any {
 		}
 		return v
 	case 3:
-		v := RedeemResponse{StatusCode: r.IntN(2000) - 100, UAFRequest: fastString(r), Op: fastString(r), LifetimeMillis: r.Int64N(1<<40) - 5}
-		if r.IntN(2) == 0 {
-			v.NumberChoices = []int{}
-			for range r.IntN(4) {
-				v.NumberChoices = append(v.NumberChoices, r.IntN(100)-3)
-			}
-		}
-		return v
+		return randomRedeemResponse(r)
 	case 4:
 		return StatusBody{StatusCode: r.IntN(2000), Description: fastString(r), UserID: fastString(r), AuthenticatorID: fastString(r)}
 	}
@@ -124,7 +182,10 @@ func TestFastBodiesTaken(t *testing.T) {
 	jwk := json.RawMessage(`{"crv":"P-256","kty":"EC","x":"AQ","y":"Ag"}`)
 	for _, v := range []any{RedeemRequest{Token: "t"}, UAFBody{UAFResponse: `[{"a":"b"}]`}, DispatchTarget{Name: "n", DeviceID: "d", Dispatcher: "inbox", SignatureKey: jwk},
 		RedeemResponse{StatusCode: StatusOK, UAFRequest: `[{"a":"b"}]`, Op: "Reg", LifetimeMillis: 1}, StatusBody{StatusCode: StatusOK, UserID: "u"},
-		DispatchTargetResponse{ID: "i"}} {
+		DispatchTargetResponse{ID: "i"}, InboxesRequest{DeviceKey: jwk, KeyIDs: []string{"k1", "k2"}, UAF: true},
+		InboxesResponse{Messages: []InboxMessage{{ID: "i", CreatedAt: time.Now(), ExpiresAt: time.Now(), Payload: "p", Kind: InboxAuthentication,
+			Message: "Pay 10 EUR?", TransactionID: "t", NumberChoices: []int{1, 2}, KeyID: "k",
+			UAF: &RedeemResponse{StatusCode: StatusOK, UAFRequest: `[{"a":"b"}]`, Op: "Auth", LifetimeMillis: 1}}}, Unknown: []string{"k2"}}} {
 		b, ok := AppendJSON(nil, v)
 		if !ok {
 			t.Errorf("%T was not written by hand", v)
@@ -136,7 +197,8 @@ func TestFastBodiesTaken(t *testing.T) {
 	for _, c := range []struct {
 		v any
 		n int
-	}{{RedeemRequest{}, 1}, {UAFBody{}, 2}, {DispatchTarget{}, 5}, {RedeemResponse{}, 5}, {StatusBody{}, 4}, {DispatchTargetResponse{}, 1}} {
+	}{{RedeemRequest{}, 1}, {UAFBody{}, 2}, {DispatchTarget{}, 5}, {RedeemResponse{}, 5}, {StatusBody{}, 4}, {DispatchTargetResponse{}, 1},
+		{InboxesRequest{}, 3}, {InboxesResponse{}, 2}, {InboxMessage{}, 12}} {
 		if got := reflect.TypeOf(c.v).NumField(); got != c.n {
 			t.Errorf("%T has %d fields, its hand-written JSON %d: write the new ones (fastjson.go)", c.v, got, c.n)
 		}
@@ -150,7 +212,8 @@ func FuzzUnmarshalFast(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, v := range []any{RedeemRequest{}, UAFBody{}, DispatchTarget{}, RedeemResponse{}, StatusBody{}, DispatchTargetResponse{}} {
+		for _, v := range []any{RedeemRequest{}, UAFBody{}, DispatchTarget{}, RedeemResponse{}, StatusBody{}, DispatchTargetResponse{},
+			InboxesRequest{}, InboxesResponse{}} {
 			checkUnmarshal(t, v, b)
 		}
 	})

@@ -12,7 +12,10 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
+	"unsafe"
 
+	"github.com/authphone/authphone/internal/jsonfast"
 	"github.com/authphone/authphone/sdk/qr"
 	"github.com/google/uuid"
 )
@@ -67,18 +70,59 @@ func New(base string, kind Kind, token string) Payload {
 
 // JSON is the payload's JSON form.
 func (p Payload) JSON() []byte {
+	if b, ok := p.appendJSON(nil); ok {
+		return b
+	}
+	return p.jsonStd()
+}
+
+// jsonStd is the JSON form written by encoding/json.
+func (p Payload) jsonStd() []byte {
 	d, _ := json.Marshal(p)
 	b, _ := json.Marshal(wire{Data: d, ContentType: ContentTypeJSON, Version: "1"})
 	return b
 }
 
+// appendJSON appends the JSON form written by hand: exactly jsonStd's
+// bytes, or false for fields encoding/json would escape otherwise.
+func (p Payload) appendJSON(b []byte) ([]byte, bool) {
+	w := jsonfast.NewWriter(b)
+	w.Raw(`{"nma_data":{"token":`)
+	w.String(p.Token)
+	w.Raw(`,"redeem_url":`)
+	w.String(p.RedeemURL)
+	w.Raw(`},"nma_data_content_type":"` + ContentTypeJSON + `","nma_data_version":"1"}`)
+	return w.B, w.OK
+}
+
 // Encode is the payload's base64url form: the content of a QR code.
-func (p Payload) Encode() string { return base64.RawURLEncoding.EncodeToString(p.JSON()) }
+func (p Payload) Encode() string { return p.appendEncoded("") }
 
 // AppLink is the payload as an app link on the cloud at base.
 func (p Payload) AppLink(base string) string {
-	return strings.TrimRight(base, "/") + "/open?dispatchTokenResponse=" + p.Encode()
+	return p.appendEncoded(strings.TrimRight(base, "/") + "/open?dispatchTokenResponse=")
 }
+
+// appendEncoded is prefix followed by the base64url form, built in one
+// string (the JSON in a pooled buffer).
+func (p Payload) appendEncoded(prefix string) string {
+	bp := jsonBufs.Get().(*[]byte)
+	js, ok := p.appendJSON((*bp)[:0])
+	if !ok {
+		js = p.jsonStd()
+	}
+	out := make([]byte, len(prefix)+base64.RawURLEncoding.EncodedLen(len(js)))
+	copy(out, prefix)
+	base64.RawURLEncoding.Encode(out[len(prefix):], js)
+	if ok && cap(js) <= 4<<10 {
+		*bp = js[:0]
+		jsonBufs.Put(bp)
+	}
+	return unsafe.String(unsafe.SliceData(out), len(out)) // out is not kept: the string owns it
+}
+
+// jsonBufs holds the buffers payloads' JSON is written in before base64.
+var jsonBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 // Kind is the operation the payload starts.
 func (p Payload) Kind() Kind {
@@ -177,23 +221,49 @@ func decodeBase64(s string) (Payload, error) {
 	return decodeJSON(b)
 }
 
+// decodeJSON reads the JSON form: by hand when it is plain (decodeFast),
+// else with encoding/json (decodeJSONStd); the two give the same payload
+// or error (tested).
 func decodeJSON(b []byte) (Payload, error) {
-	var w wire
-	if err := json.Unmarshal(b, &w); err != nil {
-		return Payload{}, fmt.Errorf("%w: truncated or malformed JSON: %v", ErrInvalid, err)
+	w, p, ok := decodeFast(b)
+	if !ok {
+		return decodeJSONStd(b)
 	}
+	if err := w.check(); err != nil {
+		return Payload{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return Payload{}, err
+	}
+	return p, nil
+}
+
+// check checks the content type and version of a payload's JSON.
+func (w *wire) check() error {
 	if len(w.Data) == 0 {
-		return Payload{}, fmt.Errorf("%w: JSON without nma_data; %s", ErrNotDispatch, Expected)
+		return fmt.Errorf("%w: JSON without nma_data; %s", ErrNotDispatch, Expected)
 	}
 	switch w.ContentType {
 	case ContentTypeJSON:
 	case "application/jose":
-		return Payload{}, ErrEncrypted
+		return ErrEncrypted
 	default:
-		return Payload{}, fmt.Errorf("%w: nma_data_content_type %q, want %s", ErrInvalid, w.ContentType, ContentTypeJSON)
+		return fmt.Errorf("%w: nma_data_content_type %q, want %s", ErrInvalid, w.ContentType, ContentTypeJSON)
 	}
 	if w.Version != "1" {
-		return Payload{}, fmt.Errorf("%w: nma_data_version %q, want \"1\"", ErrInvalid, w.Version)
+		return fmt.Errorf("%w: nma_data_version %q, want \"1\"", ErrInvalid, w.Version)
+	}
+	return nil
+}
+
+// decodeJSONStd is decodeJSON with encoding/json.
+func decodeJSONStd(b []byte) (Payload, error) {
+	var w wire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Payload{}, fmt.Errorf("%w: truncated or malformed JSON: %v", ErrInvalid, err)
+	}
+	if err := w.check(); err != nil {
+		return Payload{}, err
 	}
 	var p Payload
 	if err := json.Unmarshal(w.Data, &p); err != nil {
@@ -203,6 +273,45 @@ func decodeJSON(b []byte) (Payload, error) {
 		return Payload{}, err
 	}
 	return p, nil
+}
+
+// decodeFast reads b by hand as encoding/json reads it into a wire and its
+// nma_data into a Payload, when b is plain: known keys each at most once,
+// strings without escapes or bytes past ASCII, nma_data an object of
+// strings. False for anything else, which decodeJSONStd then reads. (Of
+// the wire's Data it only says whether it is there: the Payload is read
+// from it.)
+func decodeFast(b []byte) (wire, Payload, bool) {
+	var w wire
+	var p Payload
+	r := jsonfast.NewReader(b)
+	r.Object(func(k []byte) int {
+		switch string(k) {
+		case "nma_data":
+			r.Object(func(k []byte) int {
+				switch string(k) {
+				case "token":
+					r.String(&p.Token)
+					return 0
+				case "redeem_url":
+					r.String(&p.RedeemURL)
+					return 1
+				}
+				return -1
+			})
+			w.Data = json.RawMessage("{}") // there, and an object
+			return 0
+		case "nma_data_content_type":
+			r.String(&w.ContentType)
+			return 1
+		case "nma_data_version":
+			r.String(&w.Version)
+			return 2
+		}
+		return -1
+	})
+	r.End()
+	return w, p, r.OK
 }
 
 func decodeDataURI(s string) ([]byte, error) {
