@@ -632,7 +632,10 @@ func (s *Server) isAccessKey(r *http.Request) bool {
 }
 
 // parseWait reads ?wait=DURATION, capped at cloudapi.MaxWait.
-func parseWait(r *http.Request) (time.Duration, error) {
+func parseWait(r *http.Request) (time.Duration, error) { return parseWaitUpTo(r, cloudapi.MaxWait) }
+
+// parseWaitUpTo reads ?wait=DURATION, capped at most.
+func parseWaitUpTo(r *http.Request, most time.Duration) (time.Duration, error) {
 	v := r.URL.Query().Get("wait")
 	if v == "" {
 		return 0, nil
@@ -641,7 +644,7 @@ func parseWait(r *http.Request) (time.Duration, error) {
 	if err != nil || d < 0 {
 		return 0, errf(http.StatusBadRequest, "wait=%q is not a duration such as 30s", v)
 	}
-	return min(d, cloudapi.MaxWait), nil
+	return min(d, most), nil
 }
 
 type statusRecorder struct {

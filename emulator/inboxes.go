@@ -17,14 +17,15 @@ import (
 
 // handleInboxes answers POST /_app/inboxes[?wait=D] (ours): one long-poll
 // for the inboxes of every account of a phone, signed once with the
-// phone's device key. An account counts only if its dispatch target was
+// phone's device key, held up to cloudapi.MaxInboxesWait (5 minutes, not
+// the API's minute: an idle phone always holds one). An account counts only if its dispatch target was
 // registered, signed by the account's own key, with that device key
 // (deviceId = its thumbprint); the others are answered as unknown. Like
 // GET /_app/inbox, a removed authenticator still reads its removal notice.
 // When some accounts are unknown the answer comes at once, without waiting,
 // so the phone learns to read those one by one.
 func (s *Server) handleInboxes(w http.ResponseWriter, r *http.Request) {
-	wait, err := parseWait(r)
+	wait, err := parseWaitUpTo(r, cloudapi.MaxInboxesWait)
 	if err != nil {
 		s.devFail(w, r, err)
 		return

@@ -15,17 +15,17 @@ func TestFirstPollsAreSpread(t *testing.T) {
 	var early, late int
 	for range 2000 {
 		w := pollWait(true)
-		if w < time.Second || w > cloudapi.MaxWait {
-			t.Fatalf("first wait %v outside [1s, %v]", w, cloudapi.MaxWait)
+		if w < time.Second || w > cloudapi.MaxInboxesWait {
+			t.Fatalf("first wait %v outside [1s, %v]", w, cloudapi.MaxInboxesWait)
 		}
 		switch {
-		case w < cloudapi.MaxWait/4:
+		case w < cloudapi.MaxInboxesWait/4:
 			early++
-		case w >= cloudapi.MaxWait*3/4:
+		case w >= cloudapi.MaxInboxesWait*3/4:
 			late++
 		}
-		if n := pollWait(false); n < cloudapi.MaxWait*3/4 || n > cloudapi.MaxWait {
-			t.Fatalf("later wait %v outside [%v, %v]", n, cloudapi.MaxWait*3/4, cloudapi.MaxWait)
+		if n := pollWait(false); n < cloudapi.MaxInboxesWait*3/4 || n > cloudapi.MaxInboxesWait {
+			t.Fatalf("later wait %v outside [%v, %v]", n, cloudapi.MaxInboxesWait*3/4, cloudapi.MaxInboxesWait)
 		}
 	}
 	// Uniform: about a quarter in each; all in the last quarter would be
