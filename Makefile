@@ -8,7 +8,7 @@ LDFLAGS := -X main.commit=$(COMMIT)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test build bench bench-peer fuzz lint
+.PHONY: help demo test build bench bench-peer bench-fleet-pair fuzz lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ bench: ## the performance suite: approvals against their crypto, the fleet at K=
 
 bench-peer: ## authphone against virtualwebauthn + go-webauthn (their own module in testdata/peerbench)
 	cd testdata/peerbench && $(GO) test -bench . -benchmem $(BENCHFLAGS) .
+
+bench-fleet-pair: ## fleets of 100 and 10 000 phones over loopback on memory and SQLite, and their ratio (issue 9; STORES, KS, COUNT, ROUNDS, FLEETARGS)
+	bash testdata/fleetpair.sh
 
 fuzz: ## a short run of every fuzz target (FUZZTIME each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./sdk/tlv

@@ -350,7 +350,7 @@ func (s *Server) Start(addr string) error {
 	}
 	s.ln = ln
 	t := s.cfg.timeouts
-	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: t.Header, ReadTimeout: t.Body, IdleTimeout: t.Idle}
+	s.httpSrv = newHTTPServer(s.Handler(), t)
 	srv := s.httpSrv
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()

@@ -95,6 +95,13 @@ var sqlTables = map[string]sqlTable{
 // the WAL after the commit's frames), without switching the connection
 // between FULL and NORMAL by a pragma, parsed each time, around the
 // commits that need not sync.
+//
+// The sync is not shared between commits (group commit): with it outside
+// the lock, the memory store would show a change before it is durable, so
+// every answer that read after it would have to wait for the sync too
+// (a phone's long-poll may be woken early, a backend's "succeeded" may
+// not); one approval's commits are serial, with nothing to overlap, so it
+// would not make an approval cheaper (ARCHITECTURE.md, issue 9).
 func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
 	if s.broken != nil {
 		return unavailable(s.broken)

@@ -22,14 +22,16 @@ func newFleetCmd(a *app) *cobra.Command {
 		rate                            float64
 		answer, think, factor, pin, kdf string
 		durability, state               string
-		keep, remove                    bool
+		keep, remove, h2c               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "fleet",
 		Short: "Load-test: K virtual phones answer approvals started through the backend API",
 		Long: `fleet enrols --phones K users, one virtual phone each, in this process
-(all phones share one HTTP transport), then starts approvals through the
-backend API for --count N approvals or for --duration D, at --rate per second
+(all phones share one HTTP transport; each idle phone holds a long-poll,
+a connection each, or with --h2c a stream of HTTP/2 without TLS on a few
+connections, if the cloud speaks it as authphone emulator does), then starts
+approvals through the backend API for --count N approvals or for --duration D, at --rate per second
 or as fast as --inflight allows, and lets the phones answer with a policy.
 Without --cloud (or AUTHPHONE_CLOUD) it runs against an in-process emulator on a loopback port.
 
@@ -78,7 +80,7 @@ stay until --state DIR --remove.`,
 			remoteCloud := cmd.Flags().Changed("cloud") || os.Getenv("AUTHPHONE_CLOUD") != ""
 			cfg := fleet.Config{Cloud: a.cloud, AccessKey: a.accessKeyValue(), Phones: phones, Count: count, Duration: duration,
 				Rate: rate, Inflight: inflight, Approve: share, Think: th, Biometric: factor == "biometric", PIN: pin, KDF: k, Durability: dur, Keep: keep, GCPercent: fleetGCPercent(),
-				StateDir: state, Passphrase: os.Getenv(keystore.PassphraseEnv)}
+				StateDir: state, Passphrase: os.Getenv(keystore.PassphraseEnv), H2C: h2c}
 			ctx := cmd.Context()
 			if state != "" && !remoteCloud {
 				return usageErrorf("--state needs --cloud: the in-process emulator forgets its users when the fleet ends (start one with `authphone emulator --db FILE`)")
@@ -149,6 +151,7 @@ stay until --state DIR --remove.`,
 	f.StringVar(&durability, "durability", "full", "how the phones write their sign counters: full (fsync each) or relaxed (no fsync, faster)")
 	f.BoolVar(&keep, "keep", false, "keep the enrolled users at the end")
 	f.StringVar(&state, "state", "", "keep the fleet in DIR and reuse it next time (users, counters, keys encrypted with AUTHPHONE_KEYSTORE_PASSPHRASE); needs --cloud")
+	f.BoolVar(&h2c, "h2c", false, "send the phones' long-polls as HTTP/2 streams without TLS on a few connections, if the cloud speaks it (fewer sockets and less memory; more CPU)")
 	f.BoolVar(&remove, "remove", false, "with --state: remove the saved fleet's users from the cloud, and the state")
 	f.StringVar(&a.accessKey, "access-key", "", "the cloud's access key, with --cloud ("+secretEnv("AUTHPHONE_ACCESS_KEY")+")")
 	return cmd
@@ -190,6 +193,9 @@ func (a *app) printFleetReport(r *fleet.Report) {
 		a.printf(", rate %.0f/s", r.Rate)
 	}
 	a.printf("\n  durability:   %s\n", r.Durability)
+	if r.Protocol != "" {
+		a.printf("  protocol:     %s\n", r.Protocol)
+	}
 	if r.GCPercent > 0 {
 		a.printf("  GC:           GOGC=%d (set GOGC to choose another)\n", r.GCPercent)
 	}

@@ -45,11 +45,10 @@ import (
 // limit), the request is sent again on a fresh connection, signed again.
 const IdleConnTimeout = 30 * time.Second
 
-// NewTransport is the fleet's default transport for n connections (the
-// phones' long-polls and the approvals in flight): small buffers, since
-// each idle phone's long-poll holds a connection and device API messages
-// are a few hundred bytes, and idle connections dropped after
-// IdleConnTimeout.
+// NewTransport is the fleet's HTTP/1.1 transport for n connections: small
+// buffers, since device API messages are a few hundred bytes (and, when
+// the long-polls go on HTTP/1.1 too, each idle phone's holds a
+// connection), and idle connections dropped after IdleConnTimeout.
 func NewTransport(n int) *http.Transport {
 	return &http.Transport{MaxIdleConns: 4 * n, MaxIdleConnsPerHost: 4 * n,
 		IdleConnTimeout: IdleConnTimeout, ReadBufferSize: 1 << 10, WriteBufferSize: 1 << 10}
@@ -157,7 +156,8 @@ type Config struct {
 	Keep       bool          // keep the users at the end
 	Timeout    time.Duration // how long the backend waits for one answer (default 60 s)
 	// Transport is the one transport all phones and the backend share
-	// (default: a new http.Transport sized for the fleet).
+	// (default: NewTransport sized for the fleet, HTTP/1.1; with H2C and
+	// a cloud that speaks it, a SplitTransport).
 	Transport http.RoundTripper
 	// StateDir, if set, keeps the fleet for the next run (--state DIR):
 	// the users, each phone's accounts and counters, and the phones' keys
@@ -170,6 +170,16 @@ type Config struct {
 	// Progress, if set, is called about every 200 ms while approvals run,
 	// and once at the end.
 	Progress func(Snapshot)
+	// H2C sends the phones' long-polls as HTTP/2 streams without TLS on a
+	// few connections (SplitTransport), if the cloud speaks it (asked once
+	// at start; `authphone emulator` does), instead of a connection each:
+	// for fleets that would run out of file descriptors or memory (a
+	// parked long-poll is about 4 KiB less on the fleet's side and a
+	// socket, 8 KiB of buffers and a goroutine less on the cloud's). It
+	// costs CPU: net/http's HTTP/2 is dearer per request than its
+	// HTTP/1.1, and a 10 000-phone fleet ran about 12% slower with it
+	// (ARCHITECTURE.md), so it is not the default.
+	H2C bool
 	// GCPercent, if above 0, is the garbage collector's target percentage
 	// (runtime/debug.SetGCPercent, as GOGC) while Run runs; the previous
 	// one is restored at the end. A fleet's live heap (K phones and their
@@ -198,6 +208,9 @@ type Report struct {
 	Inflight     int     `json:"inflight"`
 	Rate         float64 `json:"rate,omitempty"`
 	Durability   string  `json:"durability"`
+	// Protocol is what the fleet's default transport spoke to the cloud:
+	// ProtocolH2C or ProtocolHTTP1 (empty with Config.Transport).
+	Protocol     string  `json:"protocol,omitempty"`
 	GCPercent    int     `json:"gcPercent,omitempty"` // Config.GCPercent, when Run set it
 	KDF          string  `json:"kdf"`
 	EnrolSeconds float64 `json:"enrolSeconds"`
@@ -323,10 +336,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.GCPercent > 0 {
 		defer debug.SetGCPercent(debug.SetGCPercent(cfg.GCPercent))
 	}
+	protocol := ""
 	if cfg.Transport == nil {
-		// Small buffers: each idle phone's long-poll holds a connection,
-		// and device API messages are a few hundred bytes.
-		cfg.Transport = NewTransport(cfg.Phones + cfg.Inflight)
+		cfg.Transport, protocol = cfg.transport(ctx)
 	}
 	if cfg.StateDir != "" && cfg.Passphrase == "" {
 		return nil, fmt.Errorf("%w: --state keeps the phones' keys encrypted: set %s", ErrBadConfig, keystore.PassphraseEnv)
@@ -355,7 +367,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := r.be.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("reach the cloud at %s: %w", cfg.Cloud, err)
 	}
-	rep := &Report{Phones: cfg.Phones, Answer: cfg.Approve, Think: cfg.Think.String(), Inflight: cfg.Inflight, Rate: cfg.Rate,
+	rep := &Report{Protocol: protocol, Phones: cfg.Phones, Answer: cfg.Approve, Think: cfg.Think.String(), Inflight: cfg.Inflight, Rate: cfg.Rate,
 		Durability: durabilityNote(cfg.Durability, memory), GCPercent: cfg.GCPercent, SecondFactor: "pin", Kept: cfg.Keep || cfg.StateDir != "", KDF: cfg.KDF.Name,
 		StateDir: cfg.StateDir, Outcomes: map[string]int{}}
 	if cfg.Biometric {

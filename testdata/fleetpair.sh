@@ -1,0 +1,99 @@
+#!/bin/bash
+# fleetpair.sh: the fleets of issue 9 over loopback, 100 phones against
+# 10 000, each on a fresh `authphone emulator` of its own (memory, then
+# SQLite: --db a new file), one at a time, ROUNDS rounds with the order
+# reversed every other round. Per fleet it prints approvals/s, the fleet's
+# and the emulator's CPU per approval in the steady part of the run
+# (between the first and the last progress line), and per round and store
+# the ratio of the approvals/s of the last K to the first.
+#
+#   make bench-fleet-pair                      # or: sh testdata/fleetpair.sh
+#   STORES=memory KS="100 1000 10000" COUNT=15000 ROUNDS=3 FLEETARGS=--h2c sh testdata/fleetpair.sh
+#
+# Each fleet takes /tmp/authphone-bench.lock (flock) while it runs, so two
+# measurements never share the machine. Needs python3 (to read the reports).
+set -eu
+BIN=${BIN:-}
+STORES=${STORES:-"memory sqlite"}
+KS=${KS:-"100 10000"}
+COUNT=${COUNT:-10000}
+ROUNDS=${ROUNDS:-2}
+FLEETARGS=${FLEETARGS:-}
+EMUENV=${EMUENV:-}
+W=$(mktemp -d "${TMPDIR:-/tmp}/fleetpair.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+if [ -z "$BIN" ]; then
+	BIN=$W/authphone
+	go build -o "$BIN" ./cmd/authphone
+fi
+lock() { if command -v flock >/dev/null; then flock /tmp/authphone-bench.lock "$@"; else "$@"; fi; }
+
+# one STORE K: run a fleet against a fresh emulator; its report in $W/rep.json,
+# the CPU ticks of both processes every 250 ms with the fleet's last progress line in $W/ticks.
+one() {
+	rm -f "$W"/ready.json "$W"/db* "$W"/ticks
+	db=""
+	[ "$1" = sqlite ] && db="--db $W/db.sqlite"
+	# shellcheck disable=SC2086
+	env $EMUENV "$BIN" emulator --addr 127.0.0.1:0 --ready-file "$W/ready.json" $db >"$W/emu.log" 2>&1 &
+	ep=$!
+	for _ in $(seq 100); do [ -s "$W/ready.json" ] && break; sleep 0.1; done
+	url=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["url"])' "$W/ready.json")
+	key=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["accessKey"])' "$W/ready.json")
+	# shellcheck disable=SC2086
+	"$BIN" fleet --cloud "$url" --access-key "$key" --phones "$2" --count "$COUNT" --durability relaxed $FLEETARGS --json >"$W/rep.json" 2>"$W/fleet.log" &
+	fp=$!
+	while kill -0 $fp 2>/dev/null; do
+		echo "$(awk '{print $14+$15}' /proc/$ep/stat) $(awk '{print $14+$15}' /proc/$fp/stat 2>/dev/null) $(tail -1 "$W/fleet.log")" >>"$W/ticks"
+		sleep 0.25
+	done
+	wait $fp || true
+	kill $ep
+	wait $ep 2>/dev/null || true
+}
+export -f one
+export BIN COUNT FLEETARGS EMUENV W
+
+echo "load: $(uptime | sed 's/.*load average: //')"
+for round in $(seq "$ROUNDS"); do
+	order=$KS
+	[ $((round % 2)) = 0 ] && order=$(echo "$KS" | tr ' ' '\n' | tac | tr '\n' ' ')
+	for store in $STORES; do
+		: >"$W/round"
+		for k in $order; do
+			lock bash -c 'one "$1" "$2"' _ "$store" "$k"
+			python3 - "$W/rep.json" "$W/ticks" "$store" "$k" "$round" "$(uptime | sed 's/.*load average: //')" >>"$W/round" <<'PY'
+import json, re, sys
+rep, ticks, store, k, rnd, load = sys.argv[1:]
+r = json.load(open(rep))
+rows = []
+for l in open(ticks):
+    m = re.match(r'(\d+) (\d+) fleet: \S+ done (\d+)/', l)
+    if m:
+        rows.append(tuple(map(int, m.groups())))
+# the tick where each progress line first showed, up to the last one before the end
+rows = [x for i, x in enumerate(rows) if x[2] > 0 and (i == 0 or rows[i-1][2] != x[2])]
+rows = [x for x in rows if x[2] < rows[-1][2]] if rows else []
+emu = fl = float('nan')
+if len(rows) >= 2:
+    a, b = rows[0], rows[-1]
+    n = b[2] - a[2]
+    emu, fl = (b[0] - a[0]) * 10 / n, (b[1] - a[1]) * 10 / n   # clock ticks of 10 ms
+print(json.dumps({"store": store, "k": int(k), "round": int(rnd), "perSec": r["approvalsPerSecond"], "fleetMs": fl, "emuMs": emu,
+                  "cpuCeilingPercent": r["cpuCeilingPercent"], "protocol": r.get("protocol", ""), "lost": r["lost"],
+                  "unexpected": r["unexpected"], "load": load}))
+PY
+			tail -1 "$W/round" | python3 -c 'import json,sys
+d=json.loads(sys.stdin.read())
+print("round %(round)d %(store)-6s K=%(k)5d: %(perSec)6.0f approvals/s, CPU/approval fleet %(fleetMs).3f ms + emulator %(emuMs).3f ms, %(cpuCeilingPercent).1f%% of the crypto ceiling by the fleet CPU, lost %(lost)d, unexpected %(unexpected)d, %(protocol)s, load %(load)s" % d)'
+		done
+		python3 - "$W/round" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+rs.sort(key=lambda d: d["k"])
+a, b = rs[0], rs[-1]
+print("round %d %s: K=%d / K=%d = %.2fx approvals/s, %.2fx CPU per approval (both processes)" % (
+    a["round"], a["store"], b["k"], a["k"], b["perSec"] / a["perSec"], (b["fleetMs"] + b["emuMs"]) / (a["fleetMs"] + a["emuMs"])))
+PY
+	done
+done
