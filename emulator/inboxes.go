@@ -71,12 +71,17 @@ func (s *Server) handleInboxes(w http.ResponseWriter, r *http.Request) {
 		if !fresh {
 			return errf(http.StatusUnauthorized, "Device-Signature was already used (replay)")
 		}
-		seen := map[string]bool{}
+		var seen map[string]bool // repeated keyIDs count once (no map for the usual one)
+		if len(req.KeyIDs) > 1 {
+			seen = make(map[string]bool, len(req.KeyIDs))
+		}
 		for _, k := range req.KeyIDs {
 			if seen[k] {
 				continue
 			}
-			seen[k] = true
+			if seen != nil {
+				seen[k] = true
+			}
 			a, err := st.AuthenticatorByKeyID(k)
 			if err != nil {
 				return err
@@ -98,33 +103,23 @@ func (s *Server) handleInboxes(w http.ResponseWriter, r *http.Request) {
 		wait = 0 // answer at once: the phone reads those accounts on their own
 	}
 	if len(aids) > 0 {
-		wakeKeys := make([]string, len(aids))
-		for i, aid := range aids {
-			wakeKeys[i] = inboxWaitKey(aid)
-		}
-		if !s.longPollAny(r.Context(), wakeKeys, wait, func() (bool, time.Time) {
-			msgs = msgs[:0]
-			now := s.now()
-			err = s.store.View(r.Context(), func(st Tx) error {
-				for i, aid := range aids {
-					n := len(msgs)
-					var err error
-					if msgs, err = inboxIn(st, aid, now, msgs); err != nil {
-						return err
-					}
-					for j := n; j < len(msgs); j++ {
-						msgs[j].KeyID = keyIDs[i]
-					}
-				}
-				return nil
-			})
-			return err != nil || len(msgs) > 0, time.Time{}
-		}) {
-			return
-		}
-		if err != nil {
+		// A first read without a waiter: when a message is there (an
+		// approval the phone was told of) the hub is not involved. When
+		// none is, the long-poll reads again once its waiter is set, so no
+		// signal in between is lost.
+		if msgs, err = s.readInboxes(r, aids, keyIDs, msgs); err != nil {
 			s.devFail(w, r, err)
 			return
+		}
+		if len(msgs) == 0 && wait > 0 {
+			var ok bool
+			if msgs, ok, err = s.waitInboxes(r, aids, keyIDs, wait, msgs); !ok {
+				return
+			}
+			if err != nil {
+				s.devFail(w, r, err)
+				return
+			}
 		}
 	}
 	if req.UAF && len(msgs) > 0 {
@@ -135,6 +130,41 @@ func (s *Server) handleInboxes(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortStableFunc(msgs, func(a, b deviceapi.InboxMessage) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	writeJSON(w, http.StatusOK, deviceapi.InboxesResponse{Messages: msgs, Unknown: unknown})
+}
+
+// readInboxes appends to msgs the messages of the authenticators aids,
+// each with its keyID.
+func (s *Server) readInboxes(r *http.Request, aids, keyIDs []string, msgs []deviceapi.InboxMessage) ([]deviceapi.InboxMessage, error) {
+	now := s.now()
+	err := s.store.View(r.Context(), func(st Tx) error {
+		for i, aid := range aids {
+			n := len(msgs)
+			var err error
+			if msgs, err = inboxIn(st, aid, now, msgs); err != nil {
+				return err
+			}
+			for j := n; j < len(msgs); j++ {
+				msgs[j].KeyID = keyIDs[i]
+			}
+		}
+		return nil
+	})
+	return msgs, err
+}
+
+// waitInboxes long-polls the inboxes of aids for up to wait, until one
+// has a message; false if the client went away.
+func (s *Server) waitInboxes(r *http.Request, aids, keyIDs []string, wait time.Duration, msgs []deviceapi.InboxMessage) ([]deviceapi.InboxMessage, bool, error) {
+	wakeKeys := make([]string, len(aids))
+	for i, aid := range aids {
+		wakeKeys[i] = inboxWaitKey(aid)
+	}
+	var err error
+	ok := s.longPollAny(r.Context(), wakeKeys, wait, func() (bool, time.Time) {
+		msgs, err = s.readInboxes(r, aids, keyIDs, msgs[:0])
+		return err != nil || len(msgs) > 0, time.Time{}
+	})
+	return msgs, ok, err
 }
 
 // deliverRequests adds to each approval among msgs (ours) the UAF request

@@ -39,6 +39,9 @@ func (k *keepWrites) Unwrap() error { return k.err }
 
 // keeps splits fn's result: whether to commit, and the error to return.
 func keeps(err error) (commit bool, result error) {
+	if err == nil {
+		return true, nil // the usual case, without errors.As's allocation
+	}
 	var k *keepWrites
 	if errors.As(err, &k) {
 		return true, k.err
