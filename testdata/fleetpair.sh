@@ -73,9 +73,9 @@ for l in open(ticks):
         rows.append(tuple(map(int, m.groups())))
 # the tick where each progress line first showed, up to the last one before the end
 rows = [x for i, x in enumerate(rows) if x[2] > 0 and (i == 0 or rows[i-1][2] != x[2])]
-rows = [x for x in rows if x[2] < rows[-1][2]] if rows else []
+rows = [x for x in rows if x[2] < max(y[2] for y in rows)] if rows else []
 emu = fl = float('nan')
-if len(rows) >= 2:
+if len(rows) >= 2 and rows[-1][2] > rows[0][2]:
     a, b = rows[0], rows[-1]
     n = b[2] - a[2]
     emu, fl = (b[0] - a[0]) * 10 / n, (b[1] - a[1]) * 10 / n   # clock ticks of 10 ms
