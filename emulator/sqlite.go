@@ -48,6 +48,9 @@ type SQLiteStore struct {
 	// (fdatasync; tests replace it).
 	wal      *os.File
 	syncFile func(*os.File) error
+	// walPath is SQLite's -wal file: beside the database file as SQLite
+	// names it (a symlinked --db resolved), not beside the path given.
+	walPath string
 	// broken, once a sync failed, is why the store takes no more writes.
 	broken error
 }
@@ -142,6 +145,14 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 		}
 		return nil, fmt.Errorf("%s is not a usable SQLite database (%v); move it aside to start afresh", path, err)
 	}
+	// The -wal the store syncs is the one SQLite writes: beside the file
+	// SQLite opened, which is the target when the path is a symlink.
+	var main string
+	if err := s.db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&main); err != nil || main == "" {
+		s.Close()
+		return nil, fmt.Errorf("%s: SQLite does not say which file it opened (%v)", path, err)
+	}
+	s.walPath = main + "-wal"
 	if err := s.load(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("read %s: %w", path, err)

@@ -139,7 +139,7 @@ func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
 			// apart, the store takes no more writes; a restart reads the
 			// file again. (A failed sync inside SQLite's own FULL commit
 			// leaves the same doubt: its frames stay in the WAL.)
-			s.broken = fmt.Errorf("a sync of %s failed (%w); restart the emulator", s.path+"-wal", err)
+			s.broken = fmt.Errorf("a sync of %s failed (%w); restart the emulator", s.walPath, err)
 			return unavailable(s.broken)
 		}
 	}
@@ -147,7 +147,10 @@ func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
 }
 
 // syncWAL makes every commit written so far durable: an fdatasync of the
-// -wal file. It is the file SQLite writes, in place, for as long as its
+// -wal file. It is the file SQLite writes (walPath: beside the database
+// file SQLite names itself, so a symlinked --db is followed as SQLite
+// follows it, and a stray file beside the link is never the one synced),
+// in place, for as long as its
 // connection is open: with locking_mode=EXCLUSIVE and journal_mode=WAL
 // SQLite deletes the WAL only when the connection closes (or leaves WAL
 // mode, which nothing asks for), and with no journal_size_limit it does
@@ -160,7 +163,7 @@ func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
 // database after, and a new WAL header when the log starts over.
 func (s *SQLiteStore) syncWAL() error {
 	if s.wal == nil {
-		f, err := os.Open(s.path + "-wal")
+		f, err := os.Open(s.walPath)
 		if err != nil {
 			return err
 		}

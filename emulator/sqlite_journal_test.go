@@ -266,3 +266,76 @@ func TestSQLiteFailedCommitLeavesNoTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSQLiteSyncsTheWALThroughASymlink: with --db a symlink to a file,
+// SQLite writes its -wal beside the target; the store syncs that file,
+// not a path beside the link (which does not exist, or is a stray file
+// SQLite never writes), and the writes go on working after a restart.
+func TestSQLiteSyncsTheWALThroughASymlink(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	real, link := filepath.Join(dir, "real"), filepath.Join(dir, "link")
+	for _, d := range []string{real, link} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(link, "state.db")
+	if err := os.Symlink(filepath.Join(real, "state.db"), path); err != nil {
+		t.Fatal(err)
+	}
+	for round, stray := range []bool{false, true} {
+		if stray { // a file where the link's -wal would be: never synced
+			if err := os.WriteFile(path+"-wal", nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		syncs := 0
+		s.syncFile = func(f *os.File) error {
+			got, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			want, err := os.Stat(filepath.Join(real, "state.db-wal"))
+			if err != nil {
+				return err
+			}
+			if !os.SameFile(got, want) {
+				t.Errorf("round %d: synced %s, not SQLite's -wal beside the link's target", round, f.Name())
+			}
+			syncs++
+			return fdatasync(f)
+		}
+		err = s.Update(ctx, func(tx Tx) error {
+			return tx.PutUser(&User{ID: fmt.Sprint("u", round), Username: fmt.Sprint("user", round), CreatedAt: t0, UpdatedAt: t0})
+		})
+		if err != nil {
+			t.Fatalf("round %d: a write through a symlinked --db: %v", round, err)
+		}
+		if syncs != 1 {
+			t.Fatalf("round %d: %d syncs, want 1", round, syncs)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.View(ctx, func(tx Tx) error {
+		for _, name := range []string{"user0", "user1"} {
+			if u, err := tx.UserByName(name); err != nil || u == nil {
+				return fmt.Errorf("%s after a restart: %v, %v", name, u, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
