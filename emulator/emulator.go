@@ -92,6 +92,7 @@ type config struct {
 	retention time.Duration
 
 	timeouts              Timeouts
+	h2c                   bool // WithH2C
 	loginRate, deviceRate rate
 
 	clockControl bool // POST /api/v1/admin/clock answers
@@ -350,7 +351,7 @@ func (s *Server) Start(addr string) error {
 	}
 	s.ln = ln
 	t := s.cfg.timeouts
-	s.httpSrv = newHTTPServer(s.Handler(), t)
+	s.httpSrv = newHTTPServer(s.Handler(), t, s.cfg.h2c)
 	srv := s.httpSrv
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()

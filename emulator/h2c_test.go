@@ -37,7 +37,7 @@ func h2cClient(dials *atomic.Int32) *http.Client {
 // TestH2CAndHTTP1: a client that opens with the HTTP/2 preface is served
 // HTTP/2; a plain client still gets HTTP/1.1.
 func TestH2CAndHTTP1(t *testing.T) {
-	c := newCloud(t)
+	c := newCloud(t, emulator.WithH2C())
 	var dials atomic.Int32
 	for _, tc := range []struct {
 		name   string
@@ -56,11 +56,34 @@ func TestH2CAndHTTP1(t *testing.T) {
 	}
 }
 
+// TestH2COffByDefault: without WithH2C the server speaks HTTP/1.1 only;
+// a client that opens with the HTTP/2 preface gets no HTTP/2 answer.
+func TestH2COffByDefault(t *testing.T) {
+	c := newCloud(t)
+	var dials atomic.Int32
+	resp, err := h2cClient(&dials).Get(c.url + deviceapi.PathVersions)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor == 2 {
+			t.Fatalf("h2c answered (%s %s) without WithH2C", resp.Proto, resp.Status)
+		}
+	}
+	plain, err := http.Get(c.url + deviceapi.PathVersions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.Body.Close()
+	if plain.StatusCode != 200 || plain.ProtoMajor != 1 {
+		t.Fatalf("plain client: %d over %s", plain.StatusCode, plain.Proto)
+	}
+}
+
 // TestH2CStreamsPerConnection: the server announces MaxStreamsPerConn, and
 // more long-polls than that at once all get their answer, on more than
 // one connection but far fewer than one each.
 func TestH2CStreamsPerConnection(t *testing.T) {
-	c := newCloud(t)
+	c := newCloud(t, emulator.WithH2C())
 	conn, err := net.Dial("tcp", strings.TrimPrefix(c.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +156,7 @@ func TestH2CStreamsPerConnection(t *testing.T) {
 // sends a request and trickles its body has the stream reset by the body
 // timeout, and a connection with no open stream is closed once idle.
 func TestH2CSlowClientsAreCutOff(t *testing.T) {
-	c := newCloud(t, emulator.WithTimeouts(emulator.Timeouts{Header: 200 * time.Millisecond, Body: 300 * time.Millisecond, Idle: 300 * time.Millisecond}))
+	c := newCloud(t, emulator.WithH2C(), emulator.WithTimeouts(emulator.Timeouts{Header: 200 * time.Millisecond, Body: 300 * time.Millisecond, Idle: 300 * time.Millisecond}))
 	addr := strings.TrimPrefix(c.url, "http://")
 	const patience = 30 * time.Second
 	dial := func() net.Conn {

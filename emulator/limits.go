@@ -42,19 +42,35 @@ const (
 const MaxStreamsPerConn = 100
 
 // newHTTPServer is the emulator's server: HTTP/1.1 for every client, and
-// HTTP/2 without TLS (h2c, with prior knowledge: a client that opens with
-// the HTTP/2 preface) for clients that ask, so that many long-polls can
-// share a few connections. The limits hold on both: on HTTP/1.1 as
-// net/http documents them; on HTTP/2 the preface must arrive within
-// Header (the read deadline that HTTP/1.1's headers have, set before the
-// preface is read), a stream's body within Body (a timer per stream, which
-// resets it), and a connection without open streams is closed after Idle.
-func newHTTPServer(h http.Handler, t Timeouts) *http.Server {
+// with h2c (WithH2C) HTTP/2 without TLS too, for clients that open with
+// the HTTP/2 preface.
+func newHTTPServer(h http.Handler, t Timeouts, h2c bool) *http.Server {
 	var p http.Protocols
 	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
+	p.SetUnencryptedHTTP2(h2c)
 	return &http.Server{Handler: h, ReadHeaderTimeout: t.Header, ReadTimeout: t.Body, IdleTimeout: t.Idle,
 		Protocols: &p, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxStreamsPerConn}}
+}
+
+// WithH2C makes the server answer HTTP/2 without TLS (h2c, with prior
+// knowledge: a client that opens with the HTTP/2 preface) beside
+// HTTP/1.1, so that many long-polls (a fleet's, `authphone fleet --h2c`)
+// share a few connections. Off by default, because net/http's HTTP/2
+// server bounds slow clients less than its HTTP/1.1 one:
+//   - the preface must arrive within Timeouts.Header, a stream's body
+//     within Timeouts.Body (the stream is reset), and a connection with
+//     no open stream is closed after Timeouts.Idle; but
+//   - a request's headers (a HEADERS frame continued by trickled
+//     CONTINUATION frames) are bounded only by Idle, not by Header, and
+//     not at all while another stream of the connection is open; and
+//   - a client that never opens its flow-control window holds up to
+//     MaxStreamsPerConn handlers on one connection for as long as it
+//     stays connected.
+//
+// So turn it on for load tests on loopback or a trusted network, not on
+// an address strangers reach.
+func WithH2C() Option {
+	return func(c *config) { c.h2c = true }
 }
 
 // WithTimeouts sets the server's limits on slow and idle clients.

@@ -8,7 +8,7 @@
 # the ratio of the approvals/s of the last K to the first.
 #
 #   make bench-fleet-pair                      # or: sh testdata/fleetpair.sh
-#   STORES=memory KS="100 1000 10000" COUNT=15000 ROUNDS=3 FLEETARGS=--h2c sh testdata/fleetpair.sh
+#   STORES=memory KS="100 1000 10000" COUNT=15000 ROUNDS=3 EMUARGS=--h2c FLEETARGS=--h2c sh testdata/fleetpair.sh
 #
 # Each fleet takes /tmp/authphone-bench.lock (flock) while it runs, so two
 # measurements never share the machine. Needs python3 (to read the reports).
@@ -19,6 +19,7 @@ KS=${KS:-"100 10000"}
 COUNT=${COUNT:-10000}
 ROUNDS=${ROUNDS:-2}
 FLEETARGS=${FLEETARGS:-}
+EMUARGS=${EMUARGS:-}
 EMUENV=${EMUENV:-}
 W=$(mktemp -d "${TMPDIR:-/tmp}/fleetpair.XXXXXX")
 trap 'rm -rf "$W"' EXIT
@@ -35,7 +36,7 @@ one() {
 	db=""
 	[ "$1" = sqlite ] && db="--db $W/db.sqlite"
 	# shellcheck disable=SC2086
-	env $EMUENV "$BIN" emulator --addr 127.0.0.1:0 --ready-file "$W/ready.json" $db >"$W/emu.log" 2>&1 &
+	env $EMUENV "$BIN" emulator --addr 127.0.0.1:0 --ready-file "$W/ready.json" $db $EMUARGS >"$W/emu.log" 2>&1 &
 	ep=$!
 	for _ in $(seq 100); do [ -s "$W/ready.json" ] && break; sleep 0.1; done
 	url=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["url"])' "$W/ready.json")

@@ -22,7 +22,7 @@ import (
 func newEmulatorCmd(a *app) *cobra.Command {
 	var addr, readyFile string
 	var enrollTTL, approvalTTL time.Duration
-	var quiet, clockControl bool
+	var quiet, clockControl, h2c bool
 	var dataService, policyFile string
 	var versions, facets []string
 	var maxData int64
@@ -62,6 +62,7 @@ console at /console shows users, operations and the live log.`,
   authphone emulator --db ~/.local/share/authphone/cloud.db
   authphone emulator --db postgres://authphone@127.0.0.1/cloud --public-url http://127.0.0.1:8700
   authphone emulator --addr 0.0.0.0:8722 --device-limit 200 --login-limit 5
+  authphone emulator --h2c   # then: authphone fleet --cloud http://127.0.0.1:8722 --h2c ...
   authphone emulator --chaos latency=200ms,error-rate=0.05,drop-push=0.1
   authphone emulator --seed state.json   # starts with the users and phones 'backend export' saved
   authphone emulator --webhook http://127.0.0.1:9000/hook --webhook-secret "$HOOK_SECRET"`,
@@ -97,6 +98,9 @@ console at /console shows users, operations and the live log.`,
 				emulator.WithLoginRateLimit(loginLimit, time.Minute), emulator.WithDeviceRateLimit(deviceLimit, time.Second)}
 			if dataService != "" {
 				opts = append(opts, emulator.WithDataService(dataService))
+			}
+			if h2c {
+				opts = append(opts, emulator.WithH2C())
 			}
 			if policyFile != "" {
 				pol, err := readPolicy(policyFile)
@@ -207,6 +211,7 @@ console at /console shows users, operations and the live log.`,
 	f.IntVar(&deviceLimit, "device-limit", 0, "device API requests allowed per client IP per second (more: 429; 0, the default: no limit, as a fleet comes from one address)")
 	f.StringVar(&readyFile, "ready-file", "", "write {\"url\",\"accessKey\"} as JSON to this file once listening (for scripts)")
 	f.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
+	f.BoolVar(&h2c, "h2c", false, "also answer HTTP/2 without TLS (for 'authphone fleet --h2c'; its slow-client limits are weaker than HTTP/1.1's: loopback or a trusted network only)")
 	f.BoolVar(&clockControl, "clock-control", false, "for tests: let 'authphone backend clock --advance DUR' move this emulator's clock forward, expiring operations without waiting")
 	f.StringVar(&policyFile, "registration-policy", "", "a JSON file with the UAF policy enrolments send (e.g. a real server's), instead of the cloud's AAID list")
 	f.StringVar(&dataService, "data-service", "", "the app's data service that getData forwards to (default: a built-in echo)")

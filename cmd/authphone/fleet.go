@@ -30,7 +30,7 @@ func newFleetCmd(a *app) *cobra.Command {
 		Long: `fleet enrols --phones K users, one virtual phone each, in this process
 (all phones share one HTTP transport; each idle phone holds a long-poll,
 a connection each, or with --h2c a stream of HTTP/2 without TLS on a few
-connections, if the cloud speaks it as authphone emulator does), then starts
+connections, if the cloud speaks it as 'authphone emulator --h2c' does), then starts
 approvals through the backend API for --count N approvals or for --duration D, at --rate per second
 or as fast as --inflight allows, and lets the phones answer with a policy.
 Without --cloud (or AUTHPHONE_CLOUD) it runs against an in-process emulator on a loopback port.
@@ -110,7 +110,11 @@ stay until --state DIR --remove.`,
 				return usageErrorf("give --count N or --duration D (e.g. --count 1000)")
 			}
 			if !remoteCloud {
-				emu, err := emulator.New()
+				var opts []emulator.Option
+				if h2c {
+					opts = append(opts, emulator.WithH2C())
+				}
+				emu, err := emulator.New(opts...)
 				if err != nil {
 					return err
 				}

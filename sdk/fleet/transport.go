@@ -49,7 +49,8 @@ type SplitTransport struct {
 
 // RoundTrip implements http.RoundTripper.
 func (s SplitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Path == deviceapi.PathInboxes {
+	// By suffix: a cloud URL may carry a path prefix (http://host/cloud).
+	if strings.HasSuffix(r.URL.Path, deviceapi.PathInboxes) {
 		return s.LongPolls.RoundTrip(r)
 	}
 	return s.Calls.RoundTrip(r)

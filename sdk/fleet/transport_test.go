@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -100,5 +101,41 @@ func TestFleetLongPollsOnH2C(t *testing.T) {
 				t.Fatalf("inbox reads: %v", c.got[deviceapi.PathInboxes])
 			}
 		})
+	}
+}
+
+// roundTripFunc is an http.RoundTripper from a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestSplitTransportRoutesByPath: the multi-account inbox read goes to
+// LongPolls, also under a cloud URL with a path prefix; everything else
+// goes to Calls.
+func TestSplitTransportRoutesByPath(t *testing.T) {
+	var got []string
+	to := func(name string) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			got = append(got, name+" "+r.URL.Path)
+			return &http.Response{StatusCode: 204, Body: http.NoBody, Request: r}, nil
+		})
+	}
+	st := fleet.SplitTransport{LongPolls: to("long-poll"), Calls: to("call")}
+	for _, u := range []string{
+		"http://h" + deviceapi.PathInboxes,
+		"http://h/cloud" + deviceapi.PathInboxes,
+		"http://h" + deviceapi.PathVersions,
+	} {
+		req, err := http.NewRequest(http.MethodPost, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"long-poll " + deviceapi.PathInboxes, "long-poll /cloud" + deviceapi.PathInboxes, "call " + deviceapi.PathVersions}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("routed %v, want %v", got, want)
 	}
 }
