@@ -21,11 +21,7 @@ func TestSQLiteSyncsWhatMustSync(t *testing.T) {
 	for _, sync := range []string{"full", "normal"} {
 		t.Run(sync, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "sync.db")
-			s, err := OpenSQLite(path, WithSQLiteSync(sync))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := openSQLiteT(t, path, WithSQLiteSync(sync))
 			syncs := 0
 			s.syncFile = func(f *os.File) error {
 				// The file SQLite writes, with the commit in it.
@@ -89,11 +85,7 @@ func TestSQLiteSyncsWhatMustSync(t *testing.T) {
 // covers them.
 func TestSQLiteCommitWaitsForItsSync(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(filepath.Join(t.TempDir(), "wait.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSQLiteT(t, filepath.Join(t.TempDir(), "wait.db"))
 	started, release := make(chan struct{}), make(chan struct{})
 	s.syncFile = func(f *os.File) error {
 		close(started)
@@ -103,7 +95,7 @@ func TestSQLiteCommitWaitsForItsSync(t *testing.T) {
 	committed := make(chan error, 1)
 	go func() {
 		committed <- s.Update(ctx, func(tx Tx) error {
-			return tx.PutUser(&User{ID: "u1", Username: "alice", CreatedAt: t0, UpdatedAt: t0})
+			return putTestUser(tx, "u1", "alice")
 		})
 	}()
 	select {
@@ -143,14 +135,10 @@ func TestSQLiteCommitWaitsForItsSync(t *testing.T) {
 func TestSQLiteFailedSyncStopsWrites(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "broken.db")
-	s, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSQLiteT(t, path)
 	put := func(id string) error {
 		return s.Update(ctx, func(tx Tx) error {
-			return tx.PutUser(&User{ID: id, Username: "name-" + id, CreatedAt: t0, UpdatedAt: t0})
+			return putTestUser(tx, id, "name-"+id)
 		})
 	}
 	if err := put("before"); err != nil {
@@ -164,7 +152,7 @@ func TestSQLiteFailedSyncStopsWrites(t *testing.T) {
 	s.syncFile = fdatasync
 	for what, fn := range map[string]func(Tx) error{
 		"a user": func(tx Tx) error {
-			return tx.PutUser(&User{ID: "after", Username: "after", CreatedAt: t0, UpdatedAt: t0})
+			return putTestUser(tx, "after", "after")
 		},
 		"a nonce": func(tx Tx) error { _, err := tx.UseNonce("n", at(1)); return err },
 	} {
@@ -172,7 +160,7 @@ func TestSQLiteFailedSyncStopsWrites(t *testing.T) {
 			t.Fatalf("%s after a failed sync: %v", what, err)
 		}
 	}
-	err = s.View(ctx, func(tx Tx) error {
+	err := s.View(ctx, func(tx Tx) error {
 		for id, want := range map[string]bool{"before": true, "failed": false, "after": false} {
 			u, err := tx.User(id)
 			if err != nil {
@@ -190,13 +178,9 @@ func TestSQLiteFailedSyncStopsWrites(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := openSQLiteT(t, path)
 	if err := s2.Update(ctx, func(tx Tx) error {
-		return tx.PutUser(&User{ID: "restarted", Username: "restarted", CreatedAt: t0, UpdatedAt: t0})
+		return putTestUser(tx, "restarted", "restarted")
 	}); err != nil {
 		t.Fatalf("a write after the restart: %v", err)
 	}
@@ -209,11 +193,7 @@ func TestSQLiteFailedSyncStopsWrites(t *testing.T) {
 func TestSQLiteFailedCommitLeavesNoTransaction(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "one.db")
-	s, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSQLiteT(t, path)
 	if _, err := s.db.ExecContext(ctx, "ALTER TABLE nonces RENAME TO nonces_away"); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +216,7 @@ func TestSQLiteFailedCommitLeavesNoTransaction(t *testing.T) {
 		t.Fatalf("the nonce after the failed commit: fresh %v, %v; want a fresh nonce", fresh, err)
 	}
 	if err := s.Update(ctx, func(tx Tx) error {
-		if err := tx.PutUser(&User{ID: "u1", Username: "alice", CreatedAt: t0, UpdatedAt: t0}); err != nil {
+		if err := putTestUser(tx, "u1", "alice"); err != nil {
 			return err
 		}
 		return tx.AddEvent(&adminapi.Event{Type: "x", Time: t0})
@@ -246,12 +226,8 @@ func TestSQLiteFailedCommitLeavesNoTransaction(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	err = s2.Update(ctx, func(tx Tx) error {
+	s2 := openSQLiteT(t, path)
+	err := s2.Update(ctx, func(tx Tx) error {
 		fresh, err := tx.UseNonce("n1", at(1))
 		if err == nil && fresh {
 			t.Error("the nonce was not kept in the file")
@@ -323,11 +299,7 @@ func TestSQLiteSyncsTheWALThroughASymlink(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSQLiteT(t, path)
 	if err := s.View(ctx, func(tx Tx) error {
 		for _, name := range []string{"user0", "user1"} {
 			if u, err := tx.UserByName(name); err != nil || u == nil {
@@ -338,4 +310,21 @@ func TestSQLiteSyncsTheWALThroughASymlink(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openSQLiteT opens the SQLite store at path for a test, closed when the
+// test ends (Close again after the test's own is harmless).
+func openSQLiteT(t *testing.T, path string, opts ...SQLiteOption) *SQLiteStore {
+	t.Helper()
+	s, err := OpenSQLite(path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// putTestUser writes a user with the given id and username.
+func putTestUser(tx Tx, id, name string) error {
+	return tx.PutUser(&User{ID: id, Username: name, CreatedAt: t0, UpdatedAt: t0})
 }
