@@ -798,6 +798,9 @@ func (is *issuer) replace(from *issuer) {
 	keys, secret := from.keys, from.secret
 	from.mu.RUnlock()
 	is.mu.Lock()
-	defer is.mu.Unlock()
 	is.keys, is.secret = keys, secret
+	is.mu.Unlock()
+	is.tokMu.Lock()
+	is.signed = nil // signed with keys that may be gone
+	is.tokMu.Unlock()
 }
