@@ -432,6 +432,9 @@ func (s *Server) statusOf(ctx context.Context, txID string) (cloudapi.StatusResp
 		exp = tx.ExpiresAt
 		return nil
 	})
+	if err == nil && resp.Token != "" {
+		resp.Token, err = s.signedToken(resp.Token)
+	}
 	return resp, exp, err
 }
 

@@ -502,14 +502,14 @@ func (s *Server) checkSession(r *http.Request, st Tx, resp *uaf.Response, op uaf
 }
 
 // pending is what a UAF response answers, read before the transaction so
-// that the transaction token is signed outside it.
+// that the transaction token is made outside it.
 type pending struct {
 	tx     *Transaction
 	userID string // headless: the id the new user will get
-	token  string // the signed transaction token
+	token  string // the transaction token's signing input (transactionToken)
 }
 
-// prepare reads the transaction a response answers and signs its token; it
+// prepare reads the transaction a response answers and makes its token; it
 // returns a zero pending if there is none (the transaction then says why).
 func (s *Server) prepare(r *http.Request, serverData string, now time.Time) (pending, error) {
 	var p pending
@@ -546,10 +546,13 @@ type transactionClaims struct {
 	Txn   string   `json:"txn"`
 }
 
-// transactionToken signs the token a succeeded transaction carries. Every
+// transactionToken builds the token a succeeded transaction carries. Every
 // approval makes one, so it is a plain compact JWS built here (one fixed
 // set of claims, ES256 with the current key) rather than through a JOSE
-// library's token builder; tests verify it with jwx against the JWKS.
+// library's token builder; tests verify it with jwx against the JWKS. It
+// returns the token's signing input (header and payload), which the
+// transaction keeps: the token is signed when first read (signedToken),
+// so one nobody asks for (an enrolment's, most often) costs no signature.
 func (s *Server) transactionToken(r *http.Request, tx *Transaction, userID string, now time.Time) (string, error) {
 	c := transactionClaims{Aud: []string{"backend"}, Exp: now.Add(s.cfg.tokenTTL).Unix(), Iat: now.Unix(),
 		Iss: s.base(r), Jti: uuid.NewString(), Nbf: now.Unix(), Scope: tx.Kind, Sub: userID, Txn: tx.ID}
@@ -560,31 +563,65 @@ func (s *Server) transactionToken(r *http.Request, tx *Transaction, userID strin
 	if err != nil {
 		return "", err
 	}
-	return s.issuer.signCompact(payload, "JWT")
+	return s.issuer.signingInput(payload), nil
 }
 
-// signCompact signs payload as a compact JWS (ES256, the current key's
-// kid, header typ).
-func (is *issuer) signCompact(payload []byte, typ string) (string, error) {
-	is.mu.RLock()
-	k := is.keys[len(is.keys)-1]
-	is.mu.RUnlock()
-	b64 := base64.RawURLEncoding
-	hdr := k.headerJWT // the usual one, made with the key
-	if typ != "JWT" {
-		h, err := compactHeader(k.kid, typ)
-		if err != nil {
-			return "", err
-		}
-		hdr = h
+// signedToken is the transaction token a transaction keeps as tok: tok
+// itself when it is signed already (three parts; a store written before
+// tokens were signed on read keeps those) or empty, else its signing input
+// signed now with the key its header names. The signature is RFC 6979's
+// (deterministic), so every read, on every replica, gives the same token;
+// the last few are cached. A key this replica does not know even after
+// reloading the stored keys (another emulator's, replaced by an import)
+// gives way to the current key, which signs the same claims.
+func (s *Server) signedToken(tok string) (string, error) {
+	dot := strings.IndexByte(tok, '.')
+	if dot < 0 || strings.IndexByte(tok[dot+1:], '.') >= 0 {
+		return tok, nil
 	}
-	out := make([]byte, 0, len(hdr)+b64.EncodedLen(len(payload))+2+86)
-	out = append(out, hdr...)
+	v, ok, gen := s.issuer.cachedToken(tok)
+	if ok {
+		return v, nil
+	}
+	k := s.issuer.keyWithHeader(tok[:dot])
+	if k == nil {
+		s.reloadIssuer()
+		k = s.issuer.keyWithHeader(tok[:dot])
+	}
+	input := tok
+	if k == nil {
+		k = s.issuer.current()
+		input = k.headerJWT + tok[dot:]
+		s.cfg.logger.Warn("a transaction token's signing key is gone (replaced by an import?): its claims are signed with the current key", "kid", k.kid)
+	}
+	signed, err := k.signInput(input)
+	if err != nil {
+		return "", err
+	}
+	s.issuer.cacheToken(tok, signed, gen)
+	return signed, nil
+}
+
+// signingInput is the compact JWS signing input of payload with the
+// current key: its header (ES256, its kid, typ JWT), a dot, the base64url
+// payload.
+func (is *issuer) signingInput(payload []byte) string {
+	k := is.current()
+	b64 := base64.RawURLEncoding
+	out := make([]byte, 0, len(k.headerJWT)+1+b64.EncodedLen(len(payload)))
+	out = append(out, k.headerJWT...)
 	out = append(out, '.')
 	out = b64.AppendEncode(out, payload)
-	h := sha256.Sum256(out)
+	return unsafe.String(unsafe.SliceData(out), len(out)) // out is not kept: the string owns it
+}
+
+// signInput signs a compact JWS signing input made with k's header.
+func (k *signingKey) signInput(input string) (string, error) {
+	b64 := base64.RawURLEncoding
+	h := sha256.Sum256(unsafe.Slice(unsafe.StringData(input), len(input))) // read only: no copy
 	// RFC 6979 (deterministic k, crypto/ecdsa's own): the same ES256 for
-	// any verifier, and cheaper than a hedged signature's DRBG.
+	// any verifier, the same token at every read, and cheaper than a
+	// hedged signature's DRBG.
 	der, err := k.priv.Sign(nil, h[:], crypto.SHA256)
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
@@ -593,12 +630,14 @@ func (is *issuer) signCompact(payload []byte, typ string) (string, error) {
 	if !ecdsasig.DERToRaw(der, sig[:]) {
 		return "", errors.New("sign token: ECDSA gave a malformed signature")
 	}
+	out := make([]byte, 0, len(input)+1+86)
+	out = append(out, input...)
 	out = append(out, '.')
 	out = b64.AppendEncode(out, sig[:])
 	return unsafe.String(unsafe.SliceData(out), len(out)), nil // out is not kept: the string owns it
 }
 
-// succeed marks a transaction succeeded with the token p signed for it.
+// succeed marks a transaction succeeded with the token p made for it.
 func succeed(st Tx, p pending, tx *Transaction, now time.Time) error {
 	if p.tx == nil || p.tx.ID != tx.ID || p.userID != tx.UserID {
 		return fmt.Errorf("%w: the operation changed while it was answered; send the response again", ErrUnavailable)
@@ -609,7 +648,12 @@ func succeed(st Tx, p pending, tx *Transaction, now time.Time) error {
 }
 
 func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
-	resp, raw, err := s.readUAF(w, r, uaf.OpReg)
+	var body deviceapi.UAFBody
+	if err := readJSON(w, r, &body); err != nil {
+		s.devFail(w, r, err)
+		return
+	}
+	resp, raw, err := s.parseUAF(body, uaf.OpReg)
 	if err != nil {
 		s.devFail(w, r, err)
 		return
@@ -625,6 +669,15 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pub, _ := ra.KRD.PublicKeyECDSA()
+	if t := body.DispatchTarget; t != nil {
+		// The new key's dispatch target, registered with it (ours): the
+		// checks of POST PathDispatchTargets, against the key this
+		// registration proves.
+		if err := checkDispatchTarget(t, pub); err != nil {
+			s.devFail(w, r, deverr(http.StatusBadRequest, deviceapi.StatusBadRequest, "dispatchTarget: "+err.Error()))
+			return
+		}
+	}
 	now := s.now()
 	pre, err := s.prepare(r, resp.Header.ServerData, now)
 	if err != nil {
@@ -684,6 +737,9 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		}
 		a := &Authenticator{ID: uuid.NewString(), UserID: u.ID, KeyID: keyID, AAID: ra.KRD.AAID, PublicKey: pub,
 			SignCounter: ra.KRD.SignCounter, Name: "authphone", Type: platformOf(resp.FCParams), CreatedAt: now}
+		if t := body.DispatchTarget; t != nil {
+			setDispatchTarget(a, t)
+		}
 		if err := st.PutAuthenticator(a); err != nil {
 			return err
 		}
@@ -714,7 +770,7 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		if err := st.DeleteSession(sess.ServerData); err != nil {
 			return err
 		}
-		out = deviceapi.StatusBody{StatusCode: deviceapi.StatusOK, UserID: u.ID, AuthenticatorID: a.ID}
+		out = deviceapi.StatusBody{StatusCode: deviceapi.StatusOK, UserID: u.ID, AuthenticatorID: a.ID, DispatchTarget: body.DispatchTarget != nil}
 		return nil
 	})
 	if err != nil {
@@ -923,6 +979,31 @@ func (s *Server) deviceAuth(r *http.Request, body []byte, allowDeleted bool) (*A
 	return a, err
 }
 
+// checkDispatchTarget checks a dispatch target of the authenticator whose
+// key is own: its signatureKey is that key, or the phone's device key
+// named by deviceId (its RFC 7638 thumbprint); its dispatcher the inbox.
+func checkDispatchTarget(t *deviceapi.DispatchTarget, own *ecdsa.PublicKey) error {
+	pub, deviceKeyID, err := deviceapi.DeviceKey(t.SignatureKey)
+	if err != nil {
+		return fmt.Errorf("signatureKey: %w", err)
+	}
+	if !pub.Equal(own) && t.DeviceID != deviceKeyID {
+		return errors.New("signatureKey is neither the key that signed the request nor the device key deviceId names (its RFC 7638 thumbprint)")
+	}
+	if t.Dispatcher != "inbox" {
+		return fmt.Errorf("dispatcher %q is not served by the emulator; use \"inbox\"", t.Dispatcher)
+	}
+	return nil
+}
+
+// setDispatchTarget records a checked dispatch target in a.
+func setDispatchTarget(a *Authenticator, t *deviceapi.DispatchTarget) {
+	if t.Name != "" {
+		a.Name = t.Name
+	}
+	a.DeviceID = t.DeviceID
+}
+
 func (s *Server) handleDispatchTarget(w http.ResponseWriter, r *http.Request) {
 	var req deviceapi.DispatchTarget
 	body, err := readSigned(w, r, &req)
@@ -941,21 +1022,10 @@ func (s *Server) handleDispatchTarget(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		pub, deviceKeyID, err := deviceapi.DeviceKey(req.SignatureKey)
-		if err != nil {
-			return errf(http.StatusBadRequest, "signatureKey: %v", err)
+		if err := checkDispatchTarget(&req, a.PublicKey); err != nil {
+			return errf(http.StatusBadRequest, "%s", err.Error())
 		}
-		// The account's own key, or the phone's device key named by deviceId.
-		if !pub.Equal(a.PublicKey) && req.DeviceID != deviceKeyID {
-			return errf(http.StatusBadRequest, "signatureKey is neither the key that signed the request nor the device key deviceId names (its RFC 7638 thumbprint)")
-		}
-		if req.Dispatcher != "inbox" {
-			return errf(http.StatusBadRequest, "dispatcher %q is not served by the emulator; use \"inbox\"", req.Dispatcher)
-		}
-		if req.Name != "" {
-			a.Name = req.Name
-		}
-		a.DeviceID = req.DeviceID
+		setDispatchTarget(a, &req)
 		id = a.ID
 		return st.PutAuthenticator(a)
 	})

@@ -33,7 +33,8 @@ func randomAnswer(r *rand.Rand) any {
 		}
 		return v
 	case 1:
-		return deviceapi.StatusBody{StatusCode: r.IntN(2000), Description: answerString(r), UserID: answerString(r), AuthenticatorID: answerString(r)}
+		return deviceapi.StatusBody{StatusCode: r.IntN(2000), Description: answerString(r), UserID: answerString(r), AuthenticatorID: answerString(r),
+			DispatchTarget: r.IntN(2) == 0}
 	case 2:
 		now := time.Date(2026, 12, 3, 9, 0, 0, r.IntN(1e9), time.UTC)
 		return cloudapi.StatusResponse{TransactionID: answerString(r), Status: answerString(r), Token: answerString(r), CreatedAt: now, Reason: answerString(r)}
@@ -59,7 +60,7 @@ func TestWriteFastMatchesEncoder(t *testing.T) {
 	// The usual answers are written by hand.
 	enc, _ := uaf.Encode(uaf.RegistrationRequest{Header: uaf.Header{Op: uaf.OpReg, AppID: "http://cloud.invalid/_app/facets"}, Challenge: "c"})
 	for _, v := range []any{deviceapi.RedeemResponse{StatusCode: deviceapi.StatusOK, UAFRequest: enc, Op: "Reg", LifetimeMillis: 120000},
-		deviceapi.StatusBody{StatusCode: deviceapi.StatusOK, UserID: "u", AuthenticatorID: "a"}} {
+		deviceapi.StatusBody{StatusCode: deviceapi.StatusOK, UserID: "u", AuthenticatorID: "a", DispatchTarget: true}} {
 		if _, ok := appendAnswer(nil, v); !ok {
 			t.Errorf("%T was not written by hand", v)
 		}
@@ -72,7 +73,7 @@ func TestWriteFastKnowsEveryField(t *testing.T) {
 	for _, c := range []struct {
 		v any
 		n int
-	}{{deviceapi.RedeemResponse{}, 5}, {deviceapi.StatusBody{}, 4}, {cloudapi.User{}, 10}, {cloudapi.Authenticator{}, 9},
+	}{{deviceapi.RedeemResponse{}, 5}, {deviceapi.StatusBody{}, 5}, {cloudapi.User{}, 10}, {cloudapi.Authenticator{}, 9},
 		{cloudapi.AuthenticatorUAF{}, 3}, {cloudapi.RateLimit{}, 4}, {cloudapi.Enrollment{}, 4}, {cloudapi.QRCode{}, 4},
 		{cloudapi.ApprovalResponse{}, 8}, {cloudapi.StatusResponse{}, 8}} {
 		if got := reflect.TypeOf(c.v).NumField(); got != c.n {

@@ -77,8 +77,85 @@ var sqlTables = map[string]sqlTable{
 	"chain_tokens":    expiringTable("chain_tokens", "jti", "chain_id"),
 }
 
+// runGroup runs a group of Updates (see SQLiteStore.Update) under the
+// memory store's write lock, each as MemoryStore.Update would on its own,
+// then commits the changes of those that succeeded to the file in one
+// SQLite transaction (writeGroup) before the lock is released; if that
+// fails, they are undone, newest first, and each fails with its error.
+// Every member but lead, whose goroutine runs the group, is told its
+// result on its wake channel.
+func (s *SQLiteStore) runGroup(lead *groupedUpdate, group []*groupedUpdate) {
+	m := s.mem
+	type ran struct {
+		r         *groupedUpdate
+		tx        *memTx
+		lastEvent int64 // m.lastEvent before tx's events
+	}
+	done := make([]ran, 0, len(group))
+	var sets []*changeSet
+	m.mu.Lock()
+	for _, r := range group {
+		if m.closed {
+			r.err = unavailable(errClosed)
+			continue
+		}
+		tx := newMemTx(m, true)
+		commit, err := keeps(r.fn(tx))
+		r.err = err
+		if !commit {
+			tx.rollback()
+			tx.free()
+			continue
+		}
+		before := m.lastEvent
+		for _, e := range tx.events {
+			m.lastEvent++
+			e.ID = m.lastEvent
+			m.events = append(m.events, e)
+		}
+		if len(tx.changes) > 0 || len(tx.events) > 0 || tx.cutEvents != 0 {
+			sets = append(sets, &changeSet{rows: tx.changes, events: tx.events, cutEvents: tx.cutEvents, lastEvent: m.lastEvent})
+		}
+		if len(tx.events) > 0 {
+			tx.wake = append(tx.wake, eventsWaitKey)
+		}
+		done = append(done, ran{r, tx, before})
+	}
+	if len(sets) > 0 {
+		if jerr := s.writeGroup(context.WithoutCancel(lead.ctx), sets); jerr != nil {
+			for i := len(done) - 1; i >= 0; i-- {
+				d := done[i]
+				n := len(m.events) - len(d.tx.events)
+				clear(m.events[n:])
+				m.events, m.lastEvent = m.events[:n], d.lastEvent
+				d.tx.rollback()
+				d.tx.wake = d.tx.wake[:0]
+				d.r.err = jerr
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, d := range done {
+		m.subs.publish(d.tx.wake)
+		d.tx.free()
+	}
+	for _, r := range group {
+		if r != lead {
+			r.wake <- false
+		}
+	}
+}
+
 // write commits one transaction's changes to the file (the MemoryStore's
-// journal). It runs under the memory store's write lock: one at a time.
+// journal, for an Update of the memory store itself: the SQLite store's
+// own Updates commit in groups, runGroup).
+func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
+	return s.writeGroup(ctx, []*changeSet{c})
+}
+
+// writeGroup commits the changes of a group of transactions to the file,
+// in one SQLite transaction, in order. It runs under the memory store's
+// write lock: one at a time.
 //
 // The commit runs on the driver's connection (database/sql's Conn.Raw),
 // its BEGIN, writes and COMMIT each a statement prepared once on that
@@ -96,13 +173,16 @@ var sqlTables = map[string]sqlTable{
 // between FULL and NORMAL by a pragma, parsed each time, around the
 // commits that need not sync.
 //
-// The sync is not shared between commits (group commit): with it outside
-// the lock, the memory store would show a change before it is durable, so
-// every answer that read after it would have to wait for the sync too
-// (a phone's long-poll may be woken early, a backend's "succeeded" may
-// not); one approval's commits are serial, with nothing to overlap, so it
-// would not make an approval cheaper (ARCHITECTURE.md, issue 9).
-func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
+// The commits of a group (the Updates that queued while the one before
+// was written and synced, see SQLiteStore.Update) share one SQLite
+// transaction and one sync, still under the lock: the sync is never
+// outside it, where the memory store would show a change before it is
+// durable and every answer that read after it would have to wait for the
+// sync too (a phone's long-poll may be woken early, a backend's
+// "succeeded" may not). A lone approval's commits are serial, each a
+// group of one, so grouping does not make one approval cheaper; it makes
+// many at once cheaper (ARCHITECTURE.md, issue 9).
+func (s *SQLiteStore) writeGroup(ctx context.Context, sets []*changeSet) error {
 	if s.broken != nil {
 		return unavailable(s.broken)
 	}
@@ -116,7 +196,12 @@ func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
 		if err := w.exec("BEGIN IMMEDIATE"); err != nil {
 			return err
 		}
-		err := writeChanges(w, c)
+		var err error
+		for _, c := range sets {
+			if err = writeChanges(w, c); err != nil {
+				break
+			}
+		}
 		if err == nil {
 			err = w.exec("COMMIT")
 		}
@@ -131,7 +216,11 @@ func (s *SQLiteStore) write(ctx context.Context, c *changeSet) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	if s.full && c.mustSync() {
+	mustSync := false
+	for _, c := range sets {
+		mustSync = mustSync || c.mustSync()
+	}
+	if s.full && mustSync {
 		if err := s.syncWAL(); err != nil {
 			// SQLite has committed: the change is in its WAL, perhaps on
 			// disk, and cannot be taken back, while the memory store

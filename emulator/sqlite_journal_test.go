@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,4 +328,150 @@ func openSQLiteT(t *testing.T, path string, opts ...SQLiteOption) *SQLiteStore {
 // putTestUser writes a user with the given id and username.
 func putTestUser(tx Tx, id, name string) error {
 	return tx.PutUser(&User{ID: id, Username: name, CreatedAt: t0, UpdatedAt: t0})
+}
+
+// TestSQLitePageCache: the store's connection has the page cache of
+// sqliteCacheKiB, not SQLite's 2 MiB.
+func TestSQLitePageCache(t *testing.T) {
+	s := openSQLiteT(t, filepath.Join(t.TempDir(), "cache.db"))
+	var kib int
+	if err := s.db.QueryRowContext(context.Background(), "PRAGMA cache_size").Scan(&kib); err != nil {
+		t.Fatal(err)
+	}
+	if kib != -sqliteCacheKiB {
+		t.Fatalf("cache_size %d, want %d (KiB)", kib, -sqliteCacheKiB)
+	}
+}
+
+// TestSQLiteGroupCommit: Updates that arrive while a commit is being
+// synced wait and then commit together, in one SQLite transaction with
+// one sync, none of them visible before it; a member whose fn fails
+// leaves no trace and does not stop the others; and when the group's sync
+// fails, every member fails and none is visible.
+func TestSQLiteGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLiteT(t, filepath.Join(t.TempDir(), "group.db"))
+	var syncs atomic.Int32
+	block := make(chan chan error, 1) // the next sync waits for a result on the channel sent
+	s.syncFile = func(f *os.File) error {
+		syncs.Add(1)
+		select {
+		case res := <-block:
+			if err := <-res; err != nil {
+				return err
+			}
+		default:
+		}
+		return fdatasync(f)
+	}
+	update := func(fn func(Tx) error) chan error {
+		done := make(chan error, 1)
+		go func() { done <- s.Update(ctx, fn) }()
+		return done
+	}
+	queued := func(n int) {
+		t.Helper()
+		for range 10_000 {
+			s.gmu.Lock()
+			q := len(s.queue)
+			s.gmu.Unlock()
+			if q == n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Fatalf("%d Updates never queued", n)
+	}
+	visible := func(id string) bool {
+		t.Helper()
+		var u *User
+		if err := s.View(ctx, func(tx Tx) error {
+			var err error
+			u, err = tx.User(id)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return u != nil
+	}
+	boom := errors.New("refused")
+
+	// A commit held in its sync; three Updates queue behind it, one of
+	// them failing after a write.
+	res := make(chan error, 1)
+	block <- res
+	first := update(func(tx Tx) error { return putTestUser(tx, "u1", "one") })
+	for syncs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	second := update(func(tx Tx) error { return putTestUser(tx, "u2", "two") })
+	failing := update(func(tx Tx) error {
+		if err := putTestUser(tx, "u3", "three"); err != nil {
+			return err
+		}
+		return boom
+	})
+	fourth := update(func(tx Tx) error {
+		u, err := tx.User("u3")
+		if err != nil || u != nil {
+			return fmt.Errorf("a failed member's write seen: %+v %v", u, err)
+		}
+		return putTestUser(tx, "u4", "four")
+	})
+	queued(3)
+	res <- nil
+	for what, ch := range map[string]chan error{"first": first, "second": second, "fourth": fourth} {
+		if err := <-ch; err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	if err := <-failing; !errors.Is(err, boom) {
+		t.Fatalf("the failing member: %v", err)
+	}
+	if n := syncs.Load(); n != 2 {
+		t.Fatalf("%d syncs for a commit and a group after it, want 2", n)
+	}
+	for id, want := range map[string]bool{"u1": true, "u2": true, "u3": false, "u4": true} {
+		if visible(id) != want {
+			t.Errorf("%s visible: %v, want %v", id, !want, want)
+		}
+	}
+
+	// A group whose sync fails: every member fails, none is visible.
+	res = make(chan error, 1)
+	block <- res
+	held := update(func(tx Tx) error { return putTestUser(tx, "u5", "five") })
+	for syncs.Load() == 2 {
+		time.Sleep(time.Millisecond)
+	}
+	a := update(func(tx Tx) error { return putTestUser(tx, "u6", "six") })
+	b := update(func(tx Tx) error { return tx.AddEvent(&adminapi.Event{Type: "x", Time: t0}) })
+	queued(2)
+	eio := errors.New("input/output error")
+	res2 := make(chan error, 1)
+	block <- res2 // the group's sync
+	res <- nil
+	res2 <- eio
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	for what, ch := range map[string]chan error{"a user": a, "an event": b} {
+		if err := <-ch; !errors.Is(err, ErrUnavailable) || !errors.Is(err, eio) {
+			t.Fatalf("%s in a group whose sync failed: %v", what, err)
+		}
+	}
+	if !visible("u5") || visible("u6") {
+		t.Fatalf("after the failed group: u5 %v (want true), u6 %v (want false)", visible("u5"), visible("u6"))
+	}
+	var events int
+	if err := s.View(ctx, func(tx Tx) error {
+		es, err := tx.Events(0, 100)
+		events = len(es)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if events != 0 {
+		t.Fatalf("%d events after the failed group, want 0", events)
+	}
 }

@@ -238,7 +238,10 @@ type Transaction struct {
 	Message         string // approvals: transaction text
 	Status          string
 	Reason          string // why it failed
-	Token           string // transaction token, once succeeded
+	// Token is the transaction token, once succeeded: its JWS signing
+	// input (header.payload), signed when read (Server.signedToken); a
+	// store written before that keeps the signed token.
+	Token string
 	// Number is the number a number-matching approval shows the user (0:
 	// none); Choices are the numbers the phone offers, Number among them.
 	Number    int

@@ -32,7 +32,8 @@ type signingKey struct {
 	jwk     jwk.Key // private, with kid and alg
 	pub     jwk.Key
 	retired time.Time // zero while current; old keys stay published until their tokens expire
-	// headerJWT is signCompact's header (typ JWT) for this key, base64url.
+	// headerJWT is a transaction token's header (typ JWT) for this key,
+	// base64url.
 	headerJWT string
 }
 
@@ -41,6 +42,57 @@ type issuer struct {
 	mu     sync.RWMutex
 	keys   []*signingKey // last is current
 	secret []byte        // HMAC key for status tokens
+
+	tokMu  sync.Mutex
+	signed map[string]string // Server.signedToken's last answers, by what the transaction keeps
+	gen    uint64            // counts the times signed was emptied because a key went away
+}
+
+// signedCacheSize bounds issuer.signed (it is emptied when full): a
+// backend reads a succeeded status once or a few times.
+const signedCacheSize = 64
+
+// current is the current signing key.
+func (is *issuer) current() *signingKey {
+	is.mu.RLock()
+	defer is.mu.RUnlock()
+	return is.keys[len(is.keys)-1]
+}
+
+// keyWithHeader is the key whose compact header (typ JWT) is hdr, nil if
+// none is.
+func (is *issuer) keyWithHeader(hdr string) *signingKey {
+	is.mu.RLock()
+	defer is.mu.RUnlock()
+	for i := len(is.keys) - 1; i >= 0; i-- {
+		if is.keys[i].headerJWT == hdr {
+			return is.keys[i]
+		}
+	}
+	return nil
+}
+
+// cachedToken is the signed token cached for tok, if any, and the cache's
+// generation, which cacheToken is given back.
+func (is *issuer) cachedToken(tok string) (signed string, ok bool, gen uint64) {
+	is.tokMu.Lock()
+	defer is.tokMu.Unlock()
+	v, ok := is.signed[tok]
+	return v, ok, is.gen
+}
+
+// cacheToken keeps signed as tok's token unless the keys were replaced
+// since cachedToken gave gen (it may have been signed with a key now gone).
+func (is *issuer) cacheToken(tok, signed string, gen uint64) {
+	is.tokMu.Lock()
+	defer is.tokMu.Unlock()
+	if gen != is.gen {
+		return
+	}
+	if is.signed == nil || len(is.signed) >= signedCacheSize {
+		is.signed = make(map[string]string, signedCacheSize)
+	}
+	is.signed[tok] = signed
 }
 
 func newIssuer() (*issuer, error) {
@@ -329,7 +381,7 @@ func appendTransactionClaims(b []byte, c *transactionClaims) ([]byte, error) {
 	return w.B, nil
 }
 
-// compactHeader is the base64url JOSE header of signCompact.
+// compactHeader is the base64url JOSE header of a transaction token.
 func compactHeader(kid, typ string) (string, error) {
 	hdr, err := json.Marshal(struct {
 		Alg string `json:"alg"`

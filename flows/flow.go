@@ -76,14 +76,16 @@ func (r *Runner) Start(ctx context.Context, typ Type, account *Account, work Wor
 		}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	f := &Flow{typ: typ, updates: make(chan Update, 16), answers: make(chan answer), cancel: cancel,
-		account: account, ended: make(chan struct{})}
+	// f.updates is made when the work starts: buffered for a flow that
+	// runs in its own goroutine, unbuffered (nothing is sent on it, it is
+	// closed at the end) for one Drive runs.
+	f := &Flow{typ: typ, answers: make(chan answer), cancel: cancel, account: account, ended: make(chan struct{})}
 	f.ctx, f.work = ctx, work
 	r.active = f
 	f.stopWake = context.AfterFunc(ctx, func() {
 		// Cancelled before anyone read it: run it here, so it ends.
 		claimed := false
-		f.start.Do(func() { claimed = true })
+		f.start.Do(func() { f.updates, claimed = make(chan Update, updatesBuffer), true })
 		if claimed {
 			f.run(nil)
 		}
@@ -91,10 +93,15 @@ func (r *Runner) Start(ctx context.Context, typ Type, account *Account, work Wor
 	return f, nil
 }
 
+// updatesBuffer is the Updates buffer of a flow that runs in its own
+// goroutine.
+const updatesBuffer = 16
+
 // goStart runs the work in its own goroutine unless it has started.
 func (f *Flow) goStart() {
 	f.start.Do(func() {
 		f.stopWake()
+		f.updates = make(chan Update, updatesBuffer)
 		go f.run(nil)
 	})
 }
@@ -105,7 +112,7 @@ func (f *Flow) claim(deliver func(Update)) bool {
 	claimed := false
 	f.start.Do(func() {
 		f.stopWake()
-		f.inline, claimed = deliver, true
+		f.inline, f.updates, claimed = deliver, make(chan Update), true
 	})
 	return claimed
 }

@@ -176,7 +176,7 @@ func (p *Phone) createHeadless(ctx context.Context) (*Account, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := p.register(ctx, req.Header, req.Challenge, p.cloud, deviceapi.AAIDHeadless, alg, key, keyID, "")
+	a, _, err := p.register(ctx, req.Header, req.Challenge, p.cloud, deviceapi.AAIDHeadless, alg, key, keyID, "", nil)
 	if err != nil {
 		return nil, fmt.Errorf("create a headless account: %w", err)
 	}
@@ -224,18 +224,25 @@ func (p *Phone) Upgrade(ctx context.Context, ref string) (*flows.Flow, error) {
 		if err != nil {
 			return err
 		}
-		na, err := p.register(ctx, req.Header, req.Challenge, a.Cloud, deviceapi.AAIDPIN, alg, key, keyID, pin)
+		bound := &Account{KeyID: keyID, Username: req.Username}
+		bindDone := p.bindInbox(ctx, bound)
+		na, targeted, err := p.register(ctx, req.Header, req.Challenge, a.Cloud, deviceapi.AAIDPIN, alg, key, keyID, pin, bound)
 		if err != nil {
+			bindDone(false)
 			return fmt.Errorf("upgrade: %w", err)
 		}
-		na.Username, na.CreatedAt = req.Username, a.CreatedAt
-		p.bindInbox(ctx, na)
-		if err := p.replaceAccount(a.ID, na); err != nil {
+		na.Username, na.CreatedAt, na.InboxKey = req.Username, a.CreatedAt, bound.InboxKey
+		err = p.replaceAccount(a.ID, na)
+		bindDone(err == nil)
+		if err != nil {
 			return fmt.Errorf("upgraded, but the phone could not record it: %w", err)
 		}
 		p.dropKey(a.KeyID)
 		_ = p.keys.Delete(ctx, keyName(a.KeyID))
 		s.SetAccount(na.flowAccount())
+		if targeted {
+			return nil
+		}
 		return p.registerTarget(ctx, na, key)
 	})
 }

@@ -184,37 +184,54 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 	if err != nil {
 		return err
 	}
-	acct, err := p.register(ctx, hdr, req.Challenge, pl.Base(), aaid, alg, key, keyID, pin)
+	bound := &Account{KeyID: keyID, Username: req.Username}
+	bindDone := p.bindInbox(ctx, bound)
+	acct, targeted, err := p.register(ctx, hdr, req.Challenge, pl.Base(), aaid, alg, key, keyID, pin, bound)
 	if err != nil {
+		bindDone(false)
 		return err
 	}
-	acct.Username, acct.Biometric = req.Username, so.biometric
-	p.bindInbox(ctx, acct)
-	if err := p.addAccount(acct); err != nil {
+	acct.Username, acct.Biometric, acct.InboxKey = req.Username, so.biometric, bound.InboxKey
+	err = p.addAccount(acct)
+	bindDone(err == nil)
+	if err != nil {
 		return fmt.Errorf("enrolled, but the phone could not record the account: %w", err)
 	}
 	s.SetAccount(acct.flowAccount())
+	if targeted {
+		return nil
+	}
 	return p.registerTarget(ctx, acct, key)
 }
 
 // register keeps the new key (and the PIN verifier, if pin is not empty) in
 // the keystore, then registers it with the cloud, signing with alg; if the
-// cloud refuses, the secrets are removed again.
-func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, aaid string, alg uint16, key *ecdsa.PrivateKey, keyID, pin string) (*Account, error) {
+// cloud refuses, the secrets are removed again. With target (the new
+// account's username and InboxKey, nothing else) the registration carries
+// the account's dispatch target (UAFBody.DispatchTarget); targeted reports
+// that the cloud registered it, so registerTarget is not needed.
+func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, aaid string, alg uint16, key *ecdsa.PrivateKey, keyID, pin string,
+	target *Account) (a *Account, targeted bool, err error) {
+	body := deviceapi.UAFBody{}
+	if target != nil {
+		if body.DispatchTarget, err = p.dispatchTarget(ctx, target, key); err != nil {
+			return nil, false, err
+		}
+	}
 	fc := uaf.EncodeFCParams(uaf.FinalChallengeParams{AppID: hdr.AppID, Challenge: challenge, FacetID: p.facetID()})
 	rawID, _ := uaf.B64.DecodeString(keyID)
 	mode := uaf.ModeUserVerified
 	assertion, err := uaf.BuildRegAssertion(key, uaf.KRD{AAID: aaid, Mode: mode, FinalChallenge: uaf.FinalChallenge(fc), KeyID: rawID, SignAlg: alg})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	msg, err := uaf.Encode(uaf.Response{Header: uaf.Header{UPV: hdr.UPV, Op: uaf.OpReg, AppID: hdr.AppID, ServerData: hdr.ServerData},
+	body.UAFResponse, err = uaf.Encode(uaf.Response{Header: uaf.Header{UPV: hdr.UPV, Op: uaf.OpReg, AppID: hdr.AppID, ServerData: hdr.ServerData},
 		FCParams: fc, Assertions: []uaf.Assertion{{AssertionScheme: uaf.SchemeTLV, Assertion: uaf.B64.EncodeToString(assertion)}}})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := p.storeKey(ctx, keyID, key); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	cleanup := func() {
 		ctx, cancel := background(ctx)
@@ -229,23 +246,33 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 		ver, err := p.newPINVerifier(pin)
 		if err != nil {
 			cleanup()
-			return nil, err
+			return nil, false, err
 		}
 		if err := p.keys.Set(ctx, pinName(keyID), ver); err != nil {
 			cleanup()
-			return nil, fmt.Errorf("keep the PIN verifier in the %s keystore: %w", p.keys.Kind(), err)
+			return nil, false, fmt.Errorf("keep the PIN verifier in the %s keystore: %w", p.keys.Kind(), err)
 		}
 	}
 	var sb deviceapi.StatusBody
-	if err := p.call(ctx, http.MethodPost, base, deviceapi.PathRegistration, nil, deviceapi.UAFBody{UAFResponse: msg}, &sb, nil); err != nil {
+	err = p.call(ctx, http.MethodPost, base, deviceapi.PathRegistration, nil, body, &sb, nil)
+	if ce := (*CloudError)(nil); err != nil && body.DispatchTarget != nil && errors.As(err, &ce) &&
+		ce.HTTPStatus == http.StatusBadRequest && strings.Contains(strings.ToLower(ce.Message), "dispatchtarget") {
+		// A cloud that refuses the target with the registration (a
+		// server failing on a property it does not know, or a target it
+		// refuses): the key is registered without it, and the caller then
+		// registers the target with its own call, as before the field.
+		body.DispatchTarget = nil
+		err = p.call(ctx, http.MethodPost, base, deviceapi.PathRegistration, nil, body, &sb, nil)
+	}
+	if err != nil {
 		cleanup()
-		return nil, fmt.Errorf("registration: %w", err)
+		return nil, false, fmt.Errorf("registration: %w", err)
 	}
 	if alg == uaf.AlgSecp256r1SHA256Raw {
 		alg = 0 // the default, not written to the state file
 	}
 	return &Account{ID: sb.AuthenticatorID, Cloud: base, UserID: sb.UserID, KeyID: keyID, AAID: aaid, SignAlg: alg,
-		CreatedAt: p.now().UTC().Truncate(time.Second)}, nil
+		CreatedAt: p.now().UTC().Truncate(time.Second)}, target != nil && sb.DispatchTarget, nil
 }
 
 // registerTarget tells the cloud to deliver push messages to this phone's
@@ -253,6 +280,19 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 // phone's device key when the account is bound to it (InboxKey), so that
 // one signed request reads every account's inbox.
 func (p *Phone) registerTarget(ctx context.Context, a *Account, key *ecdsa.PrivateKey) error {
+	t, err := p.dispatchTarget(ctx, a, key)
+	if err != nil {
+		return err
+	}
+	if err := p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathDispatchTargets, nil, *t, nil, &signer{key, a.KeyID}); err != nil {
+		return fmt.Errorf("enrolled as %s, but registering for push messages failed (%w); approvals will only work by QR code", a.Name(), err)
+	}
+	return nil
+}
+
+// dispatchTarget is the dispatch target of account a, whose key is key:
+// the phone's device key when a is bound to it (InboxKey), else key.
+func (p *Phone) dispatchTarget(ctx context.Context, a *Account, key *ecdsa.PrivateKey) (*deviceapi.DispatchTarget, error) {
 	pub, deviceID := &key.PublicKey, a.KeyID[:16]
 	if a.InboxKey != "" {
 		dk, id, err := p.deviceKey(ctx, false)
@@ -262,13 +302,9 @@ func (p *Phone) registerTarget(ctx context.Context, a *Account, key *ecdsa.Priva
 	}
 	jb, err := devsig.JWK(pub)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	t := deviceapi.DispatchTarget{Name: p.name, DeviceID: deviceID, Dispatcher: "inbox", Username: a.Username, SignatureKey: jb}
-	if err := p.call(ctx, http.MethodPost, a.Cloud, deviceapi.PathDispatchTargets, nil, t, nil, &signer{key, a.KeyID}); err != nil {
-		return fmt.Errorf("enrolled as %s, but registering for push messages failed (%w); approvals will only work by QR code", a.Name(), err)
-	}
-	return nil
+	return &deviceapi.DispatchTarget{Name: p.name, DeviceID: deviceID, Dispatcher: "inbox", Username: a.Username, SignatureKey: jb}, nil
 }
 
 // accountFor finds the account an authentication request asks for.

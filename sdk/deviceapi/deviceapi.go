@@ -172,12 +172,24 @@ type StatusBody struct {
 	// UserID and AuthenticatorID name what a registration created (ours).
 	UserID          string `json:"userId,omitempty"`
 	AuthenticatorID string `json:"authenticatorId,omitempty"`
+	// DispatchTarget (ours) says the registration also registered the
+	// dispatch target its body carried (UAFBody.DispatchTarget); a cloud
+	// that leaves it false did not, and the phone registers the target
+	// with its own call.
+	DispatchTarget bool `json:"dispatchTarget,omitempty"`
 }
 
 // UAFBody carries a UAF response message to the cloud.
 type UAFBody struct {
 	UAFResponse string          `json:"uafResponse"`
 	Context     json.RawMessage `json:"context,omitempty"`
+	// DispatchTarget (ours, registrations only) is the new
+	// authenticator's dispatch target, registered with it in the same
+	// transaction, as POST PathDispatchTargets would (the same checks):
+	// the phone spares that call, its signature and the cloud's check of
+	// it. The registration that proves the new key binds the target; a
+	// target the cloud refuses fails the registration.
+	DispatchTarget *DispatchTarget `json:"dispatchTarget,omitempty"`
 }
 
 // DispatchTarget registers where the cloud delivers push messages. Its

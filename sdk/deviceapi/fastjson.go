@@ -25,7 +25,11 @@ func Marshal(v any) ([]byte, error) {
 func sizeHint(v any) int {
 	switch v := v.(type) {
 	case UAFBody:
-		return len(v.UAFResponse) + len(v.UAFResponse)/4 + 32
+		n := len(v.UAFResponse) + len(v.UAFResponse)/4 + 32
+		if t := v.DispatchTarget; t != nil {
+			n += len(t.SignatureKey) + len(t.Name) + len(t.DeviceID) + len(t.Dispatcher) + len(t.Username) + 100
+		}
+		return n
 	case InboxesRequest:
 		n := len(v.DeviceKey) + 40
 		for _, k := range v.KeyIDs {
@@ -53,27 +57,17 @@ func AppendJSON(b []byte, v any) ([]byte, bool) {
 		}
 		w.Raw(`{"uafResponse":`)
 		w.String(v.UAFResponse)
+		if v.DispatchTarget != nil {
+			w.Raw(`,"dispatchTarget":`)
+			if !appendDispatchTarget(&w, v.DispatchTarget) {
+				return b, false
+			}
+		}
 		w.Byte('}')
 	case DispatchTarget:
-		w.Raw(`{"name":`)
-		w.String(v.Name)
-		w.Raw(`,"deviceId":`)
-		w.String(v.DeviceID)
-		w.Raw(`,"dispatcher":`)
-		w.String(v.Dispatcher)
-		if v.Username != "" {
-			w.Raw(`,"username":`)
-			w.String(v.Username)
-		}
-		w.Raw(`,"signatureKey":`)
-		if v.SignatureKey == nil {
-			w.Raw("null")
-		} else if plainRaw(v.SignatureKey) {
-			w.B = append(w.B, v.SignatureKey...)
-		} else {
+		if !appendDispatchTarget(&w, &v) {
 			return b, false
 		}
-		w.Byte('}')
 	case RedeemResponse:
 		appendRedeemResponse(&w, &v)
 	case InboxesRequest:
@@ -127,6 +121,9 @@ func AppendJSON(b []byte, v any) ([]byte, bool) {
 			w.Raw(`,"authenticatorId":`)
 			w.String(v.AuthenticatorID)
 		}
+		if v.DispatchTarget {
+			w.Raw(`,"dispatchTarget":true`)
+		}
 		w.Byte('}')
 	case DispatchTargetResponse:
 		w.Raw(`{"id":`)
@@ -136,6 +133,31 @@ func AppendJSON(b []byte, v any) ([]byte, bool) {
 		return b, false
 	}
 	return w.B, w.OK
+}
+
+// appendDispatchTarget writes v; false for a signature key json.Marshal
+// would write otherwise.
+func appendDispatchTarget(w *jsonfast.Writer, v *DispatchTarget) bool {
+	w.Raw(`{"name":`)
+	w.String(v.Name)
+	w.Raw(`,"deviceId":`)
+	w.String(v.DeviceID)
+	w.Raw(`,"dispatcher":`)
+	w.String(v.Dispatcher)
+	if v.Username != "" {
+		w.Raw(`,"username":`)
+		w.String(v.Username)
+	}
+	w.Raw(`,"signatureKey":`)
+	if v.SignatureKey == nil {
+		w.Raw("null")
+	} else if plainRaw(v.SignatureKey) {
+		w.B = append(w.B, v.SignatureKey...)
+	} else {
+		return false
+	}
+	w.Byte('}')
+	return true
 }
 
 func appendRedeemResponse(w *jsonfast.Writer, v *RedeemResponse) {
@@ -279,15 +301,20 @@ func decodeFast(b []byte, v any) bool {
 		}
 		return r.OK
 	case *UAFBody:
-		if v.UAFResponse != "" || v.Context != nil {
+		if v.UAFResponse != "" || v.Context != nil || v.DispatchTarget != nil {
 			return false
 		}
 		var out UAFBody
 		r := jsonfast.NewReader(b)
 		r.Object(func(k []byte) int {
-			if string(k) == "uafResponse" {
+			switch string(k) {
+			case "uafResponse":
 				r.Text(&out.UAFResponse)
 				return 0
+			case "dispatchTarget":
+				out.DispatchTarget = new(DispatchTarget)
+				readDispatchTarget(&r, out.DispatchTarget) // a null fails the read: encoding/json's rules
+				return 1
 			}
 			return -1
 		})
@@ -302,30 +329,7 @@ func decodeFast(b []byte, v any) bool {
 		}
 		var out DispatchTarget
 		r := jsonfast.NewReader(b)
-		r.Object(func(k []byte) int {
-			switch string(k) {
-			case "name":
-				r.String(&out.Name)
-				return 0
-			case "deviceId":
-				r.String(&out.DeviceID)
-				return 1
-			case "dispatcher":
-				r.String(&out.Dispatcher)
-				return 2
-			case "username":
-				r.String(&out.Username)
-				return 3
-			case "signatureKey":
-				raw := r.Raw()
-				if string(raw) == "null" {
-					r.Fail() // encoding/json leaves a RawMessage as "null": its own rules
-				}
-				out.SignatureKey = append(json.RawMessage(nil), raw...)
-				return 4
-			}
-			return -1
-		})
+		readDispatchTarget(&r, &out)
 		r.End()
 		if r.OK {
 			*v = out
@@ -418,6 +422,9 @@ func decodeFast(b []byte, v any) bool {
 			case "authenticatorId":
 				r.String(&out.AuthenticatorID)
 				return 3
+			case "dispatchTarget":
+				r.Bool(&out.DispatchTarget)
+				return 4
 			}
 			return -1
 		})
@@ -446,6 +453,34 @@ func decodeFast(b []byte, v any) bool {
 		return r.OK
 	}
 	return false
+}
+
+// readDispatchTarget reads an object into a zero *out.
+func readDispatchTarget(r *jsonfast.Reader, out *DispatchTarget) {
+	r.Object(func(k []byte) int {
+		switch string(k) {
+		case "name":
+			r.String(&out.Name)
+			return 0
+		case "deviceId":
+			r.String(&out.DeviceID)
+			return 1
+		case "dispatcher":
+			r.String(&out.Dispatcher)
+			return 2
+		case "username":
+			r.String(&out.Username)
+			return 3
+		case "signatureKey":
+			raw := r.Raw()
+			if string(raw) == "null" {
+				r.Fail() // encoding/json leaves a RawMessage as "null": its own rules
+			}
+			out.SignatureKey = append(json.RawMessage(nil), raw...)
+			return 4
+		}
+		return -1
+	})
 }
 
 // readRedeemResponse reads an object into a zero *out.

@@ -69,6 +69,14 @@ func randomInboxMessage(r *rand.Rand) InboxMessage {
 	return m
 }
 
+func randomDispatchTarget(r *rand.Rand) DispatchTarget {
+	v := DispatchTarget{Name: fastString(r), DeviceID: fastString(r), Dispatcher: fastString(r), Username: fastString(r)}
+	if r.IntN(5) != 0 {
+		v.SignatureKey = json.RawMessage(fastRaws[r.IntN(len(fastRaws))])
+	}
+	return v
+}
+
 func randomBody(r *rand.Rand) any {
 	switch r.IntN(8) {
 	case 6:
@@ -93,17 +101,18 @@ func randomBody(r *rand.Rand) any {
 		if r.IntN(4) == 0 {
 			v.Context = json.RawMessage(`{"number":42}`)
 		}
-		return v
-	case 2:
-		v := DispatchTarget{Name: fastString(r), DeviceID: fastString(r), Dispatcher: fastString(r), Username: fastString(r)}
-		if r.IntN(5) != 0 {
-			v.SignatureKey = json.RawMessage(fastRaws[r.IntN(len(fastRaws))])
+		if r.IntN(2) == 0 {
+			t := randomDispatchTarget(r)
+			v.DispatchTarget = &t
 		}
 		return v
+	case 2:
+		return randomDispatchTarget(r)
 	case 3:
 		return randomRedeemResponse(r)
 	case 4:
-		return StatusBody{StatusCode: r.IntN(2000), Description: fastString(r), UserID: fastString(r), AuthenticatorID: fastString(r)}
+		return StatusBody{StatusCode: r.IntN(2000), Description: fastString(r), UserID: fastString(r), AuthenticatorID: fastString(r),
+			DispatchTarget: r.IntN(2) == 0}
 	}
 	return DispatchTargetResponse{ID: fastString(r)}
 }
@@ -180,7 +189,9 @@ func TestUnmarshalIntoAFilledValue(t *testing.T) {
 // every field of its types.
 func TestFastBodiesTaken(t *testing.T) {
 	jwk := json.RawMessage(`{"crv":"P-256","kty":"EC","x":"AQ","y":"Ag"}`)
-	for _, v := range []any{RedeemRequest{Token: "t"}, UAFBody{UAFResponse: `[{"a":"b"}]`}, DispatchTarget{Name: "n", DeviceID: "d", Dispatcher: "inbox", SignatureKey: jwk},
+	for _, v := range []any{RedeemRequest{Token: "t"}, UAFBody{UAFResponse: `[{"a":"b"}]`},
+		UAFBody{UAFResponse: `[{"a":"b"}]`, DispatchTarget: &DispatchTarget{Name: "n", DeviceID: "d", Dispatcher: "inbox", SignatureKey: jwk}},
+		StatusBody{StatusCode: StatusOK, UserID: "u", AuthenticatorID: "a", DispatchTarget: true}, DispatchTarget{Name: "n", DeviceID: "d", Dispatcher: "inbox", SignatureKey: jwk},
 		RedeemResponse{StatusCode: StatusOK, UAFRequest: `[{"a":"b"}]`, Op: "Reg", LifetimeMillis: 1}, StatusBody{StatusCode: StatusOK, UserID: "u"},
 		DispatchTargetResponse{ID: "i"}, InboxesRequest{DeviceKey: jwk, KeyIDs: []string{"k1", "k2"}, UAF: true},
 		InboxesResponse{Messages: []InboxMessage{{ID: "i", CreatedAt: time.Now(), ExpiresAt: time.Now(), Payload: "p", Kind: InboxAuthentication,
@@ -197,7 +208,7 @@ func TestFastBodiesTaken(t *testing.T) {
 	for _, c := range []struct {
 		v any
 		n int
-	}{{RedeemRequest{}, 1}, {UAFBody{}, 2}, {DispatchTarget{}, 5}, {RedeemResponse{}, 5}, {StatusBody{}, 4}, {DispatchTargetResponse{}, 1},
+	}{{RedeemRequest{}, 1}, {UAFBody{}, 3}, {DispatchTarget{}, 5}, {RedeemResponse{}, 5}, {StatusBody{}, 5}, {DispatchTargetResponse{}, 1},
 		{InboxesRequest{}, 3}, {InboxesResponse{}, 2}, {InboxMessage{}, 12}} {
 		if got := reflect.TypeOf(c.v).NumField(); got != c.n {
 			t.Errorf("%T has %d fields, its hand-written JSON %d: write the new ones (fastjson.go)", c.v, got, c.n)
