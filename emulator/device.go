@@ -579,7 +579,8 @@ func (s *Server) signedToken(tok string) (string, error) {
 	if dot < 0 || strings.IndexByte(tok[dot+1:], '.') >= 0 {
 		return tok, nil
 	}
-	if v, ok := s.issuer.cachedToken(tok); ok {
+	v, ok, gen := s.issuer.cachedToken(tok)
+	if ok {
 		return v, nil
 	}
 	k := s.issuer.keyWithHeader(tok[:dot])
@@ -591,12 +592,13 @@ func (s *Server) signedToken(tok string) (string, error) {
 	if k == nil {
 		k = s.issuer.current()
 		input = k.headerJWT + tok[dot:]
+		s.cfg.logger.Warn("a transaction token's signing key is gone (replaced by an import?): its claims are signed with the current key", "kid", k.kid)
 	}
 	signed, err := k.signInput(input)
 	if err != nil {
 		return "", err
 	}
-	s.issuer.cacheToken(tok, signed)
+	s.issuer.cacheToken(tok, signed, gen)
 	return signed, nil
 }
 

@@ -798,9 +798,18 @@ func (is *issuer) replace(from *issuer) {
 	keys, secret := from.keys, from.secret
 	from.mu.RUnlock()
 	is.mu.Lock()
+	gone := false
+	for _, old := range is.keys {
+		if !slices.ContainsFunc(keys, func(k *signingKey) bool { return k.kid == old.kid }) {
+			gone = true
+		}
+	}
 	is.keys, is.secret = keys, secret
 	is.mu.Unlock()
-	is.tokMu.Lock()
-	is.signed = nil // signed with keys that may be gone
-	is.tokMu.Unlock()
+	if gone { // the cached tokens signed with it would no longer verify
+		is.tokMu.Lock()
+		is.signed = nil
+		is.gen++
+		is.tokMu.Unlock()
+	}
 }

@@ -19,7 +19,7 @@ import (
 // for the inboxes of every account of a phone, signed once with the
 // phone's device key, held up to cloudapi.MaxInboxesWait (5 minutes, not
 // the API's minute: an idle phone always holds one). An account counts only if its dispatch target was
-// registered, signed by the account's own key, with that device key
+// registered with that device key (with the registration, or signed by the account's own key)
 // (deviceId = its thumbprint); the others are answered as unknown. Like
 // GET /_app/inbox, a removed authenticator still reads its removal notice.
 // When some accounts are unknown the answer comes at once, without waiting,

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"database/sql"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -213,5 +214,38 @@ func checkSchema(t *testing.T, s *SQLiteStore) {
 	}
 	if tables != 15 {
 		t.Errorf("%d WITHOUT ROWID tables, want 15", tables)
+	}
+}
+
+// TestSQLiteRefusesANewerFile: a file a newer emulator migrated past this
+// one's schema version is refused with ErrSchemaTooNew and left as it was
+// (version 9 exists so that an emulator from before it refuses a file
+// whose transactions keep their tokens' signing inputs).
+func TestSQLiteRefusesANewerFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "newer.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec("UPDATE schema_version SET version = ?", schemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := OpenSQLite(path); !errors.Is(err, ErrSchemaTooNew) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("open a file of schema version %d: %v, want ErrSchemaTooNew", schemaVersion+1, err)
+	}
+	db, err := sql.Open("sqlite", sqliteURI(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v int
+	if err := db.QueryRow("SELECT version FROM schema_version").Scan(&v); err != nil || v != schemaVersion+1 {
+		t.Fatalf("after the refusal the file is at version %d (%v), want %d", v, err, schemaVersion+1)
 	}
 }

@@ -37,7 +37,7 @@ var (
 )
 
 // schemaVersion is the version migrations bring a database to.
-const schemaVersion = 8
+const schemaVersion = 9
 
 // migrations[i] brings a database from version i to i+1, on both
 // dialects (dialect.steps adds a dialect's own). Since version 8 a SQLite
@@ -133,6 +133,11 @@ var migrations = []string{
 	ALTER TABLE users ADD COLUMN last_login_failure BIGINT NOT NULL DEFAULT 0`,
 	// 8: on SQLite, each table one B-tree (sqliteOneTree); the same
 	// schema on PostgreSQL.
+	``,
+	// 9: no new column: a succeeded transaction's token column may hold
+	// its token's signing input (signed when read). The version is raised
+	// so that an emulator from before refuses the database
+	// (ErrSchemaTooNew) instead of answering that input as the token.
 	``,
 }
 

@@ -45,6 +45,7 @@ type issuer struct {
 
 	tokMu  sync.Mutex
 	signed map[string]string // Server.signedToken's last answers, by what the transaction keeps
+	gen    uint64            // counts the times signed was emptied because a key went away
 }
 
 // signedCacheSize bounds issuer.signed (it is emptied when full): a
@@ -71,16 +72,23 @@ func (is *issuer) keyWithHeader(hdr string) *signingKey {
 	return nil
 }
 
-func (is *issuer) cachedToken(tok string) (string, bool) {
+// cachedToken is the signed token cached for tok, if any, and the cache's
+// generation, which cacheToken is given back.
+func (is *issuer) cachedToken(tok string) (signed string, ok bool, gen uint64) {
 	is.tokMu.Lock()
 	defer is.tokMu.Unlock()
 	v, ok := is.signed[tok]
-	return v, ok
+	return v, ok, is.gen
 }
 
-func (is *issuer) cacheToken(tok, signed string) {
+// cacheToken keeps signed as tok's token unless the keys were replaced
+// since cachedToken gave gen (it may have been signed with a key now gone).
+func (is *issuer) cacheToken(tok, signed string, gen uint64) {
 	is.tokMu.Lock()
 	defer is.tokMu.Unlock()
+	if gen != is.gen {
+		return
+	}
 	if is.signed == nil || len(is.signed) >= signedCacheSize {
 		is.signed = make(map[string]string, signedCacheSize)
 	}

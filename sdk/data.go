@@ -225,13 +225,16 @@ func (p *Phone) Upgrade(ctx context.Context, ref string) (*flows.Flow, error) {
 			return err
 		}
 		bound := &Account{KeyID: keyID, Username: req.Username}
-		p.bindInbox(ctx, bound)
+		bindDone := p.bindInbox(ctx, bound)
 		na, targeted, err := p.register(ctx, req.Header, req.Challenge, a.Cloud, deviceapi.AAIDPIN, alg, key, keyID, pin, bound)
 		if err != nil {
+			bindDone(false)
 			return fmt.Errorf("upgrade: %w", err)
 		}
 		na.Username, na.CreatedAt, na.InboxKey = req.Username, a.CreatedAt, bound.InboxKey
-		if err := p.replaceAccount(a.ID, na); err != nil {
+		err = p.replaceAccount(a.ID, na)
+		bindDone(err == nil)
+		if err != nil {
 			return fmt.Errorf("upgraded, but the phone could not record it: %w", err)
 		}
 		p.dropKey(a.KeyID)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/authphone/authphone/sdk/deviceapi"
@@ -18,7 +19,7 @@ import (
 
 // The phone's device key (ours) is one P-256 key per phone, besides the
 // accounts' own keys. Each account registers its push target with it
-// (signed by the account's key), so the phone reads every account's inbox
+// (with its registration, or by a request signed by the account's key), so the phone reads every account's inbox
 // with one request signed once by the device key (POST /_app/inboxes): Next
 // costs the same with 1 or 100 accounts. Accounts not bound to it (made
 // before it existed, or on a cloud without that call) are read one by one.
@@ -32,6 +33,12 @@ var errNoDeviceKey = errors.New("this phone has no device key yet")
 func (p *Phone) deviceKey(ctx context.Context, create bool) (*ecdsa.PrivateKey, string, error) {
 	p.dkMu.Lock()
 	defer p.dkMu.Unlock()
+	return p.deviceKeyLocked(ctx, create)
+}
+
+// deviceKeyLocked is deviceKey with p.dkMu held. A key it makes is fresh
+// (p.dkFresh) until an account that uses it is kept.
+func (p *Phone) deviceKeyLocked(ctx context.Context, create bool) (*ecdsa.PrivateKey, string, error) {
 	if p.dk != nil {
 		return p.dk, p.dkID, nil
 	}
@@ -71,6 +78,7 @@ func (p *Phone) deviceKey(ctx context.Context, create bool) (*ecdsa.PrivateKey, 
 	if err := p.keys.Set(ctx, inboxKeyName(id), der); err != nil {
 		return nil, "", fmt.Errorf("keep the device key in the %s keystore: %w", p.keys.Kind(), err)
 	}
+	p.dkFresh = true
 	return p.keepDeviceKey(key, id)
 }
 
@@ -84,10 +92,40 @@ func (p *Phone) keepDeviceKey(key *ecdsa.PrivateKey, id string) (*ecdsa.PrivateK
 }
 
 // bindInbox binds a new account's push target to the device key (made if
-// need be); without one the account is read on its own.
-func (p *Phone) bindInbox(ctx context.Context, a *Account) {
-	if _, id, err := p.deviceKey(ctx, true); err == nil {
-		a.InboxKey = id
+// need be); without one the account is read on its own. The caller calls
+// done once the account is recorded (kept) or given up: a device key made
+// for accounts none of which was kept, and that no recorded account uses,
+// is deleted again, so a failed first enrolment leaves no key behind in
+// the keystore (which cannot list its keys to find it later).
+func (p *Phone) bindInbox(ctx context.Context, a *Account) (done func(kept bool)) {
+	p.dkMu.Lock()
+	defer p.dkMu.Unlock()
+	_, id, err := p.deviceKeyLocked(ctx, true)
+	if err != nil {
+		return func(bool) {}
+	}
+	a.InboxKey = id
+	p.dkBinding++
+	return func(kept bool) {
+		p.dkMu.Lock()
+		defer p.dkMu.Unlock()
+		p.dkBinding--
+		if kept {
+			p.dkFresh = false
+		}
+		if !p.dkFresh || p.dkBinding > 0 || p.dkID != id {
+			return
+		}
+		p.dkFresh = false
+		if accts, err := p.Accounts(); err != nil || slices.ContainsFunc(accts, func(o *Account) bool { return o.InboxKey == id }) {
+			return
+		}
+		bg, cancel := background(ctx)
+		defer cancel()
+		if err := p.keys.Delete(bg, inboxKeyName(id)); err != nil {
+			return // kept, and still in use by this process
+		}
+		p.dk, p.dkID, p.dkJWK = nil, "", nil
 	}
 }
 

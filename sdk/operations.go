@@ -185,13 +185,16 @@ func (p *Phone) enrol(ctx context.Context, s *flows.Step, pl dispatch.Payload, s
 		return err
 	}
 	bound := &Account{KeyID: keyID, Username: req.Username}
-	p.bindInbox(ctx, bound)
+	bindDone := p.bindInbox(ctx, bound)
 	acct, targeted, err := p.register(ctx, hdr, req.Challenge, pl.Base(), aaid, alg, key, keyID, pin, bound)
 	if err != nil {
+		bindDone(false)
 		return err
 	}
 	acct.Username, acct.Biometric, acct.InboxKey = req.Username, so.biometric, bound.InboxKey
-	if err := p.addAccount(acct); err != nil {
+	err = p.addAccount(acct)
+	bindDone(err == nil)
+	if err != nil {
 		return fmt.Errorf("enrolled, but the phone could not record the account: %w", err)
 	}
 	s.SetAccount(acct.flowAccount())
@@ -251,7 +254,17 @@ func (p *Phone) register(ctx context.Context, hdr uaf.Header, challenge, base, a
 		}
 	}
 	var sb deviceapi.StatusBody
-	if err := p.call(ctx, http.MethodPost, base, deviceapi.PathRegistration, nil, body, &sb, nil); err != nil {
+	err = p.call(ctx, http.MethodPost, base, deviceapi.PathRegistration, nil, body, &sb, nil)
+	if ce := (*CloudError)(nil); err != nil && body.DispatchTarget != nil && errors.As(err, &ce) &&
+		ce.HTTPStatus == http.StatusBadRequest && strings.Contains(strings.ToLower(ce.Message), "dispatchtarget") {
+		// A cloud that refuses the target with the registration (a
+		// server failing on a property it does not know, or a target it
+		// refuses): the key is registered without it, and the caller then
+		// registers the target with its own call, as before the field.
+		body.DispatchTarget = nil
+		err = p.call(ctx, http.MethodPost, base, deviceapi.PathRegistration, nil, body, &sb, nil)
+	}
+	if err != nil {
 		cleanup()
 		return nil, false, fmt.Errorf("registration: %w", err)
 	}

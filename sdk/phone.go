@@ -69,9 +69,13 @@ type Phone struct {
 	dk       *ecdsa.PrivateKey
 	dkID     string
 	dkJWK    []byte
-	unbound  map[string]bool // accounts the cloud does not read in a batch
-	faults   Faults
-	sleep    func(ctx context.Context, d time.Duration) error
+	// dkFresh: the device key was made by this process and no account
+	// using it was kept yet; dkBinding counts bindInbox calls not done.
+	dkFresh   bool
+	dkBinding int
+	unbound   map[string]bool // accounts the cloud does not read in a batch
+	faults    Faults
+	sleep     func(ctx context.Context, d time.Duration) error
 }
 
 type options struct {

@@ -38,11 +38,34 @@ func (o noTargetCloud) RoundTrip(r *http.Request) (*http.Response, error) {
 	return o.next.RoundTrip(r)
 }
 
+// strictCloud refuses a registration that carries UAFBody.DispatchTarget
+// as a server that fails on unknown properties does (HTTP 400 naming it).
+type strictCloud struct{ next http.RoundTripper }
+
+func (o strictCloud) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == deviceapi.PathRegistration && r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Contains(b, []byte(`"dispatchTarget"`)) {
+			msg := `{"message":"Unrecognized field \"dispatchTarget\" (class UafBody), not marked as ignorable"}`
+			return &http.Response{StatusCode: 400, Status: "400 Bad Request", Header: http.Header{"Content-Type": {"application/json"}},
+				Body: io.NopCloser(strings.NewReader(msg)), ContentLength: int64(len(msg)), Request: r}, nil
+		}
+		r = r.Clone(r.Context())
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+	}
+	return o.next.RoundTrip(r)
+}
+
 // TestEnrolRegistersTargetWithKey: the registration carries the account's
 // dispatch target (bound to the phone's device key), so the enrolment
 // makes no dispatch-target call of its own, and the next approval is read
 // with the device key's one signed request. Against a cloud that does not
-// take the target, the phone registers it with its own call, as before.
+// take the target, or refuses a registration that carries it, the phone
+// registers it with its own call, as before.
 func TestEnrolRegistersTargetWithKey(t *testing.T) {
 	e := newEnv(t)
 	for _, c := range []struct {
@@ -52,6 +75,7 @@ func TestEnrolRegistersTargetWithKey(t *testing.T) {
 	}{
 		{"with-the-registration", 0, func(c *counting) http.RoundTripper { return c }},
 		{"cloud-without-it", 1, func(c *counting) http.RoundTripper { return noTargetCloud{c} }},
+		{"strict-cloud", 1, func(c *counting) http.RoundTripper { return strictCloud{c} }},
 	} {
 		tr := &counting{}
 		p := e.phoneVia(c.name, c.rt(tr))

@@ -304,8 +304,10 @@ func (p *Phone) WaitPairing(ctx context.Context, pr *Pairing, wait time.Duration
 func (p *Phone) paired(ctx context.Context, pr *Pairing, st trustapi.PairingStatus) (*Account, error) {
 	a := &Account{ID: st.AuthenticatorID, Cloud: pr.QR.Cloud, Username: st.Username, UserID: st.UserID, KeyID: pr.keyID,
 		AAID: deviceapi.AAIDPIN, CreatedAt: p.now().UTC().Truncate(time.Second)}
-	p.bindInbox(ctx, a)
-	if err := p.addAccount(a); err != nil {
+	bindDone := p.bindInbox(ctx, a)
+	err := p.addAccount(a)
+	bindDone(err == nil)
+	if err != nil {
 		return nil, fmt.Errorf("trusted, but the phone could not record the account: %w", err)
 	}
 	key, err := p.loadKey(ctx, a)

@@ -5,10 +5,17 @@
 # reversed every other round. Per fleet it prints approvals/s, the fleet's
 # and the emulator's CPU per approval in the steady part of the run
 # (between the first and the last progress line), and per round and store
-# the ratio of the approvals/s of the last K to the first.
+# the ratio of the approvals/s of the last K to the first; and the minor
+# page faults per approval of both processes (a heap growing into memory
+# it never used: one per 4 KiB page, a few µs each on a VM).
 #
 #   make bench-fleet-pair                      # or: sh testdata/fleetpair.sh
 #   STORES=memory KS="100 1000 10000" COUNT=15000 ROUNDS=3 EMUARGS=--h2c FLEETARGS=--h2c sh testdata/fleetpair.sh
+#   FLEETENV="GOGC=100" BINS="/tmp/main /tmp/new" sh testdata/fleetpair.sh   # two binaries side by side
+#
+# BINS runs each fleet with each binary in turn (both the emulator and the
+# fleet from it), so that two builds are compared in the same minutes;
+# FLEETENV is the fleet's environment as EMUENV is the emulator's.
 #
 # Each fleet takes /tmp/authphone-bench.lock (flock) while it runs, so two
 # measurements never share the machine. Needs python3 (to read the reports).
@@ -21,9 +28,11 @@ ROUNDS=${ROUNDS:-2}
 FLEETARGS=${FLEETARGS:-}
 EMUARGS=${EMUARGS:-}
 EMUENV=${EMUENV:-}
+FLEETENV=${FLEETENV:-}
+BINS=${BINS:-}
 W=$(mktemp -d "${TMPDIR:-/tmp}/fleetpair.XXXXXX")
 trap 'rm -rf "$W"' EXIT
-if [ -z "$BIN" ]; then
+if [ -z "$BIN" ] && [ -z "$BINS" ]; then
 	BIN=$W/authphone
 	go build -o "$BIN" ./cmd/authphone
 fi
@@ -32,7 +41,7 @@ lock() { if command -v flock >/dev/null; then flock /tmp/authphone-bench.lock "$
 # one STORE K: run a fleet against a fresh emulator; its report in $W/rep.json,
 # the CPU ticks of both processes every 250 ms with the fleet's last progress line in $W/ticks.
 one() {
-	rm -f "$W"/ready.json "$W"/db* "$W"/ticks
+	rm -f "$W"/ready.json "$W"/db* "$W"/ticks "$W"/faults
 	db=""
 	[ "$1" = sqlite ] && db="--db $W/db.sqlite"
 	# shellcheck disable=SC2086
@@ -42,10 +51,11 @@ one() {
 	url=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["url"])' "$W/ready.json")
 	key=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["accessKey"])' "$W/ready.json")
 	# shellcheck disable=SC2086
-	"$BIN" fleet --cloud "$url" --access-key "$key" --phones "$2" --count "$COUNT" --durability relaxed $FLEETARGS --json >"$W/rep.json" 2>"$W/fleet.log" &
+	env $FLEETENV "$BIN" fleet --cloud "$url" --access-key "$key" --phones "$2" --count "$COUNT" --durability relaxed $FLEETARGS --json >"$W/rep.json" 2>"$W/fleet.log" &
 	fp=$!
 	while kill -0 $fp 2>/dev/null; do
 		echo "$(awk '{print $14+$15}' /proc/$ep/stat) $(awk '{print $14+$15}' /proc/$fp/stat 2>/dev/null) $(tail -1 "$W/fleet.log")" >>"$W/ticks"
+		echo "$(awk '{print $10}' /proc/$ep/stat) $(awk '{print $10}' /proc/$fp/stat 2>/dev/null) $(tail -1 "$W/fleet.log")" >>"$W/faults"
 		sleep 0.25
 	done
 	wait $fp || true
@@ -53,16 +63,19 @@ one() {
 	wait $ep 2>/dev/null || true
 }
 export -f one
-export BIN COUNT FLEETARGS EMUENV W
+export BIN COUNT FLEETARGS EMUENV FLEETENV W
 
 echo "load: $(uptime | sed 's/.*load average: //')"
 for round in $(seq "$ROUNDS"); do
 	order=$KS
 	[ $((round % 2)) = 0 ] && order=$(echo "$KS" | tr ' ' '\n' | tac | tr '\n' ' ')
 	for store in $STORES; do
+	for bin in ${BINS:-$BIN}; do
+		BIN=$bin
+		[ -n "$BINS" ] && echo "round $round $store: $bin"
 		: >"$W/round"
 		for k in $order; do
-			lock bash -c 'one "$1" "$2"' _ "$store" "$k"
+			BIN=$bin lock bash -c 'one "$1" "$2"' _ "$store" "$k"
 			python3 - "$W/rep.json" "$W/ticks" "$store" "$k" "$round" "$(uptime | sed 's/.*load average: //')" >>"$W/round" <<'PY'
 import json, re, sys
 rep, ticks, store, k, rnd, load = sys.argv[1:]
@@ -80,13 +93,25 @@ if len(rows) >= 2 and rows[-1][2] > rows[0][2]:
     a, b = rows[0], rows[-1]
     n = b[2] - a[2]
     emu, fl = (b[0] - a[0]) * 10 / n, (b[1] - a[1]) * 10 / n   # clock ticks of 10 ms
-print(json.dumps({"store": store, "k": int(k), "round": int(rnd), "perSec": r["approvalsPerSecond"], "fleetMs": fl, "emuMs": emu,
+# page faults (minor: mostly the heaps growing into memory they never used) the same way
+frows = []
+for l in open(ticks.replace("ticks", "faults")):
+    m = re.match(r'(\d+) (\d+) fleet: \S+ done (\d+)/', l)
+    if m:
+        frows.append(tuple(map(int, m.groups())))
+frows = [x for i, x in enumerate(frows) if x[2] > 0 and (i == 0 or frows[i-1][2] != x[2])]
+frows = [x for x in frows if x[2] < max(y[2] for y in frows)] if frows else []
+emuF = flF = float('nan')
+if len(frows) >= 2 and frows[-1][2] > frows[0][2]:
+    a, b = frows[0], frows[-1]
+    emuF, flF = (b[0] - a[0]) / (b[2] - a[2]), (b[1] - a[1]) / (b[2] - a[2])
+print(json.dumps({"fleetFaults": flF, "emuFaults": emuF, "store": store, "k": int(k), "round": int(rnd), "perSec": r["approvalsPerSecond"], "fleetMs": fl, "emuMs": emu,
                   "cpuCeilingPercent": r["cpuCeilingPercent"], "protocol": r.get("protocol", ""), "lost": r["lost"],
                   "unexpected": r["unexpected"], "load": load}))
 PY
 			tail -1 "$W/round" | python3 -c 'import json,sys
 d=json.loads(sys.stdin.read())
-print("round %(round)d %(store)-6s K=%(k)5d: %(perSec)6.0f approvals/s, CPU/approval fleet %(fleetMs).3f ms + emulator %(emuMs).3f ms, %(cpuCeilingPercent).1f%% of the crypto ceiling by the fleet CPU, lost %(lost)d, unexpected %(unexpected)d, %(protocol)s, load %(load)s" % d)'
+print("round %(round)d %(store)-6s K=%(k)5d: %(perSec)6.0f approvals/s, CPU/approval fleet %(fleetMs).3f ms + emulator %(emuMs).3f ms, page faults/approval fleet %(fleetFaults).1f + emulator %(emuFaults).1f, %(cpuCeilingPercent).1f%% of the crypto ceiling by the fleet CPU, lost %(lost)d, unexpected %(unexpected)d, %(protocol)s, load %(load)s" % d)'
 		done
 		python3 - "$W/round" <<'PY'
 import json, sys
@@ -96,5 +121,6 @@ a, b = rs[0], rs[-1]
 print("round %d %s: K=%d / K=%d = %.2fx approvals/s, %.2fx CPU per approval (both processes)" % (
     a["round"], a["store"], b["k"], a["k"], b["perSec"] / a["perSec"], (b["fleetMs"] + b["emuMs"]) / (a["fleetMs"] + a["emuMs"])))
 PY
+	done
 	done
 done

@@ -273,8 +273,51 @@ type phone struct {
 	p        *sdk.Phone
 	username string
 	userID   string
-	decided  sync.Map // approval message → "approved" | "denied"
-	reused   bool     // from the state directory
+	decided  decisions // approval message → "approving" | "approved" | "denied" | "error"
+	reused   bool      // from the state directory
+}
+
+// decisions is what a phone decided about each approval the backend has
+// not yet seen end: a handful at most (the approvals in flight on this
+// phone), so a map under a mutex, made on first use and emptied as the
+// backend reads them. A sync.Map was a hash trie per phone: at 10 000
+// phones each approval walked a cold one, and an idle phone kept its root.
+type decisions struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (d *decisions) set(msg, v string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = make(map[string]string, 1)
+	}
+	d.m[msg] = v
+}
+
+// swap sets msg to v if it is old.
+func (d *decisions) swap(msg, old, v string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m[msg] == old {
+		d.m[msg] = v
+	}
+}
+
+// take returns msg's decision ("" if none) and forgets it; the map goes
+// with its last entry.
+func (d *decisions) take(msg string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.m[msg]
+	if ok {
+		delete(d.m, msg)
+		if len(d.m) == 0 {
+			d.m = nil
+		}
+	}
+	return v
 }
 
 type run struct {
@@ -744,24 +787,24 @@ func (r *run) answer(ctx context.Context, ph *phone) {
 		}
 		if mrand.Float64() < r.cfg.Approve {
 			// The backend can read succeeded before the flow's last update.
-			ph.decided.Store(req.Message, "approving")
+			ph.decided.set(req.Message, "approving")
 			f, err := ph.p.Approve(ctx, req)
 			if err != nil {
-				ph.decided.Store(req.Message, "error")
+				ph.decided.set(req.Message, "error")
 				r.fail(ctx, "phone "+ph.username+" approve: "+err.Error())
 				continue
 			}
 			last := flows.Drive(f, flows.Answers{Confirm: true, PIN: r.cfg.PIN, Biometric: true}.Answer, nil)
 			if last.State != flows.Done {
-				ph.decided.Store(req.Message, "error")
+				ph.decided.set(req.Message, "error")
 				r.fail(ctx, fmt.Sprintf("phone %s approve ended %s: %v", ph.username, last.State, last.Err))
 				continue
 			}
-			ph.decided.CompareAndSwap(req.Message, "approving", "approved")
+			ph.decided.swap(req.Message, "approving", "approved")
 		} else {
-			ph.decided.Store(req.Message, "denied")
+			ph.decided.set(req.Message, "denied")
 			if err := ph.p.Deny(ctx, req, "fleet policy"); err != nil {
-				ph.decided.Store(req.Message, "error")
+				ph.decided.set(req.Message, "error")
 				r.fail(ctx, "phone "+ph.username+" deny: "+err.Error())
 			}
 		}
@@ -862,7 +905,7 @@ func (r *run) one(ctx context.Context, ph *phone, i int) {
 
 func (r *run) record(ph *phone, msg, status string, d time.Duration, errMsg string) {
 	r.done.Add(1)
-	decided, _ := ph.decided.LoadAndDelete(msg)
+	decided := ph.decided.take(msg)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.outcomes[status]++
@@ -878,7 +921,10 @@ func (r *run) record(ph *phone, msg, status string, d time.Duration, errMsg stri
 	default:
 		r.unexp++
 		if errMsg == "" {
-			errMsg = fmt.Sprintf("phone decision %v, backend status %s", decided, status)
+			if decided == "" {
+				decided = "none"
+			}
+			errMsg = fmt.Sprintf("phone decision %s, backend status %s", decided, status)
 		}
 		r.note(msg + ": " + errMsg)
 	}
