@@ -57,11 +57,10 @@ type SQLiteStore struct {
 
 	// gmu guards the group commit (see Update): queue are the Updates
 	// waiting for the next group, leading whether one is running (its
-	// leader takes the queue as the next group once it is done); spare is
-	// the slice of the last group, for the next queue.
-	gmu          sync.Mutex
-	queue, spare []*groupedUpdate
-	leading      bool
+	// leader hands the queue on as the next group once it is done).
+	gmu     sync.Mutex
+	queue   []*groupedUpdate
+	leading bool
 }
 
 // SQLiteOption configures OpenSQLite.
@@ -219,21 +218,29 @@ func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
 	}
 	s.leading = true
 	group := s.queue
-	s.queue = s.spare[:0]
+	s.queue = nil
 	s.gmu.Unlock()
-	s.runGroup(r, group)
-	clear(group)
+	done := s.runGroup(group)
 	s.gmu.Lock()
-	s.spare = group[:0]
 	if len(s.queue) > 0 {
-		// The first that waited leads the next group; the others stay
-		// queued for it.
+		// The first that waited leads the next group (which may start
+		// now: this one is committed); the others stay queued for it.
 		s.queue[0].wake <- true
 	} else {
 		s.leading = false
 	}
 	s.gmu.Unlock()
-	// The group's members other than r were told by runGroup.
+	// The wake-ups of what committed, then the results, as an Update on
+	// its own would: its keys are published before it returns.
+	for _, d := range done {
+		s.mem.subs.publish(d.tx.wake)
+		d.tx.free()
+	}
+	for _, m := range group {
+		if m != r {
+			m.wake <- false
+		}
+	}
 	return r.err
 }
 

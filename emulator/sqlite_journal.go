@@ -82,16 +82,12 @@ var sqlTables = map[string]sqlTable{
 // then commits the changes of those that succeeded to the file in one
 // SQLite transaction (writeGroup) before the lock is released; if that
 // fails, they are undone, newest first, and each fails with its error.
-// Every member but lead, whose goroutine runs the group, is told its
-// result on its wake channel.
-func (s *SQLiteStore) runGroup(lead *groupedUpdate, group []*groupedUpdate) {
+// It sets each member's err and returns the transactions that committed,
+// whose wake-ups the caller publishes (and frees them) once it has handed
+// the next group on.
+func (s *SQLiteStore) runGroup(group []*groupedUpdate) []groupRan {
 	m := s.mem
-	type ran struct {
-		r         *groupedUpdate
-		tx        *memTx
-		lastEvent int64 // m.lastEvent before tx's events
-	}
-	done := make([]ran, 0, len(group))
+	done := make([]groupRan, 0, len(group))
 	var sets []*changeSet
 	m.mu.Lock()
 	for _, r := range group {
@@ -119,10 +115,10 @@ func (s *SQLiteStore) runGroup(lead *groupedUpdate, group []*groupedUpdate) {
 		if len(tx.events) > 0 {
 			tx.wake = append(tx.wake, eventsWaitKey)
 		}
-		done = append(done, ran{r, tx, before})
+		done = append(done, groupRan{r, tx, before})
 	}
 	if len(sets) > 0 {
-		if jerr := s.writeGroup(context.WithoutCancel(lead.ctx), sets); jerr != nil {
+		if jerr := s.writeGroup(context.WithoutCancel(group[0].ctx), sets); jerr != nil {
 			for i := len(done) - 1; i >= 0; i-- {
 				d := done[i]
 				n := len(m.events) - len(d.tx.events)
@@ -135,15 +131,15 @@ func (s *SQLiteStore) runGroup(lead *groupedUpdate, group []*groupedUpdate) {
 		}
 	}
 	m.mu.Unlock()
-	for _, d := range done {
-		m.subs.publish(d.tx.wake)
-		d.tx.free()
-	}
-	for _, r := range group {
-		if r != lead {
-			r.wake <- false
-		}
-	}
+	return done
+}
+
+// groupRan is a member of a group whose fn succeeded: its transaction,
+// and the newest event ID before its events.
+type groupRan struct {
+	r         *groupedUpdate
+	tx        *memTx
+	lastEvent int64
 }
 
 // write commits one transaction's changes to the file (the MemoryStore's

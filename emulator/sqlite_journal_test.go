@@ -462,3 +462,37 @@ func TestSQLiteGroupCommit(t *testing.T) {
 		t.Fatalf("%d events after the failed group, want 0", events)
 	}
 }
+
+// TestSQLiteSubscriberMayUpdate: a Subscribe callback is called once the
+// group that woke it is committed and handed on, so it may itself run an
+// Update (as after MemoryStore.Update) instead of waiting for its own
+// group to end.
+func TestSQLiteSubscriberMayUpdate(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLiteT(t, filepath.Join(t.TempDir(), "sub.db"))
+	inner := make(chan error, 1)
+	cancel := s.Subscribe(func(key string) {
+		if key == "outer" {
+			inner <- s.Update(ctx, func(tx Tx) error { return putTestUser(tx, "u2", "inner") })
+		}
+	})
+	defer cancel()
+	outer := make(chan error, 1)
+	go func() {
+		outer <- s.Update(ctx, func(tx Tx) error {
+			tx.Wake("outer")
+			return putTestUser(tx, "u1", "outer")
+		})
+	}()
+	select {
+	case err := <-outer:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an Update from a subscriber did not return: the group that woke it still held the commit")
+	}
+	if err := <-inner; err != nil {
+		t.Fatal(err)
+	}
+}
