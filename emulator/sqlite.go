@@ -49,6 +49,10 @@ type SQLiteStore struct {
 	// (fdatasync; tests replace it).
 	wal      *os.File
 	syncFile func(*os.File) error
+	// writeFault, when not nil (tests), is asked before each transaction's
+	// changes are written; an error fails the group's SQLite transaction
+	// as a failed statement would.
+	writeFault func(*changeSet) error
 	// walPath is SQLite's -wal file: beside the database file as SQLite
 	// names it (a symlinked --db resolved), not beside the path given.
 	walPath string
@@ -226,18 +230,19 @@ func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
 	if s.leading {
 		s.gmu.Unlock()
 		if lead := <-r.wake; !lead {
-			return r.err
+			return r.result()
 		}
 		s.gmu.Lock() // r leads the next group, with r in it
 	}
 	s.leading = true
-	group := s.queue
-	s.queue = s.spare[:0]
+	queue := s.queue
+	group := queue[:min(len(queue), maxGroup)]
+	s.queue = append(s.spare[:0], queue[len(group):]...)
 	s.gmu.Unlock()
 	s.runGroup(r, group)
-	clear(group)
+	clear(queue)
 	s.gmu.Lock()
-	s.spare = group[:0]
+	s.spare = queue[:0]
 	if len(s.queue) > 0 {
 		// The first that waited leads the next group; the others stay
 		// queued for it.
@@ -247,17 +252,46 @@ func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
 	}
 	s.gmu.Unlock()
 	// The group's members other than r were told by runGroup.
-	return r.err
+	return r.result()
 }
+
+// maxGroup bounds a group: the first of a group waits for every other's
+// function and writes, and readers for the whole group.
+const maxGroup = 128
 
 // groupedUpdate is one Update waiting for, or in, a group (see Update).
 type groupedUpdate struct {
 	ctx context.Context
 	fn  func(Tx) error
 	err error
+	// panicked is what fn panicked with, raised again by result on the
+	// Update's own goroutine (the group runs on its leader's).
+	panicked any
 	// wake is sent false once the Update has run (err is its result),
 	// or true when it is to lead the next group.
 	wake chan bool
+}
+
+// errPanicked is the error of an Update whose function panicked.
+var errPanicked = errors.New("the transaction's function panicked")
+
+// run runs the Update's function on tx; a panic is kept (panicked) and
+// ends it as a failure, so the group goes on.
+func (r *groupedUpdate) run(tx Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.panicked, err = p, errPanicked
+		}
+	}()
+	return r.fn(tx)
+}
+
+// result is the Update's error, or its function's panic raised again.
+func (r *groupedUpdate) result() error {
+	if r.panicked != nil {
+		panic(r.panicked)
+	}
+	return r.err
 }
 
 var errClosed = errors.New("the store is closed")
