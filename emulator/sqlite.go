@@ -140,10 +140,10 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 	// transaction takes no fcntl locks and the WAL's index lives in the
 	// process's memory, not in a shared -shm file; nobody else may use the
 	// file anyway (the flock above). synchronous=NORMAL either way: with
-	// full the store syncs the WAL itself (syncWAL). cache_size: see
-	// sqliteCacheKiB.
+	// full the store syncs the WAL itself (syncWAL). The page cache stays
+	// SQLite's 2 MiB: a larger one reads fewer pages back through the OS
+	// but costs as much CPU as it saves (ARCHITECTURE.md, issue 9).
 	dsn := sqliteURI(abs) + "?_pragma=busy_timeout(10000)&_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)&_pragma=synchronous(normal)" +
-		fmt.Sprintf("&_pragma=cache_size(-%d)", sqliteCacheKiB) +
 		"&_pragma=foreign_keys(0)&_txlock=immediate"
 	if s.db, err = sql.Open("sqlite", dsn); err != nil {
 		f.Close()
@@ -175,19 +175,6 @@ func OpenSQLite(path string, opts ...SQLiteOption) (*SQLiteStore, error) {
 	s.mem.journal = s.write
 	return s, nil
 }
-
-// sqliteCacheKiB bounds SQLite's page cache (PRAGMA cache_size, in KiB;
-// SQLite's default is 2 MiB). The store only writes to the file, but a
-// write reads the pages it changes: the B-tree path to each row, and a
-// row's leaf, for keys spread at random over tables of every user and
-// every operation kept (a random UUID's row is on any page of its table).
-// With 10 000 users and the operations of their enrolment and approvals
-// the file is 30-40 MB, and with 2 MiB of cache an approval's commits read
-// 6-8 pages back through the OS (pread) that 100 users' do not; with 32 MiB
-// they read about as many as 100 users' do (BenchmarkSQLiteFleetWrites,
-// reads/op). The cache fills only as pages are read, so a small file costs
-// no more; it is one connection's, so 32 MiB is the most it adds.
-const sqliteCacheKiB = 32 << 10
 
 // sqliteURI makes a file: URI of an absolute path, escaping every byte
 // that is not plainly safe (so # ? % and spaces in a name stay in it).

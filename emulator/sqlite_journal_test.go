@@ -330,19 +330,6 @@ func putTestUser(tx Tx, id, name string) error {
 	return tx.PutUser(&User{ID: id, Username: name, CreatedAt: t0, UpdatedAt: t0})
 }
 
-// TestSQLitePageCache: the store's connection has the page cache of
-// sqliteCacheKiB, not SQLite's 2 MiB.
-func TestSQLitePageCache(t *testing.T) {
-	s := openSQLiteT(t, filepath.Join(t.TempDir(), "cache.db"))
-	var kib int
-	if err := s.db.QueryRowContext(context.Background(), "PRAGMA cache_size").Scan(&kib); err != nil {
-		t.Fatal(err)
-	}
-	if kib != -sqliteCacheKiB {
-		t.Fatalf("cache_size %d, want %d (KiB)", kib, -sqliteCacheKiB)
-	}
-}
-
 // TestSQLiteGroupCommit: Updates that arrive while a commit is being
 // synced wait and then commit together, in one SQLite transaction with
 // one sync, none of them visible before it; a member whose fn fails
