@@ -49,6 +49,10 @@ type SQLiteStore struct {
 	// (fdatasync; tests replace it).
 	wal      *os.File
 	syncFile func(*os.File) error
+	// writeFault, when not nil (tests), is asked before each transaction's
+	// changes are written; an error fails the group's SQLite transaction
+	// as a failed statement would.
+	writeFault func(*changeSet) error
 	// walPath is SQLite's -wal file: beside the database file as SQLite
 	// names it (a symlinked --db resolved), not beside the path given.
 	walPath string
@@ -212,13 +216,17 @@ func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
 	if s.leading {
 		s.gmu.Unlock()
 		if lead := <-r.wake; !lead {
-			return r.err
+			return r.result()
 		}
 		s.gmu.Lock() // r leads the next group, with r in it
 	}
 	s.leading = true
-	group := s.queue
+	queue := s.queue
+	group := queue[:min(len(queue), maxGroup)]
 	s.queue = nil
+	if len(queue) > len(group) {
+		s.queue = append(s.queue, queue[len(group):]...)
+	}
 	s.gmu.Unlock()
 	done := s.runGroup(group)
 	s.gmu.Lock()
@@ -231,27 +239,58 @@ func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
 	}
 	s.gmu.Unlock()
 	// The wake-ups of what committed, then the results, as an Update on
-	// its own would: its keys are published before it returns.
-	for _, d := range done {
-		s.mem.subs.publish(d.tx.wake)
-		d.tx.free()
+	// its own would: its keys are published before it returns, and a
+	// subscriber may run an Update of its own (it would wait for this
+	// group forever if the group were not handed on first).
+	for _, tx := range done {
+		s.mem.subs.publish(tx.wake)
+		tx.free()
 	}
 	for _, m := range group {
 		if m != r {
 			m.wake <- false
 		}
 	}
-	return r.err
+	return r.result()
 }
+
+// maxGroup bounds a group: the first of a group waits for every other's
+// function and writes, and readers for the whole group.
+const maxGroup = 128
 
 // groupedUpdate is one Update waiting for, or in, a group (see Update).
 type groupedUpdate struct {
 	ctx context.Context
 	fn  func(Tx) error
 	err error
+	// panicked is what fn panicked with, raised again by result on the
+	// Update's own goroutine (the group runs on its leader's).
+	panicked any
 	// wake is sent false once the Update has run (err is its result),
 	// or true when it is to lead the next group.
 	wake chan bool
+}
+
+// errPanicked is the error of an Update whose function panicked.
+var errPanicked = errors.New("the transaction's function panicked")
+
+// run runs the Update's function on tx; a panic is kept (panicked) and
+// ends it as a failure, so the group goes on.
+func (r *groupedUpdate) run(tx Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.panicked, err = p, errPanicked
+		}
+	}()
+	return r.fn(tx)
+}
+
+// result is the Update's error, or its function's panic raised again.
+func (r *groupedUpdate) result() error {
+	if r.panicked != nil {
+		panic(r.panicked)
+	}
+	return r.err
 }
 
 var errClosed = errors.New("the store is closed")

@@ -80,23 +80,55 @@ var sqlTables = map[string]sqlTable{
 // runGroup runs a group of Updates (see SQLiteStore.Update) under the
 // memory store's write lock, each as MemoryStore.Update would on its own,
 // then commits the changes of those that succeeded to the file in one
-// SQLite transaction (writeGroup) before the lock is released; if that
-// fails, they are undone, newest first, and each fails with its error.
-// It sets each member's err and returns the transactions that committed,
-// whose wake-ups the caller publishes (and frees them) once it has handed
-// the next group on.
-func (s *SQLiteStore) runGroup(group []*groupedUpdate) []groupRan {
+// SQLite transaction (writeGroup) before the lock is released. If that
+// fails, they are undone, newest first, and since any member may have
+// read, or refused on, an earlier member's change that now never was,
+// each member runs again as a group of its own: the one whose write fails
+// fails with that error (ErrUnavailable), the others get the answer they
+// would have got alone. (An Update's function may run more than once,
+// as on PostgreSQL, which runs a transaction again on a serialization
+// failure.) A member whose function panics is undone and its panic is
+// raised again on its own goroutine (Update). It returns the
+// transactions that committed, whose wake-ups the caller publishes (and
+// frees them) once it has handed the next group on, before it tells the
+// members their results.
+func (s *SQLiteStore) runGroup(group []*groupedUpdate) []*memTx {
 	m := s.mem
-	done := make([]groupRan, 0, len(group))
-	var sets []*changeSet
 	m.mu.Lock()
-	for _, r := range group {
+	done, ok := s.runAndWrite(group, nil)
+	if !ok && len(group) > 1 {
+		done = done[:0]
+		for i := range group {
+			done, _ = s.runAndWrite(group[i:i+1], done)
+		}
+	}
+	m.mu.Unlock()
+	return done
+}
+
+// runAndWrite runs rs on memory one after the other, with the memory
+// store's write lock held, and writes the changes of those that succeeded
+// in one SQLite transaction. It appends to done the transactions whose
+// changes stay (to be published and freed once the lock is released). If
+// the write fails, every member that ran is undone, newest first, and
+// fails with its error, and ok is false.
+func (s *SQLiteStore) runAndWrite(rs []*groupedUpdate, done []*memTx) (_ []*memTx, ok bool) {
+	m := s.mem
+	type ran struct {
+		r         *groupedUpdate
+		tx        *memTx
+		lastEvent int64 // m.lastEvent before tx's events
+	}
+	var kept []ran
+	var sets []*changeSet
+	for _, r := range rs {
+		r.err, r.panicked = nil, nil
 		if m.closed {
 			r.err = unavailable(errClosed)
 			continue
 		}
 		tx := newMemTx(m, true)
-		commit, err := keeps(r.fn(tx))
+		commit, err := keeps(r.run(tx))
 		r.err = err
 		if !commit {
 			tx.rollback()
@@ -115,31 +147,26 @@ func (s *SQLiteStore) runGroup(group []*groupedUpdate) []groupRan {
 		if len(tx.events) > 0 {
 			tx.wake = append(tx.wake, eventsWaitKey)
 		}
-		done = append(done, groupRan{r, tx, before})
+		kept = append(kept, ran{r, tx, before})
 	}
 	if len(sets) > 0 {
-		if jerr := s.writeGroup(context.WithoutCancel(group[0].ctx), sets); jerr != nil {
-			for i := len(done) - 1; i >= 0; i-- {
-				d := done[i]
+		if jerr := s.writeGroup(context.WithoutCancel(rs[0].ctx), sets); jerr != nil {
+			for i := len(kept) - 1; i >= 0; i-- {
+				d := kept[i]
 				n := len(m.events) - len(d.tx.events)
 				clear(m.events[n:])
 				m.events, m.lastEvent = m.events[:n], d.lastEvent
 				d.tx.rollback()
-				d.tx.wake = d.tx.wake[:0]
+				d.tx.free()
 				d.r.err = jerr
 			}
+			return done, false
 		}
 	}
-	m.mu.Unlock()
-	return done
-}
-
-// groupRan is a member of a group whose fn succeeded: its transaction,
-// and the newest event ID before its events.
-type groupRan struct {
-	r         *groupedUpdate
-	tx        *memTx
-	lastEvent int64
+	for _, d := range kept {
+		done = append(done, d.tx)
+	}
+	return done, true
 }
 
 // write commits one transaction's changes to the file (the MemoryStore's
@@ -194,6 +221,11 @@ func (s *SQLiteStore) writeGroup(ctx context.Context, sets []*changeSet) error {
 		}
 		var err error
 		for _, c := range sets {
+			if s.writeFault != nil {
+				if err = s.writeFault(c); err != nil {
+					break
+				}
+			}
 			if err = writeChanges(w, c); err != nil {
 				break
 			}
