@@ -38,19 +38,6 @@ func TestSQLiteFailedGroupRunsItsMembersAgain(t *testing.T) {
 		}
 		return nil
 	}
-	queued := func(n int) {
-		t.Helper()
-		for range 10_000 {
-			s.gmu.Lock()
-			q := len(s.queue)
-			s.gmu.Unlock()
-			if q == n {
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-		t.Fatalf("%d Updates never queued", n)
-	}
 	type result struct {
 		err      error
 		panicked any
@@ -79,7 +66,7 @@ func TestSQLiteFailedGroupRunsItsMembersAgain(t *testing.T) {
 		}
 		return putTestUser(tx, "poison", "p")
 	})
-	queued(1)
+	waitQueued(t, s, 1)
 	var bRuns, bRefused atomic.Int32
 	b := update(func(tx Tx) error { // uses n1 too: a replay of a's only while a's use stands
 		bRuns.Add(1)
@@ -93,11 +80,11 @@ func TestSQLiteFailedGroupRunsItsMembersAgain(t *testing.T) {
 		}
 		return nil
 	})
-	queued(2)
+	waitQueued(t, s, 2)
 	c := update(func(tx Tx) error { return putTestUser(tx, "c", "see") })
-	queued(3)
+	waitQueued(t, s, 3)
 	d := update(func(tx Tx) error { panic("d's bug") })
-	queued(4)
+	waitQueued(t, s, 4)
 	close(release)
 
 	if r := <-first; r.err != nil || r.panicked != nil {

@@ -325,6 +325,21 @@ func openSQLiteT(t *testing.T, path string, opts ...SQLiteOption) *SQLiteStore {
 	return s
 }
 
+// waitQueued waits until n Updates wait in s's queue for the next group.
+func waitQueued(t *testing.T, s *SQLiteStore, n int) {
+	t.Helper()
+	for range 10_000 {
+		s.gmu.Lock()
+		q := len(s.queue)
+		s.gmu.Unlock()
+		if q == n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("%d Updates never queued", n)
+}
+
 // putTestUser writes a user with the given id and username.
 func putTestUser(tx Tx, id, name string) error {
 	return tx.PutUser(&User{ID: id, Username: name, CreatedAt: t0, UpdatedAt: t0})
@@ -355,19 +370,6 @@ func TestSQLiteGroupCommit(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- s.Update(ctx, fn) }()
 		return done
-	}
-	queued := func(n int) {
-		t.Helper()
-		for range 10_000 {
-			s.gmu.Lock()
-			q := len(s.queue)
-			s.gmu.Unlock()
-			if q == n {
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-		t.Fatalf("%d Updates never queued", n)
 	}
 	visible := func(id string) bool {
 		t.Helper()
@@ -405,7 +407,7 @@ func TestSQLiteGroupCommit(t *testing.T) {
 		}
 		return putTestUser(tx, "u4", "four")
 	})
-	queued(3)
+	waitQueued(t, s, 3)
 	res <- nil
 	for what, ch := range map[string]chan error{"first": first, "second": second, "fourth": fourth} {
 		if err := <-ch; err != nil {
@@ -433,7 +435,7 @@ func TestSQLiteGroupCommit(t *testing.T) {
 	}
 	a := update(func(tx Tx) error { return putTestUser(tx, "u6", "six") })
 	b := update(func(tx Tx) error { return tx.AddEvent(&adminapi.Event{Type: "x", Time: t0}) })
-	queued(2)
+	waitQueued(t, s, 2)
 	eio := errors.New("input/output error")
 	res2 := make(chan error, 1)
 	block <- res2 // the group's sync
