@@ -9,9 +9,15 @@
 # page faults per approval of both processes (a heap growing into memory
 # it never used: one per 4 KiB page, a few µs each on a VM).
 #
-#   make bench-fleet-pair                      # or: sh testdata/fleetpair.sh
-#   STORES=memory KS="100 1000 10000" COUNT=15000 ROUNDS=3 EMUARGS=--h2c FLEETARGS=--h2c sh testdata/fleetpair.sh
-#   FLEETENV="GOGC=100" BINS="/tmp/main /tmp/new" sh testdata/fleetpair.sh   # two binaries side by side
+#   make bench-fleet-pair                      # or: bash testdata/fleetpair.sh
+#   STORES=memory KS="100 1000 10000" COUNT=15000 ROUNDS=3 EMUARGS=--h2c FLEETARGS=--h2c bash testdata/fleetpair.sh
+#   FLEETENV="GOGC=100" BINS="/tmp/main /tmp/new" bash testdata/fleetpair.sh   # two binaries side by side
+#   WARMUP=0 bash testdata/fleetpair.sh          # no warm-up: the heap's growth included
+#
+# Each fleet runs with --warmup $WARMUP (default auto: approvals until the
+# fleet's first garbage collection, not counted), so that the figures are
+# the steady state's; the warm-up's approvals, time and what ended it are
+# printed with them.
 #
 # BINS runs each fleet with each binary in turn (both the emulator and the
 # fleet from it), so that two builds are compared in the same minutes;
@@ -30,6 +36,7 @@ EMUARGS=${EMUARGS:-}
 EMUENV=${EMUENV:-}
 FLEETENV=${FLEETENV:-}
 BINS=${BINS:-}
+WARMUP=${WARMUP:-auto}
 W=$(mktemp -d "${TMPDIR:-/tmp}/fleetpair.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 if [ -z "$BIN" ] && [ -z "$BINS" ]; then
@@ -51,7 +58,7 @@ one() {
 	url=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["url"])' "$W/ready.json")
 	key=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["accessKey"])' "$W/ready.json")
 	# shellcheck disable=SC2086
-	env $FLEETENV "$BIN" fleet --cloud "$url" --access-key "$key" --phones "$2" --count "$COUNT" --durability relaxed $FLEETARGS --json >"$W/rep.json" 2>"$W/fleet.log" &
+	env $FLEETENV "$BIN" fleet --cloud "$url" --access-key "$key" --phones "$2" --count "$COUNT" --durability relaxed --warmup "$WARMUP" $FLEETARGS --json >"$W/rep.json" 2>"$W/fleet.log" &
 	fp=$!
 	while kill -0 $fp 2>/dev/null; do
 		echo "$(awk '{print $14+$15}' /proc/$ep/stat) $(awk '{print $14+$15}' /proc/$fp/stat 2>/dev/null) $(tail -1 "$W/fleet.log")" >>"$W/ticks"
@@ -63,7 +70,7 @@ one() {
 	wait $ep 2>/dev/null || true
 }
 export -f one
-export BIN COUNT FLEETARGS EMUENV FLEETENV W
+export BIN COUNT FLEETARGS EMUENV FLEETENV WARMUP W
 
 echo "load: $(uptime | sed 's/.*load average: //')"
 for round in $(seq "$ROUNDS"); do
@@ -107,11 +114,12 @@ if len(frows) >= 2 and frows[-1][2] > frows[0][2]:
     emuF, flF = (b[0] - a[0]) / (b[2] - a[2]), (b[1] - a[1]) / (b[2] - a[2])
 print(json.dumps({"fleetFaults": flF, "emuFaults": emuF, "store": store, "k": int(k), "round": int(rnd), "perSec": r["approvalsPerSecond"], "fleetMs": fl, "emuMs": emu,
                   "cpuCeilingPercent": r["cpuCeilingPercent"], "protocol": r.get("protocol", ""), "lost": r["lost"],
-                  "unexpected": r["unexpected"], "load": load}))
+                  "unexpected": r["unexpected"], "load": load,
+                  "warmUp": "%d approvals in %.1f s (%s)" % (r.get("warmUpApprovals", 0), r.get("warmUpApprovalSeconds", 0), r.get("warmUpUntil", "none"))}))
 PY
 			tail -1 "$W/round" | python3 -c 'import json,sys
 d=json.loads(sys.stdin.read())
-print("round %(round)d %(store)-6s K=%(k)5d: %(perSec)6.0f approvals/s, CPU/approval fleet %(fleetMs).3f ms + emulator %(emuMs).3f ms, page faults/approval fleet %(fleetFaults).1f + emulator %(emuFaults).1f, %(cpuCeilingPercent).1f%% of the crypto ceiling by the fleet CPU, lost %(lost)d, unexpected %(unexpected)d, %(protocol)s, load %(load)s" % d)'
+print("round %(round)d %(store)-6s K=%(k)5d: %(perSec)6.0f approvals/s, CPU/approval fleet %(fleetMs).3f ms + emulator %(emuMs).3f ms, page faults/approval fleet %(fleetFaults).1f + emulator %(emuFaults).1f, %(cpuCeilingPercent).1f%% of the crypto ceiling by the fleet CPU, lost %(lost)d, unexpected %(unexpected)d, %(protocol)s, warm-up %(warmUp)s, load %(load)s" % d)'
 		done
 		python3 - "$W/round" <<'PY'
 import json, sys

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -187,16 +188,52 @@ type Config struct {
 	// trades memory for CPU: `authphone fleet` sets 400 unless GOGC is set.
 	// 0 leaves the process's setting alone.
 	GCPercent int
+	// WarmUp is how many approvals to run once the long-polls have
+	// settled and before the clock starts: the same approvals as the
+	// run's, left out of its counts, throughput, latency and CPU figures
+	// (the report gives their number and time) except that a lost or
+	// unexpected one still counts and fails the run. WarmUpAuto runs them
+	// until the garbage collector has finished a cycle of its own, for at
+	// most MaxAutoWarmUp: a fleet's first approvals grow its heap into
+	// memory the process has never touched (at 10 000 phones about 12 page
+	// faults per approval, until the heap first reaches its GC goal), so
+	// a short run measures that rather than the steady state. 0, the
+	// default, runs none.
+	WarmUp int
+}
+
+// WarmUpAuto, as Config.WarmUp, runs warm-up approvals until the garbage
+// collector has finished a cycle of its own (the heap has reached its goal
+// once and from then on reuses memory it has used), at most MaxAutoWarmUp.
+const WarmUpAuto = -1
+
+// MaxAutoWarmUp bounds a WarmUpAuto warm-up (a process that never
+// collects, GOGC=off, would never end it).
+const MaxAutoWarmUp = time.Minute
+
+// ParseWarmUp reads --warmup: 0, a number of approvals, or auto.
+func ParseWarmUp(s string) (int, error) {
+	if s == "auto" {
+		return WarmUpAuto, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%w: warm-up %q: write 0, a number of approvals (e.g. 2000) or auto", ErrBadConfig, s)
+	}
+	return n, nil
 }
 
 // Snapshot is the run so far.
 type Snapshot struct {
-	Elapsed  time.Duration
-	Started  int64
-	Done     int64
-	Errors   int64
-	PerSec   float64
-	P50, P99 time.Duration
+	// WarmingUp is set while the warm-up approvals (Config.WarmUp) run;
+	// the other fields are then the warm-up's.
+	WarmingUp bool
+	Elapsed   time.Duration
+	Started   int64
+	Done      int64
+	Errors    int64
+	PerSec    float64
+	P50, P99  time.Duration
 }
 
 // Report is a finished run.
@@ -217,16 +254,26 @@ type Report struct {
 	// WarmUpSeconds and WarmUpCPUMS are the wait, before the clock
 	// starts, for every phone to hold its long-poll (K signed reads),
 	// and the CPU time it took; neither counts in the figures below.
-	WarmUpSeconds float64        `json:"warmUpSeconds"`
-	WarmUpCPUMS   float64        `json:"warmUpCpuMs"`
-	Seconds       float64        `json:"seconds"`
-	Started       int            `json:"started"`
-	Outcomes      map[string]int `json:"outcomes"` // succeeded, failed, pending, error
-	Lost          int            `json:"lost"`     // approved by the phone, not succeeded at the backend
-	Unexpected    int            `json:"unexpected"`
-	PerSecond     float64        `json:"approvalsPerSecond"`
-	LatencyMS     Latency        `json:"latencyMs"`
-	CPUPerOpMS    float64        `json:"cpuPerApprovalMs"`
+	WarmUpSeconds float64 `json:"warmUpSeconds"`
+	WarmUpCPUMS   float64 `json:"warmUpCpuMs"`
+	// WarmUpApprovals ran after that and before the clock started
+	// (Config.WarmUp), for WarmUpApprovalSeconds; WarmUpOutcomes counts
+	// them by outcome. None of the figures below counts them, except
+	// Lost, Unexpected and Errors. WarmUpUntil says what ended them:
+	// "count", "gc" (WarmUpAuto: the collector finished a cycle), "limit"
+	// (WarmUpAuto: MaxAutoWarmUp passed first) or "interrupted".
+	WarmUpApprovals       int            `json:"warmUpApprovals,omitempty"`
+	WarmUpApprovalSeconds float64        `json:"warmUpApprovalSeconds,omitempty"`
+	WarmUpOutcomes        map[string]int `json:"warmUpOutcomes,omitempty"`
+	WarmUpUntil           string         `json:"warmUpUntil,omitempty"`
+	Seconds               float64        `json:"seconds"`
+	Started               int            `json:"started"`
+	Outcomes              map[string]int `json:"outcomes"` // succeeded, failed, pending, error
+	Lost                  int            `json:"lost"`     // approved by the phone, not succeeded at the backend
+	Unexpected            int            `json:"unexpected"`
+	PerSecond             float64        `json:"approvalsPerSecond"`
+	LatencyMS             Latency        `json:"latencyMs"`
+	CPUPerOpMS            float64        `json:"cpuPerApprovalMs"`
 	// CryptoMS is the CPU time of an approval's crypto alone (3 P-256
 	// signatures, 2 verifications), measured at start; CeilingPerSecond
 	// the approvals per second this machine's cores could do if they did
@@ -335,9 +382,12 @@ type run struct {
 	unexp     int
 	errs      []string
 
+	begin     time.Time // of the approvals running now (warm-up or measured); under mu
+	warmingUp bool      // under mu
+	next      int       // the number of the next approval (its message and phone)
+
 	started, done, nerr atomic.Int64
 	polling             atomic.Int64 // phones that have sent their first read
-	begin               time.Time
 }
 
 func (c *Config) check() error {
@@ -346,6 +396,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: --phones must be at least 1", ErrBadConfig)
 	case c.Count < 0 || c.Duration < 0 || c.Rate < 0 || c.Inflight < 0:
 		return fmt.Errorf("%w: --count, --duration, --rate and --inflight cannot be negative", ErrBadConfig)
+	case c.WarmUp < WarmUpAuto:
+		return fmt.Errorf("%w: --warmup cannot be negative (0, a number of approvals, or auto)", ErrBadConfig)
 	case c.Count == 0 && c.Duration == 0:
 		return fmt.Errorf("%w: give --count N or --duration D", ErrBadConfig)
 	case c.Approve < 0 || c.Approve > 1:
@@ -467,8 +519,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.settle(ctx)
 	rep.WarmUpSeconds, rep.WarmUpCPUMS = time.Since(w0).Seconds(), ms(cpuTime()-c0)
 	rep.HeapPerPollingPhone = max(0, int64(heap())-int64(heapIdle0)) / int64(cfg.Phones)
-	cpu0 := cpuTime()
+	r.mu.Lock()
 	r.begin = time.Now()
+	r.mu.Unlock()
 	progressDone := make(chan struct{})
 	var progWG sync.WaitGroup
 	if cfg.Progress != nil {
@@ -487,7 +540,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}()
 	}
-	r.drive(ctx)
+	if cfg.WarmUp != 0 {
+		r.warmUp(ctx, rep)
+	}
+	cpu0 := cpuTime()
+	r.mu.Lock()
+	r.begin = time.Now()
+	r.mu.Unlock()
+	r.drive(ctx, drivePlan{label: "fleet approval #", count: cfg.Count, duration: cfg.Duration})
 	elapsed := time.Since(r.begin)
 	cpu := cpuTime() - cpu0
 	close(progressDone)
@@ -539,6 +599,7 @@ func latency(ls []time.Duration) Latency {
 
 func (r *run) snapshot() Snapshot {
 	r.mu.Lock()
+	begin, warming := r.begin, r.warmingUp
 	var p50, p99 time.Duration
 	if n := len(r.latencies); n > 0 {
 		tail := r.latencies[max(0, n-2000):]
@@ -549,10 +610,55 @@ func (r *run) snapshot() Snapshot {
 	} else {
 		r.mu.Unlock()
 	}
-	el := time.Since(r.begin)
+	el := time.Since(begin)
 	done := r.done.Load()
-	return Snapshot{Elapsed: el, Started: r.started.Load(), Done: done, Errors: r.nerr.Load(),
+	return Snapshot{WarmingUp: warming, Elapsed: el, Started: r.started.Load(), Done: done, Errors: r.nerr.Load(),
 		PerSec: float64(done) / max(el.Seconds(), 1e-9), P50: p50, P99: p99}
+}
+
+// warmUp runs the warm-up approvals (Config.WarmUp), notes them in rep
+// and leaves the run's counts as they were before it, but for the lost,
+// unexpected and errors, which stay.
+func (r *run) warmUp(ctx context.Context, rep *Report) {
+	r.mu.Lock()
+	r.begin, r.warmingUp = time.Now(), true
+	r.mu.Unlock()
+	plan := drivePlan{label: "fleet warm-up #", count: r.cfg.WarmUp}
+	rep.WarmUpUntil = "count"
+	if r.cfg.WarmUp == WarmUpAuto {
+		// Automatic cycles only: heap() forced those before.
+		gc0 := gcCycles()
+		plan.count, plan.duration = 0, MaxAutoWarmUp
+		plan.until = func() bool { return gcCycles() > gc0 }
+	}
+	ended := r.drive(ctx, plan)
+	switch {
+	case ctx.Err() != nil:
+		rep.WarmUpUntil = "interrupted"
+	case r.cfg.WarmUp == WarmUpAuto && ended:
+		rep.WarmUpUntil = "gc"
+	case r.cfg.WarmUp == WarmUpAuto:
+		rep.WarmUpUntil = "limit"
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rep.WarmUpApprovalSeconds = time.Since(r.begin).Seconds()
+	rep.WarmUpApprovals = int(r.started.Swap(0))
+	rep.WarmUpOutcomes, r.outcomes = r.outcomes, map[string]int{}
+	r.latencies = r.latencies[:0]
+	r.done.Store(0)
+	r.warmingUp = false
+}
+
+// gcCycles is how many cycles the garbage collector has finished on its
+// own (runtime.GC's not counted).
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/automatic:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // enrol makes the K phones, a few at a time: those saved in the state
@@ -823,12 +929,23 @@ func (r *run) fail(ctx context.Context, msg string) {
 	}
 }
 
-// drive starts approvals until Count or Duration, at Rate, with at most
-// Inflight at once, and waits for those in flight.
-func (r *run) drive(ctx context.Context) {
+// drivePlan is one stretch of approvals: count of them (0: no limit), for
+// duration at most (0: no limit), until until reports true (checked before
+// each start), their messages numbered after label.
+type drivePlan struct {
+	label    string
+	count    int
+	duration time.Duration
+	until    func() bool
+}
+
+// drive starts approvals as plan says, at Rate, with at most Inflight at
+// once, and waits for those in flight. It reports whether plan.until
+// ended them.
+func (r *run) drive(ctx context.Context, plan drivePlan) (untilMet bool) {
 	stop := ctx
-	if r.cfg.Duration > 0 {
-		c, cancel := context.WithTimeout(ctx, r.cfg.Duration)
+	if plan.duration > 0 {
+		c, cancel := context.WithTimeout(ctx, plan.duration)
 		defer cancel()
 		stop = c
 	}
@@ -859,11 +976,11 @@ func (r *run) drive(ctx context.Context) {
 			defer wg.Done()
 			for i := range jobs {
 				r.started.Add(1)
-				r.one(flight, r.phones[i%len(r.phones)], i)
+				r.one(flight, r.phones[i%len(r.phones)], plan.label+strconv.Itoa(i))
 			}
 		}()
 	}
-	for i := 0; r.cfg.Count == 0 || i < r.cfg.Count; i++ {
+	for n := 0; plan.count == 0 || n < plan.count; n++ {
 		if tick != nil {
 			select {
 			case <-stop.Done():
@@ -873,9 +990,14 @@ func (r *run) drive(ctx context.Context) {
 		if stop.Err() != nil {
 			break
 		}
+		if plan.until != nil && plan.until() {
+			untilMet = true
+			break
+		}
 		select {
 		case <-stop.Done():
-		case jobs <- i:
+		case jobs <- r.next:
+			r.next++
 		}
 		if stop.Err() != nil {
 			break
@@ -883,11 +1005,11 @@ func (r *run) drive(ctx context.Context) {
 	}
 	close(jobs)
 	wg.Wait()
+	return untilMet
 }
 
 // one is one approval, seen from the backend.
-func (r *run) one(ctx context.Context, ph *phone, i int) {
-	msg := "fleet approval #" + strconv.Itoa(i)
+func (r *run) one(ctx context.Context, ph *phone, msg string) {
 	t0 := time.Now()
 	ap, _, err := r.be.Approve(ctx, cloudapi.ApprovalRequest{Username: ph.username, Message: msg})
 	if err != nil {

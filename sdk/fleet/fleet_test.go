@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -267,5 +268,98 @@ func TestFleetRelaxedWithoutStateWritesNothing(t *testing.T) {
 		if !strings.Contains(rep.Durability, tc.note) {
 			t.Errorf("durability %v: report says %q, want it to mention %q", tc.dur, rep.Durability, tc.note)
 		}
+	}
+}
+
+func TestFleetWarmUpIsNotCounted(t *testing.T) {
+	emu := newCloud(t)
+	// The phones think 100 ms: the warm-up lasts 300 ms at least, so the
+	// progress (every 200 ms) sees it.
+	var warming, lastWarming atomic.Bool
+	rep, err := fleet.Run(context.Background(), fleet.Config{Cloud: emu.URL(), AccessKey: emu.AccessKey(),
+		Phones: 2, Count: 4, WarmUp: 6, Inflight: 2, Approve: 1, Biometric: true, Think: fleet.Think{Min: 100 * time.Millisecond, Max: 100 * time.Millisecond},
+		Progress: func(s fleet.Snapshot) {
+			if s.WarmingUp {
+				warming.Store(true)
+			}
+			lastWarming.Store(s.WarmingUp)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed() || rep.WarmUpApprovals != 6 || rep.WarmUpUntil != "count" || rep.WarmUpOutcomes["succeeded"] != 6 {
+		t.Fatalf("warm-up: %+v", rep)
+	}
+	if rep.Started != 4 || rep.Outcomes["succeeded"] != 4 || len(rep.Outcomes) != 1 {
+		t.Fatalf("the measured approvals count the warm-up: started %d, outcomes %v", rep.Started, rep.Outcomes)
+	}
+	if rep.WarmUpApprovalSeconds <= 0 || rep.PerSecond <= 0 {
+		t.Fatalf("times: %+v", rep)
+	}
+	if !warming.Load() || lastWarming.Load() {
+		t.Fatalf("progress: warming up seen %v, in the last snapshot %v", warming.Load(), lastWarming.Load())
+	}
+}
+
+func TestFleetAutoWarmUpEndsAtAGarbageCollection(t *testing.T) {
+	emu := newCloud(t)
+	// A low target, so that a collection comes within a few approvals
+	// whatever the rest of the test binary holds.
+	rep, err := fleet.Run(context.Background(), fleet.Config{Cloud: emu.URL(), AccessKey: emu.AccessKey(),
+		Phones: 2, Count: 2, WarmUp: fleet.WarmUpAuto, GCPercent: 5, Inflight: 2, Approve: 1, Biometric: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed() || rep.WarmUpUntil != "gc" || rep.WarmUpApprovals < 1 || rep.Outcomes["succeeded"] != 2 {
+		t.Fatalf("%+v", rep)
+	}
+}
+
+// failFirstApproval answers the backend's first approval call with a 503.
+type failFirstApproval struct {
+	base   http.RoundTripper
+	failed atomic.Bool
+}
+
+func (f *failFirstApproval) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Path == cloudapi.PathApproval && f.failed.CompareAndSwap(false, true) {
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
+			Header: http.Header{"Content-Type": {"text/plain"}}, Body: io.NopCloser(strings.NewReader("injected")), Request: req}, nil
+	}
+	return f.base.RoundTrip(req)
+}
+
+func TestFleetWarmUpFailureFailsTheRun(t *testing.T) {
+	emu := newCloud(t)
+	tr := &failFirstApproval{base: fleet.NewTransport(4)}
+	rep, err := fleet.Run(context.Background(), fleet.Config{Cloud: emu.URL(), AccessKey: emu.AccessKey(), Transport: tr,
+		Phones: 2, Count: 3, WarmUp: 3, Inflight: 1, Approve: 1, Biometric: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.failed.Load() || rep.WarmUpOutcomes["error"] != 1 {
+		t.Fatalf("the injected failure was not in the warm-up: %+v", rep)
+	}
+	if !rep.Failed() || rep.Unexpected != 1 || len(rep.Errors) == 0 {
+		t.Fatalf("a warm-up approval that failed must fail the run: %+v", rep)
+	}
+	if rep.Outcomes["succeeded"] != 3 || rep.Outcomes["error"] != 0 {
+		t.Fatalf("measured outcomes %v", rep.Outcomes)
+	}
+}
+
+func TestParseWarmUp(t *testing.T) {
+	for s, want := range map[string]int{"0": 0, "2000": 2000, "auto": fleet.WarmUpAuto} {
+		if got, err := fleet.ParseWarmUp(s); err != nil || got != want {
+			t.Errorf("%q: %d %v, want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "-1", "x", "1.5", "Auto"} {
+		if _, err := fleet.ParseWarmUp(s); !errors.Is(err, fleet.ErrBadConfig) {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+	if _, err := fleet.Run(context.Background(), fleet.Config{Cloud: "x", Phones: 1, Count: 1, WarmUp: -2}); !errors.Is(err, fleet.ErrBadConfig) {
+		t.Errorf("WarmUp -2: %v", err)
 	}
 }
