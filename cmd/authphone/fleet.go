@@ -197,7 +197,7 @@ func (a *app) fleetProgress(count int) func(fleet.Snapshot) {
 	var last time.Duration
 	warming := false
 	return func(s fleet.Snapshot) {
-		if s.WarmingUp != warming { // the clock started again
+		if s.WarmingUp != warming || s.Elapsed < last { // the clock started again
 			warming, last = s.WarmingUp, 0
 		}
 		if s.Elapsed-last < time.Second {
@@ -239,8 +239,9 @@ func (a *app) printFleetReport(r *fleet.Report) {
 	}
 	a.printf("\n  warm-up:      %.2f s, %.0f ms CPU: every phone's first long-poll (not counted below)", r.WarmUpSeconds, r.WarmUpCPUMS)
 	if r.WarmUpUntil != "" {
-		a.printf("\n  warm-up approvals: %d in %.2f s, ended by %s: %d succeeded, %d failed (not counted below but for lost and unexpected)",
-			r.WarmUpApprovals, r.WarmUpApprovalSeconds, warmUpEnd(r.WarmUpUntil), r.WarmUpOutcomes["succeeded"], r.WarmUpOutcomes["failed"])
+		a.printf("\n  warm-up approvals: %d in %.2f s (%s): %d succeeded, %d failed, %d pending, %d errors (not counted below but for lost and unexpected)",
+			r.WarmUpApprovals, r.WarmUpApprovalSeconds, warmUpEnd(r.WarmUpUntil), r.WarmUpOutcomes["succeeded"], r.WarmUpOutcomes["failed"],
+			r.WarmUpOutcomes["pending"], r.WarmUpOutcomes["error"])
 	}
 	a.printf("\n  memory:       %.1f KiB heap per idle phone (%.1f KiB with the in-process cloud's share; its parked long-poll %.1f KiB more)\n",
 		float64(r.HeapPerPhone)/1024, float64(r.HeapPerPhoneWithCloud)/1024, float64(r.HeapPerPollingPhone)/1024)
@@ -266,11 +267,13 @@ func (a *app) printFleetReport(r *fleet.Report) {
 func warmUpEnd(until string) string {
 	switch until {
 	case "gc":
-		return "the first garbage collection"
+		return "auto: until the first garbage collection"
 	case "limit":
-		return "the time limit, before any garbage collection"
+		return "auto: stopped at the time limit, before any garbage collection"
+	case "interrupted":
+		return "interrupted"
 	}
-	return until
+	return "as many as --warmup asked"
 }
 
 func kdfNote(name string) string {

@@ -647,7 +647,9 @@ func (r *run) warmUp(ctx context.Context, rep *Report) {
 	rep.WarmUpOutcomes, r.outcomes = r.outcomes, map[string]int{}
 	r.latencies = r.latencies[:0]
 	r.done.Store(0)
-	r.warmingUp = false
+	// The measured window's clock, in the same step: no snapshot sees
+	// it with the warm-up's elapsed time.
+	r.begin, r.warmingUp = time.Now(), false
 }
 
 // gcCycles is how many cycles the garbage collector has finished on its
@@ -953,7 +955,11 @@ func (r *run) drive(ctx context.Context, plan drivePlan) (untilMet bool) {
 	flight, cancelFlight := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelFlight()
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-flight.Done(): // drive returned
+			return
+		case <-ctx.Done():
+		}
 		select {
 		case <-flight.Done():
 		case <-time.After(5 * time.Second):

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -293,7 +294,8 @@ func TestFleetWarmUpIsNotCounted(t *testing.T) {
 	if rep.Started != 4 || rep.Outcomes["succeeded"] != 4 || len(rep.Outcomes) != 1 {
 		t.Fatalf("the measured approvals count the warm-up: started %d, outcomes %v", rep.Started, rep.Outcomes)
 	}
-	if rep.WarmUpApprovalSeconds <= 0 || rep.PerSecond <= 0 {
+	// The throughput is of the 4 measured approvals' latencies alone.
+	if rep.WarmUpApprovalSeconds <= 0 || math.Round(rep.PerSecond*rep.Seconds) != 4 {
 		t.Fatalf("times: %+v", rep)
 	}
 	if !warming.Load() || lastWarming.Load() {
@@ -361,5 +363,40 @@ func TestParseWarmUp(t *testing.T) {
 	}
 	if _, err := fleet.Run(context.Background(), fleet.Config{Cloud: "x", Phones: 1, Count: 1, WarmUp: -2}); !errors.Is(err, fleet.ErrBadConfig) {
 		t.Errorf("WarmUp -2: %v", err)
+	}
+}
+
+func TestFleetInterruptedWhileWarmingUp(t *testing.T) {
+	emu := newCloud(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rep, err := fleet.Run(ctx, fleet.Config{Cloud: emu.URL(), AccessKey: emu.AccessKey(),
+		Phones: 2, Count: 5, WarmUp: 1_000_000, Inflight: 2, Approve: 1, Biometric: true,
+		Progress: func(s fleet.Snapshot) {
+			if s.WarmingUp && s.Done >= 2 {
+				cancel()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Interrupted || rep.WarmUpUntil != "interrupted" || rep.WarmUpOutcomes["succeeded"] < 2 || rep.Started != 0 || rep.Failed() {
+		t.Fatalf("%+v", rep)
+	}
+	if n := users(t, emu); n != 0 {
+		t.Fatalf("%d users left after Ctrl-C in the warm-up", n)
+	}
+}
+
+func TestFleetWarmUpThenDuration(t *testing.T) {
+	emu := newCloud(t)
+	rep, err := fleet.Run(context.Background(), fleet.Config{Cloud: emu.URL(), AccessKey: emu.AccessKey(),
+		Phones: 2, Duration: 300 * time.Millisecond, Rate: 50, WarmUp: 5, Inflight: 2, Approve: 1, Biometric: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 50/s for 300 ms starts about 15; the warm-up's 5 are not among them.
+	if rep.Failed() || rep.WarmUpApprovals != 5 || rep.Started < 1 || rep.Started > 16 || rep.Outcomes["succeeded"] != rep.Started {
+		t.Fatalf("%+v", rep)
 	}
 }
