@@ -15,7 +15,7 @@
 #   WARMUP=0 bash testdata/fleetpair.sh          # no warm-up: the heap's growth included
 #
 # Each fleet runs with --warmup $WARMUP (default auto: approvals until the
-# fleet's first garbage collection, not counted), so that the figures are
+# fleet's second garbage collection, not counted), so that the figures are
 # the steady state's; the warm-up's approvals, time and what ended it are
 # printed with them.
 #

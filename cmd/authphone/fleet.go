@@ -54,7 +54,7 @@ stay until --state DIR --remove.
 --warmup N runs N approvals before the clock starts, left out of the
 report's counts, throughput, latency and CPU figures (a lost or unexpected
 one still counts and fails the run); --warmup auto runs them until the
-garbage collector has finished a cycle (at most a minute). A large fleet's
+garbage collector has finished two cycles (at most a minute). A large fleet's
 first approvals grow the process's heap into memory it has never touched
 (at 10 000 phones that cost a sixth to a quarter of a short run's throughput),
 so use --warmup auto to measure the steady state of a large fleet.`,
@@ -160,7 +160,7 @@ so use --warmup auto to measure the steady state of a large fleet.`,
 	f.DurationVar(&duration, "duration", 0, "start approvals for this long instead of --count")
 	f.Float64Var(&rate, "rate", 0, "approvals started per second (0: as fast as --inflight allows)")
 	f.IntVar(&inflight, "inflight", 16, "approvals in flight at most")
-	f.StringVar(&warmup, "warmup", "0", "approvals to run before the clock starts, not counted: N, or auto (until the garbage collector has cycled once)")
+	f.StringVar(&warmup, "warmup", "0", "approvals to run before the clock starts, not counted: N, or auto (until the garbage collector has finished two cycles)")
 	f.StringVar(&answer, "answer", "approve", "how the phones answer: approve, deny or mix:P (share P approved)")
 	f.StringVar(&think, "think", "0", "the user's delay before answering: 0, a duration (50ms) or uniform:MIN-MAX")
 	f.StringVar(&factor, "second-factor", "biometric", "biometric or pin")
@@ -267,7 +267,7 @@ func (a *app) printFleetReport(r *fleet.Report) {
 func warmUpEnd(until string) string {
 	switch until {
 	case "gc":
-		return "auto: until the first garbage collection"
+		return "auto: until two garbage collections"
 	case "limit":
 		return "auto: stopped at the time limit, before any garbage collection"
 	case "interrupted":

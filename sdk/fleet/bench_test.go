@@ -16,7 +16,7 @@ import (
 // loopback would need 20 000 file descriptors), and reports approvals/s,
 // the share of the crypto ceiling measured in the same run, CPU per
 // approval and the heap per idle phone. One b.N is one approval, after an
-// automatic warm-up (fleet.WarmUpAuto: approvals until the first garbage
+// automatic warm-up (fleet.WarmUpAuto: approvals until the second garbage
 // collection, not counted), so that the figures are the steady state's and
 // not those of a heap growing into memory it never touched.
 func BenchmarkFleet(b *testing.B) {

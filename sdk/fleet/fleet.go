@@ -193,18 +193,21 @@ type Config struct {
 	// run's, left out of its counts, throughput, latency and CPU figures
 	// (the report gives their number and time) except that a lost or
 	// unexpected one still counts and fails the run. WarmUpAuto runs them
-	// until the garbage collector has finished a cycle of its own, for at
-	// most MaxAutoWarmUp: a fleet's first approvals grow its heap into
+	// until the garbage collector has finished two cycles of its own, for
+	// at most MaxAutoWarmUp: a fleet's first approvals grow its heap into
 	// memory the process has never touched (at 10 000 phones about 12 page
-	// faults per approval, until the heap first reaches its GC goal), so
-	// a short run measures that rather than the steady state. 0, the
-	// default, runs none.
+	// faults per approval until the heap first reaches its GC goal, and
+	// about 1 until the second, whose goal is set by a live heap of
+	// approvals in flight rather than the idle one the forced collection
+	// before saw), so a short run measures that rather than the steady
+	// state. 0, the default, runs none.
 	WarmUp int
 }
 
 // WarmUpAuto, as Config.WarmUp, runs warm-up approvals until the garbage
-// collector has finished a cycle of its own (the heap has reached its goal
-// once and from then on reuses memory it has used), at most MaxAutoWarmUp.
+// collector has finished two cycles of its own (the heap has reached the
+// goal it keeps while approvals run, and from then on reuses memory it has
+// used), at most MaxAutoWarmUp.
 const WarmUpAuto = -1
 
 // MaxAutoWarmUp bounds a WarmUpAuto warm-up (a process that never
@@ -260,7 +263,7 @@ type Report struct {
 	// (Config.WarmUp), for WarmUpApprovalSeconds; WarmUpOutcomes counts
 	// them by outcome. None of the figures below counts them, except
 	// Lost, Unexpected and Errors. WarmUpUntil says what ended them:
-	// "count", "gc" (WarmUpAuto: the collector finished a cycle), "limit"
+	// "count", "gc" (WarmUpAuto: the collector finished two cycles), "limit"
 	// (WarmUpAuto: MaxAutoWarmUp passed first) or "interrupted".
 	WarmUpApprovals       int            `json:"warmUpApprovals,omitempty"`
 	WarmUpApprovalSeconds float64        `json:"warmUpApprovalSeconds,omitempty"`
@@ -626,10 +629,12 @@ func (r *run) warmUp(ctx context.Context, rep *Report) {
 	plan := drivePlan{label: "fleet warm-up #", count: r.cfg.WarmUp}
 	rep.WarmUpUntil = "count"
 	if r.cfg.WarmUp == WarmUpAuto {
-		// Automatic cycles only: heap() forced those before.
+		// Automatic cycles only: heap() forced those before. The first
+		// ends at the goal the forced ones set from the idle fleet; the
+		// second at the one set from a fleet running approvals.
 		gc0 := gcCycles()
 		plan.count, plan.duration = 0, MaxAutoWarmUp
-		plan.until = func() bool { return gcCycles() > gc0 }
+		plan.until = func() bool { return gcCycles() >= gc0+2 }
 	}
 	ended := r.drive(ctx, plan)
 	switch {
