@@ -34,7 +34,7 @@ bench: ## the performance suite: approvals against their crypto, the fleet at K=
 bench-peer: ## authphone against virtualwebauthn + go-webauthn (their own module in testdata/peerbench)
 	cd testdata/peerbench && $(GO) test -bench . -benchmem $(BENCHFLAGS) .
 
-bench-fleet-pair: ## fleets of 100 and 10 000 phones over loopback on memory and SQLite, and their ratio (issue 9; STORES, KS, COUNT, ROUNDS, FLEETARGS)
+bench-fleet-pair: ## fleets of 100 and 10 000 phones over loopback on memory and SQLite, and their ratio (issue 9; STORES, KS, COUNT, ROUNDS, WARMUP, FLEETARGS)
 	bash testdata/fleetpair.sh
 
 fuzz: ## a short run of every fuzz target (FUZZTIME each)
