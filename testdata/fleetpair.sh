@@ -29,7 +29,7 @@ set -eu
 BIN=${BIN:-}
 STORES=${STORES:-"memory sqlite"}
 KS=${KS:-"100 10000"}
-COUNT=${COUNT:-10000}
+COUNT=${COUNT:-30000}
 ROUNDS=${ROUNDS:-2}
 FLEETARGS=${FLEETARGS:-}
 EMUARGS=${EMUARGS:-}
@@ -113,14 +113,16 @@ if len(frows) >= 2 and frows[-1][2] > frows[0][2]:
     a, b = frows[0], frows[-1]
     emuF, flF = (b[0] - a[0]) / (b[2] - a[2]), (b[1] - a[1]) / (b[2] - a[2])
 print(json.dumps({"fleetFaults": flF, "emuFaults": emuF, "store": store, "k": int(k), "round": int(rnd), "perSec": r["approvalsPerSecond"], "fleetMs": fl, "emuMs": emu,
-                  "cpuCeilingPercent": r["cpuCeilingPercent"], "protocol": r.get("protocol", ""), "lost": r["lost"],
+                  "cpuCeilingPercent": r["cpuCeilingPercent"], "cryptoMs": r["cryptoCpuMs"], "drift": r.get("cryptoDriftPercent", 0),
+                  "gcCycles": r.get("gcCycles", 0), "gcMs": r.get("gcCpuPerApprovalMs", 0), "protocol": r.get("protocol", ""), "lost": r["lost"],
                   "unexpected": r["unexpected"], "load": load,
                   "warmUp": "%d approvals in %.1f s (%s)" % (r.get("warmUpApprovals", 0), r.get("warmUpApprovalSeconds", 0), r.get("warmUpUntil", "none"))}))
 PY
 			tail -1 "$W/round" | python3 -c 'import json,sys
 d=json.loads(sys.stdin.read())
-print("round %(round)d %(store)-6s K=%(k)5d: %(perSec)6.0f approvals/s, CPU/approval fleet %(fleetMs).3f ms + emulator %(emuMs).3f ms, page faults/approval fleet %(fleetFaults).1f + emulator %(emuFaults).1f, %(cpuCeilingPercent).1f%% of the crypto ceiling by the fleet CPU, lost %(lost)d, unexpected %(unexpected)d, %(protocol)s, warm-up %(warmUp)s, load %(load)s" % d)'
+print("round %(round)d %(store)-6s K=%(k)5d: %(perSec)6.0f approvals/s, CPU/approval fleet %(fleetMs).3f ms + emulator %(emuMs).3f ms, page faults/approval fleet %(fleetFaults).1f + emulator %(emuFaults).1f, %(cpuCeilingPercent).1f%% of the crypto ceiling by the fleet CPU, fleet GC %(gcMs).3f ms/approval in %(gcCycles)d cycles, crypto %(cryptoMs).3f ms (drift %(drift)+.1f%%), lost %(lost)d, unexpected %(unexpected)d, %(protocol)s, warm-up %(warmUp)s, load %(load)s" % d)'
 		done
+		cat "$W/round" >>"$W/all"
 		python3 - "$W/round" <<'PY'
 import json, sys
 rs = [json.loads(l) for l in open(sys.argv[1])]
@@ -132,3 +134,33 @@ PY
 	done
 	done
 done
+
+# Across the rounds, per store: the median and range of each round's
+# ratio, by approvals/s, by CPU per approval, and by approvals/s in units
+# of the machine's crypto speed measured in each fleet's run (its start and
+# end): on a shared host the machine's own speed moves by 10-20% between
+# minutes, and that last ratio takes it out.
+[ -s "$W/all" ] && python3 - "$W/all" <<'PY'
+import json, statistics, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+for store in dict.fromkeys(r["store"] for r in rs):
+    byround = {}
+    for r in rs:
+        if r["store"] == store:
+            byround.setdefault(r["round"], []).append(r)
+    wall, cpu, norm = [], [], []
+    for rnd in sorted(byround):
+        g = sorted(byround[rnd], key=lambda d: d["k"])
+        if len(g) < 2:
+            continue
+        a, b = g[0], g[-1]
+        wall.append(b["perSec"] / a["perSec"])
+        cpu.append((b["fleetMs"] + b["emuMs"]) / (a["fleetMs"] + a["emuMs"]))
+        norm.append(b["perSec"] * b["cryptoMs"] / (a["perSec"] * a["cryptoMs"]))
+        ks = (a["k"], b["k"])
+    if not wall:
+        continue
+    f = lambda xs: "median %.2fx (%.2f-%.2f)" % (statistics.median(xs), min(xs), max(xs))
+    print("%s, K=%d / K=%d over %d rounds: approvals/s %s; CPU per approval %s; approvals/s per crypto speed %s" % (
+        store, ks[1], ks[0], len(wall), f(wall), f(cpu), f(norm)))
+PY

@@ -253,9 +253,13 @@ func (a *app) printFleetReport(r *fleet.Report) {
 	a.printf("  lost:         %d   unexpected: %d\n", r.Lost, r.Unexpected)
 	a.printf("  throughput:   %.1f approvals/s\n", r.PerSecond)
 	a.printf("  latency (ms): p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.Max)
-	a.printf("  CPU/approval: %.2f ms (whole process)\n", r.CPUPerOpMS)
+	a.printf("  CPU/approval: %.2f ms (whole process), of it %.3f ms the garbage collector's (%d cycles in the run%s)\n",
+		r.CPUPerOpMS, r.GCCPUPerOpMS, r.GCCycles, fewCycles(r.GCCycles))
 	a.printf("  crypto ceiling: %.0f approvals/s on this machine (%.3f ms of CPU each); this run: %.1f%% of it, %.1f%% by CPU time\n",
 		r.CeilingPerSecond, r.CryptoMS, r.CeilingPercent, r.CPUCeilingPercent)
+	if r.CryptoEndMS > 0 {
+		a.printf("  machine speed: the crypto took %+.1f%% at the end against the start%s\n", r.CryptoDriftPercent, drifted(r.CryptoDriftPercent))
+	}
 	if r.Interrupted {
 		a.printf("  interrupted: the report covers what ran\n")
 	}
@@ -265,6 +269,25 @@ func (a *app) printFleetReport(r *fleet.Report) {
 	for _, e := range r.Errors {
 		a.printf("  error: %s\n", e)
 	}
+}
+
+// fewCycles warns of a run too short for its collector: with fewer than
+// three cycles in it, its GC share depends on how many happened to fall
+// in the window.
+func fewCycles(n uint64) string {
+	if n < 3 {
+		return "; too few for a steady figure: run more approvals"
+	}
+	return ""
+}
+
+// drifted warns when the machine's speed moved during the run by more
+// than the figures could absorb.
+func drifted(pct float64) string {
+	if pct > 5 || pct < -5 {
+		return ": the machine's speed moved during the run, so compare runs with care (another process, or a shared host)"
+	}
+	return ""
 }
 
 // largeFleet is the size from which the report suggests --warmup auto

@@ -28,3 +28,28 @@ func TestFleetReportSuggestsAWarmUpForLargeFleets(t *testing.T) {
 		}
 	}
 }
+
+// The report says when its garbage-collection share rests on too few
+// cycles, and when the machine's speed moved during the run.
+func TestFleetReportWarnsOfFewCyclesAndDrift(t *testing.T) {
+	for _, tc := range []struct {
+		rep        fleet.Report
+		few, drift bool
+	}{
+		{fleet.Report{Phones: 100, GCCycles: 25, CryptoEndMS: 0.17, CryptoDriftPercent: 1.5}, false, false},
+		{fleet.Report{Phones: 10000, GCCycles: 2, CryptoEndMS: 0.17, CryptoDriftPercent: -0.5}, true, false},
+		{fleet.Report{Phones: 100, GCCycles: 9, CryptoEndMS: 0.2, CryptoDriftPercent: 18}, false, true},
+		{fleet.Report{Phones: 100, GCCycles: 9, CryptoEndMS: 0.15, CryptoDriftPercent: -7}, false, true},
+	} {
+		var out bytes.Buffer
+		a := &app{io: &ioStreams{out: &out, err: &out}}
+		a.printFleetReport(&tc.rep)
+		s := out.String()
+		if got := strings.Contains(s, "too few for a steady figure"); got != tc.few {
+			t.Errorf("%d cycles: few-cycles warning %v, want %v:\n%s", tc.rep.GCCycles, got, tc.few, s)
+		}
+		if got := strings.Contains(s, "speed moved during the run"); got != tc.drift {
+			t.Errorf("drift %.1f%%: warning %v, want %v:\n%s", tc.rep.CryptoDriftPercent, got, tc.drift, s)
+		}
+	}
+}

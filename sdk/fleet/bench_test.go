@@ -50,10 +50,16 @@ func BenchmarkFleet(b *testing.B) {
 			b.ReportMetric(rep.CeilingPercent, "%ceiling")
 			b.ReportMetric(rep.CPUCeilingPercent, "%ceiling-by-cpu")
 			b.ReportMetric(rep.CPUPerOpMS*1000, "cpu-µs/op")
+			b.ReportMetric(rep.GCCPUPerOpMS*1000, "gc-cpu-µs/op")
+			b.ReportMetric(float64(rep.GCCycles), "gc-cycles")
+			b.ReportMetric(rep.CryptoDriftPercent, "%crypto-drift")
 			b.ReportMetric(float64(rep.HeapPerPhone)/1024, "KiB/idle-phone")
 			b.ReportMetric(float64(rep.HeapPerPollingPhone)/1024, "KiB/long-poll")
 			b.ReportMetric(rep.WarmUpCPUMS/float64(tc.phones)*1000, "warmup-cpu-µs/phone")
 			b.ReportMetric(float64(rep.WarmUpApprovals), "warmup-approvals")
+			if rep.GCCycles < 3 {
+				b.Logf("%d garbage collections in the measured window: its GC share depends on how many fell in it (give -benchtime more approvals: at 10 000 phones, 50000x)", rep.GCCycles)
+			}
 			if rep.WarmUpUntil != "gc" {
 				b.Logf("the warm-up ended by %s, not at a garbage collection: the figures may include a growing heap", rep.WarmUpUntil)
 			}

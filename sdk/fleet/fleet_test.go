@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -62,6 +63,19 @@ func TestFleetMixLeavesNoUsers(t *testing.T) {
 		}
 		if rep.LatencyMS.P50 <= 0 || rep.LatencyMS.Max < rep.LatencyMS.P99 || rep.CeilingPerSecond <= 0 || rep.CPUPerOpMS <= 0 {
 			t.Fatalf("figures: %+v", rep)
+		}
+		// The collector's share is part of the CPU per approval; the
+		// crypto, measured at start and end, is their mean, and the
+		// ceiling follows from it.
+		if rep.GCCPUPerOpMS < 0 || rep.GCCPUPerOpMS > rep.CPUPerOpMS || rep.CryptoEndMS <= 0 {
+			t.Fatalf("GC %.3f ms of %.3f, crypto at the end %.3f ms", rep.GCCPUPerOpMS, rep.CPUPerOpMS, rep.CryptoEndMS)
+		}
+		start := 2*rep.CryptoMS - rep.CryptoEndMS
+		if d := 100 * (rep.CryptoEndMS - start) / start; math.Abs(d-rep.CryptoDriftPercent) > 1e-6 {
+			t.Fatalf("drift %.3f%%, want %.3f%% (mean %.4f ms, end %.4f ms)", rep.CryptoDriftPercent, d, rep.CryptoMS, rep.CryptoEndMS)
+		}
+		if want := float64(runtime.GOMAXPROCS(0)) * 1000 / rep.CryptoMS; math.Abs(rep.CeilingPerSecond-want) > 1e-6*want {
+			t.Fatalf("ceiling %.1f/s, want %.1f/s from %.4f ms", rep.CeilingPerSecond, want, rep.CryptoMS)
 		}
 		if n := users(t, emu); n != 0 {
 			t.Fatalf("%d users left after the run", n)
