@@ -30,16 +30,18 @@ func TestFleetReportSuggestsAWarmUpForLargeFleets(t *testing.T) {
 }
 
 // The report says when its garbage-collection share rests on too few
-// cycles, and when the machine's speed moved during the run.
+// cycles, and when the machine's speed moved during the run; a run cut
+// short in its enrolment has neither figure, and says nothing of them.
 func TestFleetReportWarnsOfFewCyclesAndDrift(t *testing.T) {
 	for _, tc := range []struct {
-		rep        fleet.Report
-		few, drift bool
+		rep               fleet.Report
+		few, drift, cycle bool
 	}{
-		{fleet.Report{Phones: 100, GCCycles: 25, CryptoEndMS: 0.17, CryptoDriftPercent: 1.5}, false, false},
-		{fleet.Report{Phones: 10000, GCCycles: 2, CryptoEndMS: 0.17, CryptoDriftPercent: -0.5}, true, false},
-		{fleet.Report{Phones: 100, GCCycles: 9, CryptoEndMS: 0.2, CryptoDriftPercent: 18}, false, true},
-		{fleet.Report{Phones: 100, GCCycles: 9, CryptoEndMS: 0.15, CryptoDriftPercent: -7}, false, true},
+		{fleet.Report{Phones: 100, CPUPerOpMS: 0.3, GCCycles: 25, CryptoMS: 0.17, CryptoEndMS: 0.17, CryptoDriftPercent: 1.5}, false, false, true},
+		{fleet.Report{Phones: 10000, CPUPerOpMS: 0.3, GCCycles: 2, CryptoMS: 0.17, CryptoEndMS: 0.17, CryptoDriftPercent: -0.5}, true, false, true},
+		{fleet.Report{Phones: 100, CPUPerOpMS: 0.3, GCCycles: 9, CryptoMS: 0.18, CryptoEndMS: 0.2, CryptoDriftPercent: 18}, false, true, true},
+		{fleet.Report{Phones: 100, CPUPerOpMS: 0.3, GCCycles: 9, CryptoMS: 0.16, CryptoEndMS: 0.15, CryptoDriftPercent: -7}, false, true, true},
+		{fleet.Report{Phones: 100, Interrupted: true}, false, false, false},
 	} {
 		var out bytes.Buffer
 		a := &app{io: &ioStreams{out: &out, err: &out}}
@@ -50,6 +52,9 @@ func TestFleetReportWarnsOfFewCyclesAndDrift(t *testing.T) {
 		}
 		if got := strings.Contains(s, "speed moved during the run"); got != tc.drift {
 			t.Errorf("drift %.1f%%: warning %v, want %v:\n%s", tc.rep.CryptoDriftPercent, got, tc.drift, s)
+		}
+		if got := strings.Contains(s, "garbage collector's") && strings.Contains(s, "crypto ceiling"); got != tc.cycle {
+			t.Errorf("GC and crypto lines shown %v, want %v:\n%s", got, tc.cycle, s)
 		}
 	}
 }

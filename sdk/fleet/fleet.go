@@ -277,30 +277,33 @@ type Report struct {
 	PerSecond             float64        `json:"approvalsPerSecond"`
 	LatencyMS             Latency        `json:"latencyMs"`
 	CPUPerOpMS            float64        `json:"cpuPerApprovalMs"`
-	// GCCPUPerOpMS is the share of CPUPerOpMS this process's garbage
-	// collector spent (runtime/metrics' estimate; in process, the
-	// cloud's collection too), and GCCycles how many cycles it finished
-	// in the measured window: a window of a few cycles at most charges
-	// their cost by how many fell in it.
+	// GCCPUPerOpMS is the part of CPUPerOpMS, in ms per approval, that
+	// this process's garbage collector spent by runtime/metrics' estimate
+	// (an overestimate: a pause counts on every core; in process, the
+	// cloud's collection is in it too). The runtime adds to it when a
+	// cycle ends, so it counts the GCCycles cycles that ended in the
+	// measured window, in full: a window of a few cycles charges their
+	// cost by how many happened to end in it.
 	GCCPUPerOpMS float64 `json:"gcCpuPerApprovalMs"`
 	GCCycles     uint64  `json:"gcCycles"`
 	// CryptoMS is the CPU time of an approval's crypto alone (3 P-256
-	// signatures, 2 verifications), measured at start; CeilingPerSecond
-	// the approvals per second this machine's cores could do if they did
-	// nothing else. CeilingPercent is this run's approvals/s against it
+	// signatures, 2 verifications), measured once the phones are enrolled
+	// and before the approvals; CeilingPerSecond the approvals per second
+	// this machine's cores could do if they did nothing else. CeilingPercent is this run's approvals/s against it
 	// (lower when other processes share the cores); CPUCeilingPercent is
 	// the share the run would reach with the cores to itself: the crypto's
 	// CPU time over the CPU time per approval.
 	//
 	// The crypto is measured again once the approvals have stopped
 	// (CryptoEndMS): a shared or throttled machine's speed can move by
-	// 10–20% within a minute, which no figure here could tell from the
-	// fleet's own cost. CryptoMS, and the ceiling, are the mean of the
-	// two; CryptoDriftPercent is how far the end's is from the start's
-	// (positive: the machine was slower at the end).
+	// 10–40% within minutes, which no figure here could tell from the
+	// fleet's own cost. CryptoMS is then the mean of the two, and the
+	// ceiling follows from it (without approvals, it is the first
+	// measure alone); CryptoDriftPercent is how far the end's is from the
+	// start's (positive: the machine was slower at the end).
 	CryptoMS           float64 `json:"cryptoCpuMs"`
 	CryptoEndMS        float64 `json:"cryptoCpuMsEnd,omitempty"`
-	CryptoDriftPercent float64 `json:"cryptoDriftPercent"`
+	CryptoDriftPercent float64 `json:"cryptoDriftPercent,omitempty"`
 	CeilingPerSecond   float64 `json:"cryptoCeilingPerSecond"`
 	CeilingPercent     float64 `json:"cryptoCeilingPercent"`
 	CPUCeilingPercent  float64 `json:"cpuCeilingPercent"`
@@ -494,9 +497,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	cost, ceiling := CryptoCeiling(cryptoSample)
-	rep.CryptoMS, rep.CeilingPerSecond = ms(cost), ceiling
-
 	heap0 := heap()
 	t0 := time.Now()
 	err := r.enrol(ctx, dir, saved)
@@ -524,6 +524,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, nil
 	}
 	rep.HeapPerPhoneWithCloud = max(0, int64(heap())-int64(heap0)) / int64(cfg.Phones)
+	// The crypto is measured once the enrolments are done and before the
+	// phones start, when the cloud is idle too (measured before the
+	// enrolments, against an emulator just started in another process,
+	// it read up to 37% dearer than at the end: the two shared the cores).
+	quiet()
+	cost, ceiling := CryptoCeiling(cryptoSample)
+	rep.CryptoMS, rep.CeilingPerSecond = ms(cost), ceiling
 
 	heapIdle0 := heap()
 	phoneCtx, stopPhones := context.WithCancel(context.WithoutCancel(ctx))
@@ -581,12 +588,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.HeapPerPhone = r.phoneHeap()
 	if n := len(r.latencies); n > 0 && rep.CryptoMS > 0 {
 		// Measured with the phones stopped, before the users are removed.
-		end, _ := CryptoCeiling(cryptoSample)
-		start := rep.CryptoMS
-		rep.CryptoEndMS = ms(end)
-		rep.CryptoDriftPercent = 100 * (rep.CryptoEndMS - start) / start
-		rep.CryptoMS = (start + rep.CryptoEndMS) / 2
-		rep.CeilingPerSecond = float64(runtime.GOMAXPROCS(0)) * 1000 / rep.CryptoMS
+		quiet()
+		if end, _ := CryptoCeiling(cryptoSample); end > 0 {
+			start := rep.CryptoMS
+			rep.CryptoEndMS = ms(end)
+			rep.CryptoDriftPercent = 100 * (rep.CryptoEndMS - start) / start
+			rep.CryptoMS = (start + rep.CryptoEndMS) / 2
+			rep.CeilingPerSecond = float64(runtime.GOMAXPROCS(0)) * 1000 / rep.CryptoMS
+		}
 	}
 	rep.Interrupted = ctx.Err() != nil
 	rep.Seconds = elapsed.Seconds()
@@ -690,7 +699,8 @@ func gcCycles() uint64 {
 	return readUint64("/gc/cycles/automatic:gc-cycles")
 }
 
-// gcCPU is the CPU time this process's garbage collector has spent.
+// gcCPU is the runtime's estimate of the CPU time this process's
+// garbage collector has spent, as of the last cycle's end.
 func gcCPU() time.Duration {
 	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	metrics.Read(s)
@@ -881,12 +891,28 @@ func (r *run) cleanup() {
 // row, the cloud having parked the long-polls; or 5 s plus 10 ms per phone
 // at most (a loaded machine makes the K first reads slow).
 func (r *run) settle(ctx context.Context) {
-	deadline := time.Now().Add(5*time.Second + time.Duration(len(r.phones))*10*time.Millisecond)
+	settleQuiet(ctx, 5*time.Second+time.Duration(len(r.phones))*10*time.Millisecond, func() bool {
+		return int(r.polling.Load()) >= len(r.phones)
+	})
+}
+
+// quiet waits, for a second at most, until the process has used under a
+// tenth of a core for three 100 ms windows in a row: the crypto is then
+// measured without the tail of the work before it (connections closing,
+// the in-process cloud's requests ending).
+func quiet() {
+	settleQuiet(context.Background(), time.Second, func() bool { return true })
+}
+
+// settleQuiet waits, for limit at most, until ready holds and the process
+// has used under a tenth of a core for three 100 ms windows in a row.
+func settleQuiet(ctx context.Context, limit time.Duration, ready func() bool) {
+	deadline := time.Now().Add(limit)
 	quiet := 0
 	for time.Now().Before(deadline) && ctx.Err() == nil && quiet < 3 {
 		c0 := cpuTime()
 		time.Sleep(100 * time.Millisecond)
-		if int(r.polling.Load()) >= len(r.phones) && cpuTime()-c0 < 10*time.Millisecond {
+		if ready() && cpuTime()-c0 < 10*time.Millisecond {
 			quiet++
 		} else {
 			quiet = 0
@@ -1126,16 +1152,19 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// cryptoSample is how long a run measures its crypto, at start and at
-// the end.
+// cryptoSample is how long a run measures its crypto, before and after
+// its approvals.
 const cryptoSample = 300 * time.Millisecond
 
-// CryptoCeiling measures, for about d, the CPU time the crypto of one
-// approval takes on this machine — 3 P-256 signatures (the signed inbox
-// read, the UAF assertion, the cloud's token) and 2 verifications — and
-// returns it with the ceiling: the approvals per second all its cores
-// (GOMAXPROCS) could do if they did nothing else. Measured in CPU time, it
-// does not depend on what else the machine runs.
+// CryptoCeiling measures, for d after an untimed pass of up to 100 ms, the
+// CPU time the crypto of one approval takes on this machine — 3 P-256
+// signatures (the signed inbox read, the UAF assertion, the cloud's token)
+// and 2 verifications — and returns it with the ceiling: the approvals per
+// second all its cores (GOMAXPROCS) could do if they did nothing else. It
+// is the whole process's CPU time, so call it when nothing else in the
+// process works; measured in CPU time, other processes change it only by
+// sharing the cores' caches and pipelines (a few %; up to 37% seen against
+// a process busy starting).
 func CryptoCeiling(d time.Duration) (cost time.Duration, perSecond float64) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	digest := sha256.Sum256([]byte("the signed data of an authentication assertion"))
@@ -1143,8 +1172,8 @@ func CryptoCeiling(d time.Duration) (cost time.Duration, perSecond float64) {
 	// An untimed pass first: the first signatures of a pass pay for
 	// fresh pages and goroutine stacks (in the process's CPU time, which
 	// is what is measured). Without it the measures at a run's start and
-	// end were apart by -30% to +13% on one machine; with it, by 2% at
-	// most.
+	// end were apart by -37% to +13% on one machine; with it (and
+	// measured when the process is quiet), within 4%.
 	cryptoRun(n, min(d/3, 100*time.Millisecond), key, digest[:])
 	cpu0 := cpuTime()
 	ops := cryptoRun(n, d, key, digest[:])
